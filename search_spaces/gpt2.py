@@ -116,8 +116,9 @@ class GPT2Space:
         wlo, whi, step = self.width
         if not (1 <= wlo <= whi and step >= 1):
             raise ConfigError("width", self.width, "[low, high, step] with 1 <= low <= high, step >= 1")
-        if not any(w % h == 0 for w in range(wlo, whi + 1, step) for h in self.heads):
-            raise ConfigError("heads", self.heads, f"at least one divisor of a width in {self.width}")
+        bad_widths = [w for w in range(wlo, whi + 1, step) if not any(w % h == 0 for h in self.heads)]
+        if bad_widths:  # else suggest() would have no valid head count for that width
+            raise ConfigError("heads", self.heads, f"a divisor of every width in {self.width} (none divides {bad_widths[0]})")
 
     @classmethod
     def gpts_1k(cls, vocab_size: int = 50257, context: int = 1024) -> GPT2Space:
@@ -134,11 +135,12 @@ class GPT2Space:
         return GPT2Config(vocab_size=self.vocab_size, context=self.context, **kw)
 
     def suggest(self, trial) -> GPT2Config:
-        """Define-by-run sampling for an Optuna trial (heads drawn as an index, see ViTSpace)."""
+        """Define-by-run sampling for an Optuna trial (heads drawn as an index, see ViTSpace; with the
+        paper's rule the width range depends on depth)."""
         depth = trial.suggest_int("depth", *self.depth)
-        wlo, whi, step = self.width
-        width = trial.suggest_int("width", wlo, whi, step=step)
-        options = [h for h in self.heads if width % h == 0] or [1]
+        widths = self._widths(depth)  # the paper's rule: range depends on depth
+        width = trial.suggest_int("width", widths[0], widths[-1], step=self.width[2])
+        options = [h for h in self.heads if width % h == 0]
         heads = options[trial.suggest_int("heads_index", 0, len(self.heads) - 1) % len(options)]
         return self._build(
             depth=depth, width=width, heads=heads,

@@ -162,8 +162,9 @@ class ViTSpace:
         wlo, whi, step = self.width
         if not (1 <= wlo <= whi and step >= 1):
             raise ConfigError("width", self.width, "[low, high, step] with 1 <= low <= high, step >= 1")
-        if not any(w % h == 0 for w in range(wlo, whi + 1, step) for h in self.heads):
-            raise ConfigError("heads", self.heads, f"at least one divisor of a width in {self.width}")
+        bad_widths = [w for w in range(wlo, whi + 1, step) if not any(w % h == 0 for h in self.heads)]
+        if bad_widths and not self.paper_width_rule:  # else suggest() would have no valid head count
+            raise ConfigError("heads", self.heads, f"a divisor of every width in {self.width} (none divides {bad_widths[0]})")
 
     @classmethod
     def vits_1k(cls, image_size: int = 32, channels: int = 3, num_classes: int = 10) -> ViTSpace:
@@ -194,12 +195,14 @@ class ViTSpace:
 
     def suggest(self, trial) -> ViTConfig:
         """Define-by-run sampling for an Optuna trial. Heads are drawn as an index into the
-        divisors of the chosen width so the distribution stays static for TPE."""
+        divisors of the chosen width so the distribution stays static for TPE. With the paper's
+        rule the width range depends on depth (Optuna allows a param's range to vary per trial)."""
         depth = trial.suggest_int("depth", *self.depth)
-        wlo, whi, step = self.width
+        wlo, whi, step = self._width_range(depth)
         width = trial.suggest_int("width", wlo, whi, step=step)
-        options = [h for h in self.heads if width % h == 0] or [1]
-        heads = options[trial.suggest_int("heads_index", 0, len(self.heads) - 1) % len(options)]
+        options = self._heads_for(width)
+        n_index = 3 if self.paper_width_rule else len(self.heads)  # the paper rule offers at most 3 head counts
+        heads = options[trial.suggest_int("heads_index", 0, n_index - 1) % len(options)]
         return self._build(
             depth=depth, width=width, heads=heads,
             patch_size=trial.suggest_categorical("patch_size", list(self.patch_sizes)),

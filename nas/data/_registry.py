@@ -1,0 +1,39 @@
+"""`load_dataset(name, **options)`: one entry point so Hydra's `data=` group maps to a loader."""
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable
+
+from search_spaces import ConfigError
+
+from ._base import Dataset
+from ._cifar import load_cifar
+from ._digits import load_digits
+from ._pytext import load_pytext
+from ._wikitext import load_wikitext
+
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    "digits": load_digits,
+    "pytext": load_pytext,
+    "cifar10": functools.partial(load_cifar, "cifar10"),
+    "cifar100": functools.partial(load_cifar, "cifar100"),
+    "wikitext103": functools.partial(load_wikitext, "wikitext103"),
+    "wikitext2": functools.partial(load_wikitext, "wikitext2"),
+}
+
+
+def dataset_options(name: str) -> dict[str, Any]:
+    """The options `name` accepts and their defaults (for docs, the CLI and error messages)."""
+    if name not in DATASETS:
+        raise ConfigError("data", name, f"one of {sorted(DATASETS)}")
+    return {p.name: p.default for p in inspect.signature(DATASETS[name]).parameters.values()}
+
+
+def load_dataset(name: str, **options: Any) -> Dataset:
+    """Load dataset `name`; unknown names and options raise `ConfigError`, missing files `FileNotFoundError`."""
+    known = dataset_options(name)
+    for key, value in options.items():
+        if key not in known:
+            raise ConfigError(key, value, f"an option of data={name}: {sorted(known)}")
+    return DATASETS[name](**options)
