@@ -1,0 +1,112 @@
+"""Graphormer encoder: node embeddings of a (meta-)batch of architecture graphs.
+
+Graphs are padded to a dense [B, N, d] batch with `to_dense_batch`; padded keys are masked out
+of every attention row and padded rows are dropped with the returned mask (`h[mask]`), so a
+graph's embeddings never depend on the other graphs in the batch (LOGAH_NOTES §6 bug 1).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from .graph import NUM_SHAPE_BUCKETS, Flag, Op
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Batch
+
+
+class NodeEmbedding(nn.Module):
+    """x0 = op + [out-dim ; in-dim] + flag + in/out-degree + distance-from-input embeddings."""
+
+    def __init__(self, d: int, cutoff: int, max_degree: int) -> None:
+        super().__init__()
+        self.max_degree = max_degree
+        self.op = nn.Embedding(len(Op), d)
+        self.out_dim = nn.Embedding(NUM_SHAPE_BUCKETS, d // 2)
+        self.in_dim = nn.Embedding(NUM_SHAPE_BUCKETS, d - d // 2)
+        self.flag = nn.Embedding(len(Flag), d)
+        self.in_degree = nn.Embedding(max_degree + 1, d)
+        self.out_degree = nn.Embedding(max_degree + 1, d)
+        self.input_dist = nn.Embedding(cutoff + 2, d)  # 0..cutoff, cutoff+1 = unreachable
+
+    def forward(self, x: torch.Tensor, in_deg: torch.Tensor, out_deg: torch.Tensor,
+                input_dist: torch.Tensor) -> torch.Tensor:  # x: [N, 4] -> [N, d]
+        op, out_dim, in_dim, flag = x.unbind(-1)
+        shape = torch.cat([self.out_dim(out_dim), self.in_dim(in_dim)], dim=-1)
+        return (self.op(op) + shape + self.flag(flag)
+                + self.in_degree(in_deg.clamp(max=self.max_degree))
+                + self.out_degree(out_deg.clamp(max=self.max_degree))
+                + self.input_dist(input_dist))
+
+
+class SpatialBias(nn.Module):
+    """Per-head attention bias from the shortest-path distance in both directions.
+
+    Computed once per batch and shared by all layers (as in GHN-3/LoGAH).
+    """
+
+    def __init__(self, d: int, heads: int, cutoff: int) -> None:
+        super().__init__()
+        self.dist = nn.Embedding(cutoff + 2, d)
+        self.mlp = nn.Sequential(nn.Linear(2 * d, d), nn.ReLU(), nn.Linear(d, heads))
+
+    def forward(self, spd: torch.Tensor) -> torch.Tensor:  # spd: [B, N, N] -> [B, H, N, N]
+        e = torch.cat([self.dist(spd), self.dist(spd.transpose(1, 2))], dim=-1)  # [B, N, N, 2d]
+        return rearrange(self.mlp(e), "b i j h -> b h i j")
+
+
+class Attention(nn.Module):
+    def __init__(self, d: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:  # x [B,N,d], bias [B,H,N,N]
+        q, k, v = rearrange(self.qkv(x), "b n (three h e) -> three b h n e", three=3, h=self.heads)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        return self.proj(rearrange(y, "b h n e -> b n (h e)"))
+
+
+class GraphormerLayer(nn.Module):
+    """Pre-LN block: x += MHA(LN x) + spatial bias; x += FFN(LN x)."""
+
+    def __init__(self, d: int, heads: int) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(d)
+        self.attn = Attention(d, heads)
+        self.ln_2 = nn.LayerNorm(d)
+        self.ffn = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), bias)
+        return x + self.ffn(self.ln_2(x))
+
+
+class GraphEncoder(nn.Module):
+    def __init__(self, d: int, layers: int, heads: int, cutoff: int, max_degree: int = 32) -> None:
+        super().__init__()
+        self.embed = NodeEmbedding(d, cutoff, max_degree)
+        self.spatial = SpatialBias(d, heads, cutoff)
+        self.layers = nn.ModuleList(GraphormerLayer(d, heads) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(d)
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """A PyG Batch of `build_graph` graphs -> (h [B, N, d], mask [B, N] True for real nodes)."""
+        from torch_geometric.utils import to_dense_adj, to_dense_batch
+
+        node_batch = batch.batch
+        spd = to_dense_adj(batch.pair_index, node_batch, edge_attr=batch.pair_spd).long()  # [B, N, N]
+        _, mask = to_dense_batch(batch.x, node_batch)  # [B, N]: True for real nodes
+        input_dist = spd[:, 0][mask]  # [sum N]: distance from each graph's node 0 (the input)
+        h = self.embed(batch.x, batch.in_degree, batch.out_degree, input_dist)  # [sum N, d]
+        h, _ = to_dense_batch(h, node_batch)  # [B, N, d]
+        neg = torch.finfo(h.dtype).min / 2  # large negative; still finite after adding the bias
+        bias = self.spatial(spd).masked_fill(~mask[:, None, None, :], neg)  # padded keys never attended
+        for layer in self.layers:
+            h = layer(h, bias)
+        return self.ln_f(h), mask

@@ -1,0 +1,237 @@
+"""LoGAH: a Graphormer over the architecture graph plus a low-rank parameter decoder.
+
+    graph (build_graph) -> GraphEncoder -> node embeddings h [N, d]
+                        -> LowRankDecoder -> every parameter of every node
+
+`predict` streams (node groups, outputs written in place, no grad); `predict_batch` keeps the
+graph of gradients for meta-training and encodes the whole meta-batch in one padded pass.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from search_spaces import ConfigError, ModelConfig
+
+from .decoder import LowRankDecoder
+from .encoder import GraphEncoder
+from .graph import DEFAULT_SPD_CUTOFF, build_graph
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Data
+
+# (hidden d, Graphormer layers, heads, rank r) of the paper's variants (LOGAH_NOTES §2).
+VARIANTS: dict[str, tuple[int, int, int, int]] = {
+    "tiny": (64, 3, 8, 32),
+    "small": (128, 5, 16, 90),
+    "base": (256, 5, 16, 128),
+    "large": (256, 12, 16, 256),
+}
+
+
+@dataclass(frozen=True)
+class LoGAHConfig:
+    """A hypernet's shape. `None` fields take the variant's value.
+
+    `space_signature` (a search space's `signature()`) ties one hypernet to one space: it is
+    stored in checkpoints and `predict` refuses configs outside it. `max_dim` (K) is the largest
+    dimension with its own learned basis row; larger ones (up to `max_total_dim`) use chunk codes.
+    """
+
+    variant: str = "tiny"
+    hidden: int | None = None
+    layers: int | None = None
+    heads: int | None = None
+    rank: int | None = None
+    max_dim: int = 5120
+    max_total_dim: int = 131072
+    spd_cutoff: int = DEFAULT_SPD_CUTOFF
+    max_degree: int = 32
+    space_signature: dict[str, Any] | None = field(default=None, compare=True, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ConfigError("variant", self.variant, f"one of {list(VARIANTS)}")
+        for name in ("hidden", "layers", "heads", "rank"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ConfigError(name, v, "an integer >= 1 or None (variant default)")
+        if self.d % self.n_heads:
+            raise ConfigError("heads", self.n_heads, f"a divisor of hidden={self.d}")
+        if self.d < 2:
+            raise ConfigError("hidden", self.d, "an integer >= 2")
+        for name in ("max_dim", "max_total_dim", "spd_cutoff", "max_degree"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(name, v, "an integer >= 1")
+        if self.max_total_dim < self.max_dim:
+            raise ConfigError("max_total_dim", self.max_total_dim, f">= max_dim={self.max_dim}")
+        if self.space_signature is not None and not isinstance(self.space_signature, dict):
+            raise ConfigError("space_signature", self.space_signature, "a dict from space.signature() or None")
+
+    @property
+    def d(self) -> int:
+        return self.hidden or VARIANTS[self.variant][0]
+
+    @property
+    def n_layers(self) -> int:
+        return self.layers or VARIANTS[self.variant][1]
+
+    @property
+    def n_heads(self) -> int:
+        return self.heads or VARIANTS[self.variant][2]
+
+    @property
+    def r(self) -> int:
+        return self.rank or VARIANTS[self.variant][3]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LoGAHConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(unknown[0], d[unknown[0]], f"a field of LoGAHConfig: {sorted(known)}")
+        return cls(**d)
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_graph(config: ModelConfig, cutoff: int) -> Data:
+    """Graphs are pure functions of the (frozen) config; meta-training revisits configs often."""
+    return build_graph(config, cutoff=cutoff)
+
+
+def _config_in_signature(config: ModelConfig, signature: dict[str, Any]) -> None:
+    if signature.get("space") != config.space:
+        raise ConfigError("space", config.space, f"{signature.get('space')!r} (this hypernet's search space)")
+    for key, value in signature.items():
+        if key != "space" and hasattr(config, key) and getattr(config, key) != value:
+            raise ConfigError(key, getattr(config, key), f"{value!r} (this hypernet's search space {signature})")
+
+
+class LoGAH(nn.Module):
+    def __init__(self, config: LoGAHConfig | None = None) -> None:
+        super().__init__()
+        self.config = c = config or LoGAHConfig()
+        self.encoder = GraphEncoder(c.d, c.n_layers, c.n_heads, c.spd_cutoff, c.max_degree)
+        self.decoder = LowRankDecoder(c.d, c.r, c.max_dim, c.max_total_dim)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ---- graphs and embeddings -----------------------------------------------------------
+    def graph(self, config: ModelConfig) -> Data:
+        if self.config.space_signature is not None:
+            _config_in_signature(config, self.config.space_signature)
+        return _cached_graph(config, self.config.spd_cutoff)
+
+    def embed(self, graphs: list[Data]) -> list[torch.Tensor]:
+        """Node embeddings, one [N_i, d] tensor per graph (one padded encoder pass)."""
+        from torch_geometric.data import Batch
+
+        device = next(self.parameters()).device
+        batch = Batch.from_data_list(graphs).to(device)
+        h, mask = self.encoder(batch)
+        return list(h[mask].split(batch.ptr.diff().tolist()))  # un-pad with the mask: no index arithmetic
+
+    # ---- prediction --------------------------------------------------------------------------
+    def _decode_into(self, graph: Data, h: torch.Tensor, outputs: dict[str, torch.Tensor],
+                     group: int = 16) -> dict[str, torch.Tensor]:
+        """Decode every parameter of `graph` from its node embeddings h [N, d] into `outputs` (no grad).
+
+        Node features are computed for `group` nodes at a time and each tensor is written in
+        place, so nothing per node outlives its group (streaming for GPT-2-L on CPU).
+        """
+        result: dict[str, torch.Tensor] = {}
+        nodes = [i for i, names in enumerate(graph.param_names) if names]
+        base = self.decoder.prefix(max(max(math.prod(s[:-1]), s[-1]) for shapes in graph.param_shapes for s in shapes))
+        for start in range(0, len(nodes), group):
+            idx = nodes[start: start + group]
+            x, g = self.decoder.node_features(h[idx])
+            for j, i in enumerate(idx):
+                for name, shape, role in zip(graph.param_names[i], graph.param_shapes[i], graph.param_roles[i]):
+                    result[name] = self.decoder.decode_param(x[j], g[j], tuple(shape), role, graph.depth,
+                                                             out=outputs[name], base=base)
+            del x, g
+        return {name: result[name] for name in graph.param_order}
+
+    @torch.no_grad()
+    def predict(self, config: ModelConfig, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """All parameters of `build_model(config)` (keys == its `named_parameters()`), no grad.
+
+        Outputs are preallocated and filled node by node, so peak memory is about the target
+        model's size plus one vocabulary chunk. `device` defaults to the hypernet's.
+        """
+        graph = self.graph(config)
+        hn_device = next(self.parameters()).device
+        outputs = {name: torch.empty(tuple(shape), device=hn_device)
+                   for names, shapes in zip(graph.param_names, graph.param_shapes)
+                   for name, shape in zip(names, shapes)}
+        (h,) = self.embed([graph])
+        params = self._decode_into(graph, h, outputs)
+        if device is not None and torch.device(device) != hn_device:
+            params = {k: v.to(device) for k, v in params.items()}
+        return params
+
+    def predict_batch(self, configs: list[ModelConfig]) -> list[dict[str, torch.Tensor]]:
+        """Parameters for a meta-batch WITH grad (meta-training, refit).
+
+        The encoder runs once on the padded batch; then all parameters of the whole batch are
+        decoded together, same-shape ones in one batched einsum. Feed the results to the
+        targets with `functional_forward(model, params, ...)`.
+        """
+        if not configs:
+            return []
+        graphs = [self.graph(c) for c in configs]
+        h = torch.cat(self.embed(graphs))  # [sum N, d], graph by graph in node order
+        x, g = self.decoder.node_features(h)
+        targets, names, offset = [], [], 0
+        for b, graph in enumerate(graphs):
+            for i, (ns, shapes, roles) in enumerate(zip(graph.param_names, graph.param_shapes, graph.param_roles)):
+                for name, shape, role in zip(ns, shapes, roles):
+                    targets.append((offset + i, tuple(shape), role, graph.depth))
+                    names.append((b, name))
+            offset += graph.num_nodes
+        decoded = self.decoder.decode_many(x, g, targets)
+        per_graph: list[dict[str, torch.Tensor]] = [{} for _ in graphs]
+        for (b, name), tensor in zip(names, decoded):
+            per_graph[b][name] = tensor
+        return [{name: params[name] for name in graph.param_order} for graph, params in zip(graphs, per_graph)]
+
+    @torch.no_grad()
+    def apply(self, model: nn.Module) -> nn.Module:
+        """Overwrite `model`'s parameters in place with predictions for `model.config`.
+
+        fp32 parameters on the hypernet's device are decoded straight into the model's own
+        storage (no second copy of the weights); others are predicted and copied one by one.
+        """
+        graph = self.graph(model.config)
+        params = dict(model.named_parameters())
+        if set(params) != set(graph.param_order):
+            raise ValueError(f"model parameters {sorted(params)} do not match its config's graph")
+        hn_device = next(self.parameters()).device
+        direct = all(p.dtype == torch.float32 and p.device == hn_device and p.is_contiguous()
+                     for p in params.values())
+        if direct:
+            (h,) = self.embed([graph])
+            self._decode_into(graph, h, {k: p.data for k, p in params.items()})
+        else:
+            for name, value in self.predict(model.config).items():
+                params[name].copy_(value)
+        return model
+
+
+def functional_forward(model: nn.Module, params: dict[str, torch.Tensor], *args: Any, **kwargs: Any) -> Any:
+    """Run `model` with `params` (e.g. from `predict_batch`) in place of its own parameters.
+
+    Gradients flow back into the hypernet. Tied weights: `params` holds `wte.weight` only and
+    `tie_weights=True` makes the tied `lm_head.weight` use it too.
+    """
+    return torch.func.functional_call(model, params, args, kwargs, tie_weights=True, strict=False)

@@ -1,0 +1,112 @@
+"""Low-rank decoder: exact shapes, rank <= r, no tiling / periodicity, per-role normalisation."""
+import math
+import random
+
+import pytest
+import torch
+
+from hypernet.decoder import EMBEDDING_STD, LowRankDecoder
+from hypernet.graph import Role, build_graph
+from search_spaces import GPT2Space, ViTSpace
+
+R = 8
+
+
+@pytest.fixture(scope="module")
+def dec():
+    torch.manual_seed(0)
+    return LowRankDecoder(d=16, rank=R, max_dim=5120)
+
+
+@pytest.fixture(scope="module")
+def feats(dec):
+    torch.manual_seed(1)
+    x, g = dec.node_features(torch.randn(3, 16))
+    return x, g
+
+
+def test_large_matrix_not_periodic_and_low_rank(dec, feats):
+    x, _ = feats
+    with torch.no_grad():
+        w = dec.matrix(x[0], 3840, 1280, std=1.0)
+    assert w.shape == (3840, 1280)
+    top, bottom = w[:1920], w[1920:]
+    assert (top - bottom).abs().mean() > 0.5 * w.abs().mean()  # not a repetition of the first half
+    for period in (256, 1024, 1280, 1920):  # incl. the released code's tiles
+        assert not torch.allclose(w[:period], w[period: 2 * period], atol=1e-3)
+    assert not torch.allclose(w[2048:], w[: 3840 - 2048], atol=1e-3)  # LoGAH's max_shape=2048 tiling
+    assert torch.linalg.matrix_rank(w[:512, :512]).item() <= R
+    assert abs(w.pow(2).mean().sqrt().item() - 1.0) < 1e-4  # RMS normalised exactly
+
+
+def test_vocabulary_rows_beyond_k_are_not_periodic(dec, feats):
+    x, _ = feats
+    with torch.no_grad():
+        w = dec.matrix(x[1], 50257, 16, std=EMBEDDING_STD)
+    k = dec.max_dim
+    assert w.shape == (50257, 16)
+    for c in range(1, 9):
+        chunk = w[c * k: (c + 1) * k]
+        assert not torch.allclose(chunk, w[: chunk.shape[0]], atol=1e-4)
+    assert (w[k:2 * k] - w[:k]).abs().mean() > 0.5 * w.abs().mean()
+    assert abs(w.std().item() - EMBEDDING_STD) < 1e-3
+
+
+def test_streamed_output_equals_materialised(dec, feats):
+    x, _ = feats
+    with torch.no_grad():
+        ref = dec.matrix(x[2], 12000, 24, std=0.1)
+        out = torch.full((12000, 24), float("nan"))
+        got = dec.matrix(x[2], 12000, 24, std=0.1, out=out)
+    assert got.data_ptr() == out.data_ptr()
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
+
+
+def test_too_large_dimension_names_the_limit(dec, feats):
+    from search_spaces import ConfigError
+
+    with pytest.raises(ConfigError, match="max_total_dim"):
+        dec.matrix(feats[0][0], dec.max_total_dim + 1, 4, std=1.0)
+
+
+@pytest.mark.parametrize("role, check", [
+    (Role.LN_WEIGHT, lambda v: bool(((v > 0) & (v < 2)).all())),
+    (Role.LN_BIAS, lambda v: v.abs().max() < 1.0 and v.abs().mean() < 0.5),
+    (Role.BIAS, lambda v: v.abs().max() < 1.0 and v.abs().mean() < 0.5),
+    (Role.CLS_TOKEN, lambda v: abs(v.pow(2).mean().sqrt().item() - EMBEDDING_STD) < 1e-4),
+])
+def test_vector_roles(dec, feats, role, check):
+    x, g = feats
+    v = dec.decode_param(x[0], g[0], (64,), role, depth=2)
+    assert v.shape == (64,) and check(v)
+
+
+def test_matrix_roles_fan_in_and_residual_scaling(dec, feats):
+    x, g = feats
+    rms = lambda t: t.pow(2).mean().sqrt().item()  # noqa: E731
+    w = dec.decode_param(x[0], g[0], (96, 32), Role.WEIGHT, depth=3)
+    assert math.isclose(rms(w), 1 / math.sqrt(32), rel_tol=1e-4)
+    p = dec.decode_param(x[0], g[0], (32, 96), Role.RESIDUAL_WEIGHT, depth=3)
+    assert math.isclose(rms(p), 1 / math.sqrt(96 * 6), rel_tol=1e-4)
+    e = dec.decode_param(x[0], g[0], (1, 17, 32), Role.POS_EMBEDDING, depth=3)
+    assert e.shape == (1, 17, 32) and math.isclose(rms(e), EMBEDDING_STD, rel_tol=1e-4)
+
+
+def test_exact_shapes_for_every_param_of_sampled_configs(dec, feats):
+    x, g = feats
+    rng = random.Random(0)
+    for space in (ViTSpace(), GPT2Space(), ViTSpace.vits_1k()):
+        for _ in range(3):
+            graph = build_graph(space.sample(rng))
+            for shapes, roles in zip(graph.param_shapes, graph.param_roles):
+                for shape, role in zip(shapes, roles):
+                    out = dec.decode_param(x[0], g[0], tuple(shape), role, depth=graph.depth)
+                    assert tuple(out.shape) == tuple(shape) and torch.isfinite(out).all()
+
+
+def test_decoder_runs_in_fp32_under_autocast(dec, feats):
+    x, g = feats
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        xa, ga = dec.node_features(torch.randn(2, 16))
+        w = dec.decode_param(xa[0], ga[0], (40, 24), Role.WEIGHT, depth=1)
+    assert xa.dtype == torch.float32 and w.dtype == torch.float32
