@@ -1,0 +1,205 @@
+"""The tabs of the study page, one function each (the page script in views/study.py picks the open one)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import optuna
+import pandas as pd
+import streamlit as st
+from optuna.trial import FrozenTrial
+
+from app import charts, data, export, state
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """What every tab needs about the study on screen."""
+
+    reader: data.Reader
+    name: str
+    study: optuna.Study
+    trials_df: pd.DataFrame
+    curves_df: pd.DataFrame
+    best: FrozenTrial | None
+    metric: str
+    minimize: bool
+
+    @property
+    def complete(self) -> pd.DataFrame:
+        return self.trials_df[self.trials_df["state"] == "COMPLETE"]
+
+    @property
+    def known(self) -> pd.Series:
+        return self.trials_df["init"] != "unknown"
+
+
+def _fmt(x, spec: str = "{:.3f}") -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else spec.format(x)
+
+
+def overview(v: StudyView) -> None:
+    """Optimization history and parameter importances."""
+    left, right = st.columns([3, 2])
+    with left:
+        if v.complete.empty:
+            st.info("No completed trials to plot.")
+        else:
+            st.plotly_chart(charts.history(v.trials_df, v.minimize, v.metric), key="history")
+    with right:
+        values, why = state.importances(v.reader.url, v.name, state.trials_key(v.reader, v.name))
+        if values:
+            st.plotly_chart(charts.importances(values), key="importances")
+            st.caption("fANOVA on completed trials, fixed seed 0.")
+        else:
+            st.info(why.capitalize() + ".")
+
+
+def warm_start(v: StudyView) -> None:
+    """Val-loss curves of warm-started vs random-init trials and the gain summary."""
+    if v.curves_df.empty:
+        st.info("No intermediate values reported: trials of this study have no val-loss curves.")
+    else:
+        if not v.known.any():
+            st.info("No trial has the `warm_start` attr, so warm-started and random-init trials cannot be told apart.")
+        bands = data.mean_curves(v.curves_df)
+        st.plotly_chart(charts.curves(v.curves_df, bands), key="curves")
+        default = data.default_target(v.trials_df)
+        m = st.columns([1.2, 1, 1, 1, 1], vertical_alignment="center")
+        target = m[0].number_input(
+            "Target val loss", value=default if default is not None else float(v.curves_df["value"].median()),
+            format="%.4f", help="Default: the median final val loss of random-init trials.")
+        gain = data.warm_start_gain(v.trials_df, v.curves_df, target)
+        w, r, g = gain["warm"], gain["random"], gain["gain"]
+        m[1].metric("Loss at step 0 (warm)", _fmt(w["loss at step 0 (mean)"]),
+                    delta=_fmt(-g["loss at step 0 (mean)"], "{:+.3f} vs random"), delta_color="inverse")
+        m[2].metric("Val-loss AUC (warm)", _fmt(w["val-loss AUC (mean loss over training)"]),
+                    delta=_fmt(-g["val-loss AUC (mean loss over training)"], "{:+.3f} vs random"),
+                    delta_color="inverse")
+        m[3].metric("Steps to target (warm)", _fmt(w["steps to target (median)"], "{:.0f}"),
+                    delta=_fmt(g["steps to target (median)"], "{:.2f}× faster"), delta_color="off")
+        m[4].metric("Reached target (warm)", _fmt(w["reached target"], "{:.0%}"),
+                    delta=_fmt(g["reached target"] * 100, "{:+.0f} pp vs random"))
+        left, right = st.columns(2)
+        left.plotly_chart(charts.gain(bands, target), key="gain")
+        right.plotly_chart(charts.step0(v.trials_df), key="step0")
+        st.table(gain.map(lambda x: _fmt(float(x), "{:.4g}")))
+        st.caption("AUC: area under the val-loss curve divided by its step span (mean loss over training), "
+                   "completed trials only. Gain: random minus warm; for steps and seconds, random ÷ warm.")
+
+
+def trials(v: StudyView) -> None:
+    """Filterable, paged trial table and the detail of one trial."""
+    def present(column: str, values: tuple[str, ...]) -> list[str]:
+        return [x for x in values if (v.trials_df[column] == x).any()]
+
+    f = st.columns([2, 2, 3])
+    states = f[0].multiselect("State", data.STATES, default=present("state", data.STATES))
+    inits = f[1].multiselect("Init", data.INITS, default=present("init", data.INITS))
+    values = v.trials_df["value"].dropna()
+    value_range = None
+    if len(values) and values.min() < values.max():
+        lo, hi = float(values.min()), float(values.max())
+        picked = f[2].slider("Value range", lo, hi, (lo, hi), format="%.4f")
+        if picked != (lo, hi):
+            value_range = picked
+    shown = data.filter_trials(v.trials_df, states, inits, value_range)
+    p = st.columns([1, 1, 4])
+    size = p[0].selectbox("Rows per page", [25, 50, 100, 250], index=1)
+    pages = max(1, math.ceil(len(shown) / size))
+    number = p[1].number_input("Page", min_value=1, max_value=pages, value=1, step=1)
+    rows, pages = data.page(shown, number, size)
+    p[2].caption(f"Trials {0 if rows.empty else (number - 1) * size + 1}–{(number - 1) * size + len(rows)} "
+                 f"of {len(shown)} shown ({len(v.trials_df)} in the study) · select a row for its details")
+    event = st.dataframe(rows, hide_index=True, on_select="rerun", selection_mode="single-row",
+                         key=f"trials_table_{number}_{size}",
+                         column_config={"value": st.column_config.NumberColumn(format="%.4f"),
+                                        "loss_step0": st.column_config.NumberColumn(format="%.4f")})
+    picked_rows = event.selection.rows if event is not None else []
+    numbers = v.trials_df["number"].tolist()
+    default_number = int(rows.iloc[picked_rows[0]]["number"]) if picked_rows else (
+        v.best.number if v.best is not None else numbers[-1])
+    st.subheader("Trial detail")
+    chosen = st.selectbox("Trial", numbers, index=numbers.index(default_number), key=f"detail_{default_number}")
+    detail = data.trial_detail(v.reader.trial(v.name, int(chosen)))
+    if detail["fail_reason"]:
+        st.warning(f"**{detail['state']}:** {detail['fail_reason']}")
+    d = st.columns(3)
+    d[0].metric("State", detail["state"])
+    d[1].metric("Value", "—" if detail["value"] is None else f"{detail['value']:.4f}")
+    d[2].metric("Parameters", "—" if detail["n_params"] is None else f"{detail['n_params']:,}")
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Config**")
+        st.json(detail["config"] if detail["config"] is not None else {"config": "not recorded"})
+        st.markdown("**Params**")
+        st.json(detail["params"], expanded=False)
+    with right:
+        st.markdown("**User attrs**")
+        st.json(detail["user_attrs"], expanded=False)
+        st.markdown("**Artifacts**")
+        arts = data.artifacts(v.reader.trial(v.name, int(chosen)))
+        if arts.empty:
+            st.caption("No artifacts recorded for this trial.")
+        else:
+            st.dataframe(arts, hide_index=True)
+
+
+def versions(v: StudyView) -> None:
+    """Hypernet versions timeline and table (nas.versions)."""
+    try:
+        versions = state.versions(v.reader.url, v.name)
+    except data.StorageError as e:
+        st.error(str(e))
+        versions = None
+    if versions is not None and versions.empty:
+        st.info("No hypernet versions recorded for this study (the `logah_hypernet_versions` table has none).")
+    elif versions is not None:
+        st.plotly_chart(charts.versions(versions), key="versions")
+        used = v.trials_df.groupby("hypernet_version")["number"].count()
+        versions = versions.assign(warm_trials=versions["version"].map(used).fillna(0).astype(int))
+        st.dataframe(versions[["version", "created_at", "trials_used", "val_loss", "parent_val_loss", "promoted",
+                               "device", "seconds", "warm_trials", "note", "artifact_id"]], hide_index=True,
+                     column_config={"created_at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+                                    "val_loss": st.column_config.NumberColumn(format="%.4f"),
+                                    "parent_val_loss": st.column_config.NumberColumn(format="%.4f"),
+                                    "seconds": st.column_config.NumberColumn(format="%.1f")})
+        st.caption("`warm_trials`: trials of this study warm-started from the version.")
+
+
+def best_model(v: StudyView) -> None:
+    """Best (and best warm-started) trial with a .zip export of its weights."""
+    best_warm = data.best_trial(v.study, warm_only=True)
+    if v.best is None:
+        st.info("No completed trial yet: nothing to export.")
+    seen = set()
+    for label, t in zip(("Best trial", "Best warm-started trial"), (v.best, best_warm)):
+        if t is None or t.number in seen:
+            continue
+        seen.add(t.number)
+        st.subheader(f"{label}: #{t.number}")
+        a = t.user_attrs
+        k = st.columns(4)
+        k[0].metric("Val loss", f"{t.values[0]:.4f}")
+        k[1].metric("Init", {"warm": "hypernet", "random": "random", "unknown": "—"}[data.init_of(a)])
+        k[2].metric("Hypernet version", "—" if a.get("hypernet_version") is None else a["hypernet_version"])
+        k[3].metric("Parameters", f"{a['n_params']:,}" if isinstance(a.get("n_params"), int) else "—")
+        if a.get("config"):
+            with st.expander("Config"):
+                st.json(a["config"])
+        artifact_id = a.get("weights_artifact_id")
+        if not artifact_id:
+            st.info("This trial has no stored weights (`weights_artifact_id` attr), so it cannot be exported here.")
+            continue
+        if st.button("Build export (.zip)", key=f"build_{t.number}", icon=":material/package_2:"):
+            st.session_state[f"export_{v.name}_{t.number}"] = True
+        if st.session_state.get(f"export_{v.name}_{t.number}"):
+            try:
+                blob = state.export_zip(v.reader.url, v.name, t.number, artifact_id, state.artifacts_dir())
+            except data.ArtifactError as e:
+                st.error(f"Cannot export trial {t.number}: {e}")
+            else:
+                st.download_button("Download model (.zip)", blob, key=f"download_{t.number}",
+                                   file_name=f"{export.export_name(v.name, t.number)}.zip",
+                                   mime="application/zip", type="primary", icon=":material/download:")
+                st.caption(f"{len(blob) / 1e6:.1f} MB · model.safetensors + config.json + provenance.json")
