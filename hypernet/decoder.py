@@ -18,23 +18,27 @@ dimension without tiling.
 
 Dimensions beyond K (vocabularies such as 50257): index i = c*K + j uses the basis row
 M[j] * s_c, where s_c [r] is a learned per-chunk code initialised with random signs (s_0 = 1).
-Rows of different chunks are therefore different, non-periodic functions of the node, and
-the output is produced chunk by chunk (`out=` writes each [K, in] block straight into the
-destination), so the vocabulary never needs more than one chunk of scratch memory.
+Rows of different chunks are therefore different, non-periodic functions of the node. The
+factor A of a vocabulary matrix is only [vocab, r] (6 MB for GPT-2), so W itself is one GEMM
+written straight into its destination.
 
 Vectors (LayerNorm scale/shift, biases, class token): v = M[:n] @ g_slot / sqrt(r) with
 g = Linear(8d -> 2r)(MLP features); slot 0 = weight / scale / token, slot 1 = bias / shift.
 
-Normalisation (explicit per role, applied in `decode_param`):
+Normalisation (explicit per role, the same in every decode path):
 - Linear weights (Linear layout [out, in]): exact RMS 1/sqrt(fan_in); c_proj output
   projections additionally / sqrt(2 L); the RMS of A @ B is computed analytically from the
   r x r Gram matrices (||AB||_F^2 = sum(A^T A * B B^T)), so no pass over W is needed.
 - embeddings, positional embeddings, class token: RMS 0.02.
 - LayerNorm scale 2*sigmoid(v) in (0, 2); biases and LayerNorm shift tanh(0.2 v).
 
-Two code paths share these rules: `decode_param` (one tensor, optionally streamed into `out=`;
-used by `LoGAH.predict`) and `decode_many` (all tensors of a meta-batch, same-shape ones in one
-einsum, with grad; used by `LoGAH.predict_batch`). Everything runs in fp32 outside autocast.
+Three code paths share these rules. `decode_into` (no grad; `LoGAH.predict` / `apply`) and
+`decode_many` (with grad; `LoGAH.predict_batch`) build the factors of all same-shape tensors
+together (`_factors`: one matmul per factor, Gram matrices from the r x r basis Gram); then
+`decode_into` writes each matrix with a single GEMM into its preallocated output, while
+`decode_many` materialises them with one bmm. `decode_param` decodes one tensor of one node
+(the original streamed path; `model._decode_reference` keeps it as the reference the fast
+path is tested against). Everything runs in fp32 outside autocast.
 """
 from __future__ import annotations
 
@@ -96,9 +100,11 @@ class LowRankDecoder(nn.Module):
         return self.basis[: min(n, self.max_dim)]
 
     def basis_rows(self, n: int, base: torch.Tensor | None = None) -> torch.Tensor:
-        """Basis rows for indices 0..n-1: [n, r] (only small n: in-dims, vectors)."""
+        """Basis rows for indices 0..n-1: [n, r] (a view of the basis when n <= K)."""
         self._check(n)
         k = self.max_dim
+        if n <= k:
+            return self.basis_chunk(0, n, base)  # a view: no copy
         return torch.cat([self.basis_chunk(c, min(k, n - c * k), base) for c in range(math.ceil(n / k))])
 
     # ---- decoding ----------------------------------------------------------------------------
@@ -165,41 +171,105 @@ class LowRankDecoder(nn.Module):
         w = self.matrix(x, n_out, n_in, self.matrix_std(role, n_in, depth), out=out, base=base)
         return w.view(shape)
 
-    def decode_many(self, x: torch.Tensor, g: torch.Tensor,
-                    targets: list[tuple[int, tuple[int, ...], str, int]]) -> list[torch.Tensor]:
-        """Batched `decode_param` for training: same-shape parameters share one einsum.
+    # ---- batched decoding (predict and predict_batch) ----------------------------------------
+    @staticmethod
+    def _group_key(shape: tuple[int, ...], role: str) -> tuple:
+        """Targets with equal keys are decoded by one batched op."""
+        if role in Role.VECTOR_SLOT:
+            return ("vector", role, math.prod(shape))
+        return ("matrix", math.prod(shape[:-1]), shape[-1])
 
-        x [n, 2r, r], g [n, 2, r] for n nodes; `targets` are (node row, shape, role, depth).
-        Every output is materialised (with grad), so use `decode_param(out=...)` for big models.
-        """
-        r = self.rank
+    def _groups(self, targets: list[tuple[int, tuple[int, ...], str, int]]
+                ) -> tuple[dict[tuple, list[int]], torch.Tensor]:
+        """(group key -> target indices, the basis prefix every group needs)."""
         groups: dict[tuple, list[int]] = {}
         for t, (_, shape, role, _) in enumerate(targets):
-            if role in Role.VECTOR_SLOT:
-                key = ("vector", role, math.prod(shape))
-            else:
-                key = ("matrix", math.prod(shape[:-1]), shape[-1])
-            groups.setdefault(key, []).append(t)
+            groups.setdefault(self._group_key(tuple(shape), role), []).append(t)
         base = self.prefix(max(max(k[-2:]) if k[0] == "matrix" else k[-1] for k in groups))
+        return groups, base
+
+    def _vectors(self, g: torch.Tensor, rows: torch.Tensor, role: str, n: int, base: torch.Tensor) -> torch.Tensor:
+        """Normalised vectors of `role` for the nodes `rows`: [k, n]."""
+        coef = g[rows, Role.VECTOR_SLOT[role]]  # [k, r]
+        return self._activate(coef @ self.basis_rows(n, base).T / math.sqrt(self.rank), role)
+
+    def _factors(self, x: torch.Tensor, rows: torch.Tensor, n_out: int, n_in: int, std: torch.Tensor,
+                 base: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Factors of the nodes `rows` (k of them): A [k, n_out, r] and B [k, r, n_in], B scaled
+        so that A @ B has RMS exactly `std` [k].
+
+        Each factor is ONE matmul for all k nodes: A = M_out X_A^T / sqrt(r) is computed as
+        [n_out, r] @ [r, k r] and returned as a strided view (A[j] has row stride k r, which
+        BLAS takes as is). ||A B||_F^2 = sum(A^T A * B B^T) with A^T A = X_A (M^T M) X_A^T / r:
+        only the r x r Gram matrix of the basis rows touches n_out / n_in, never A, B or W.
+        """
+        r = self.rank
+        k = rows.shape[0]
+        xs = x[rows] / math.sqrt(r)  # [k, 2r, r]; the 1/sqrt(r) of both factors, on the small side
+        xa, xb = xs[:, :r], xs[:, r:]  # [k, r (t), r (s)]
+        m_out, m_in = self.basis_rows(n_out, base), self.basis_rows(n_in, base)  # [n, r]
+        a = (m_out @ xa.reshape(k * r, r).T).view(n_out, k, r).permute(1, 0, 2)  # [k, n_out, r]
+        b = (xb.reshape(k * r, r) @ m_in.T).view(k, r, n_in)                     # [k, r, n_in]
+        gram_a = xa @ (m_out.T @ m_out) @ xa.transpose(1, 2)  # [k, r, r] = A^T A
+        gram_b = xb @ (m_in.T @ m_in) @ xb.transpose(1, 2)    # [k, r, r] = B B^T
+        sq = (gram_a * gram_b).sum((1, 2))  # [k]: ||A B||_F^2
+        scale = std / torch.sqrt(sq / (n_out * n_in) + _EPS)  # [k]: exact RMS per matrix
+        return a, b * scale[:, None, None]
+
+    def _stds(self, targets: list[tuple[int, tuple[int, ...], str, int]], members: list[int], n_in: int,
+              device: torch.device) -> torch.Tensor:
+        """Target RMS of each matrix in a group: [k]."""
+        return torch.tensor([self.matrix_std(targets[t][2], n_in, targets[t][3]) for t in members], device=device)
+
+    def decode_many(self, x: torch.Tensor, g: torch.Tensor,
+                    targets: list[tuple[int, tuple[int, ...], str, int]]) -> list[torch.Tensor]:
+        """Batched `decode_param` for training: same-shape parameters share one bmm.
+
+        x [n, 2r, r], g [n, 2, r] for n nodes; `targets` are (node row, shape, role, depth).
+        Every output is materialised (with grad), so use `decode_into` for big models.
+        """
+        groups, base = self._groups(targets)
         results: list[torch.Tensor | None] = [None] * len(targets)
         with torch.autocast(x.device.type, enabled=False):
             for key, members in groups.items():
                 rows = torch.tensor([targets[t][0] for t in members], device=x.device)
                 if key[0] == "vector":
-                    _, role, n = key
-                    coef = g[rows, Role.VECTOR_SLOT[role]]  # [k, r]
-                    v = self._activate(coef @ self.basis_rows(n, base).T / math.sqrt(r), role)  # [k, n]
-                    outs = v.unbind(0)
+                    outs = self._vectors(g, rows, key[1], key[2], base).unbind(0)
                 else:
                     _, n_out, n_in = key
-                    xs = x[rows]  # [k, 2r, r]
-                    a = torch.einsum("os,kts->kot", self.basis_rows(n_out, base), xs[:, :r]) / math.sqrt(r)
-                    b = torch.einsum("is,kts->kti", self.basis_rows(n_in, base), xs[:, r:]) / math.sqrt(r)
-                    sq = (torch.einsum("kot,kou->ktu", a, a) * torch.einsum("kti,kui->ktu", b, b)).sum((1, 2))
-                    std = torch.tensor([self.matrix_std(targets[t][2], n_in, targets[t][3]) for t in members],
-                                       device=x.device)
-                    scale = std / torch.sqrt(sq / (n_out * n_in) + _EPS)  # [k]: exact RMS per matrix
-                    outs = torch.bmm(a, b * scale[:, None, None]).unbind(0)
+                    a, b = self._factors(x, rows, n_out, n_in, self._stds(targets, members, n_in, x.device), base)
+                    outs = torch.bmm(a, b).unbind(0)
                 for t, o in zip(members, outs):
                     results[t] = o.reshape(targets[t][1])
         return results
+
+    @torch.no_grad()
+    def decode_into(self, x: torch.Tensor, g: torch.Tensor, targets: list[tuple[int, tuple[int, ...], str, int]],
+                    outs: list[torch.Tensor], scratch_bytes: int = 16 * 2**20) -> None:
+        """`decode_many` without grad, written straight into the contiguous fp32 tensors `outs`.
+
+        The same batched factor math as `decode_many` (so `predict` == `predict_batch`), but
+        each matrix is one GEMM whose output is its destination (`matmul(out=)`): no [n, out, in]
+        intermediate, no copy. Factors are built for as many same-shape nodes at a time as fit
+        in `scratch_bytes` (A and B are O((out + in) r), tiny next to W), which bounds the peak
+        memory to the outputs plus that scratch and keeps the op count (and, on a busy CPU, the
+        thread synchronisation) per parameter at one.
+        """
+        groups, base = self._groups(targets)
+        with torch.autocast(x.device.type, enabled=False):
+            for key, members in groups.items():
+                if key[0] == "vector":
+                    rows = torch.tensor([targets[t][0] for t in members], device=x.device)
+                    for t, v in zip(members, self._vectors(g, rows, key[1], key[2], base)):
+                        outs[t].view(-1).copy_(v)
+                    continue
+                _, n_out, n_in = key
+                per_node = (n_out + 2 * n_in) * self.rank * 4  # A, B and the scaled B, fp32
+                step = max(1, scratch_bytes // per_node)
+                for start in range(0, len(members), step):
+                    part = members[start: start + step]
+                    rows = torch.tensor([targets[t][0] for t in part], device=x.device)
+                    a, b = self._factors(x, rows, n_out, n_in, self._stds(targets, part, n_in, x.device), base)
+                    for j, t in enumerate(part):
+                        torch.matmul(a[j], b[j], out=outs[t].view(n_out, n_in))
+                    del a, b
