@@ -55,8 +55,13 @@ class SpatialBias(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(2 * d, d), nn.ReLU(), nn.Linear(d, heads))
 
     def forward(self, spd: torch.Tensor) -> torch.Tensor:  # spd: [B, N, N] -> [B, H, N, N]
-        e = torch.cat([self.dist(spd), self.dist(spd.transpose(1, 2))], dim=-1)  # [B, N, N, 2d]
-        return rearrange(self.mlp(e), "b i j h -> b h i j")
+        # The bias depends only on the pair (spd_ij, spd_ji), which takes (cutoff+2)^2 values: run the
+        # MLP once per possible pair and index the table, instead of once per node pair (N^2 rows).
+        e = self.dist.weight  # [D, d], D = cutoff + 2
+        n = e.shape[0]
+        pairs = torch.cat([e[:, None].expand(n, n, -1), e[None, :].expand(n, n, -1)], dim=-1)  # [D, D, 2d]
+        table = self.mlp(pairs)  # [D, D, H]
+        return rearrange(table[spd, spd.transpose(1, 2)], "b i j h -> b h i j")
 
 
 class Attention(nn.Module):
