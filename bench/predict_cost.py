@@ -1,0 +1,117 @@
+"""Cost of predicting all parameters of the reference models with LoGAH-Tiny, on 2 CPU threads.
+
+    python bench/predict_cost.py [--models gpt2_s,gpt2_m,gpt2_l,vit_s,vit_b,vit_l] [--threads 2]
+
+Every measurement runs in a fresh interpreter, so its peak RSS (VmHWM) belongs to that model only.
+Baseline, measured in the same run: the model's own random initialisation (`build_model`) time
+and its parameter bytes. Targets (issue 3): GPT-2-L prediction <= 5 s and peak RSS <= 1.3x the
+model's parameter bytes; the released LoGAH code takes ~37 s and 10.2 GB there (LOGAH_NOTES §6).
+The hypernet is randomly initialised: its cost does not depend on its weights.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit, peak_rss_mb, rss_mb, run_worker, table  # noqa: E402
+
+MODELS = ("gpt2_s", "gpt2_m", "gpt2_l", "vit_s", "vit_b", "vit_l")
+TARGET_SECONDS = 5.0
+TARGET_RSS_RATIO = 1.3
+RELEASED = {"gpt2_l": {"seconds": 36.7, "peak_rss_mb": 10.2 * 1024}}  # LOGAH_NOTES §6: 5.9 s graph + 30.8 s
+
+
+def _config(name: str):
+    import search_spaces as ss
+
+    return {"gpt2_s": ss.GPT2_S, "gpt2_m": ss.GPT2_M, "gpt2_l": ss.GPT2_L,
+            "vit_s": ss.VIT_S, "vit_b": ss.VIT_B, "vit_l": ss.VIT_L}[name]
+
+
+def worker(kind: str, name: str, threads: int, variant: str) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    from search_spaces import build_model
+
+    config = _config(name)
+    if kind == "baseline":
+        rss0 = rss_mb()
+        t0 = time.perf_counter()
+        model = build_model(config)
+        seconds = time.perf_counter() - t0
+        n = sum(p.numel() for p in model.parameters())
+        nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        return {"seconds": seconds, "n_params": n, "param_mb": nbytes / 2**20, "rss_before_mb": rss0,
+                "peak_rss_mb": peak_rss_mb()}
+
+    from hypernet import LoGAH, LoGAHConfig
+    from hypernet.graph import build_graph
+
+    torch.manual_seed(0)
+    hn = LoGAH(LoGAHConfig(variant=variant)).eval()
+    build_graph(_config("vit_s" if name.startswith("vit") else "gpt2_s").__class__())  # warm imports (PyG, scipy)
+    rss0 = rss_mb()
+    t0 = time.perf_counter()
+    graph = build_graph(config)
+    graph_s = time.perf_counter() - t0
+    del graph
+    t0 = time.perf_counter()
+    params = hn.predict(config)
+    seconds = time.perf_counter() - t0
+    nbytes = sum(t.numel() * t.element_size() for t in params.values())
+    return {"seconds": seconds, "graph_seconds": graph_s, "pred_mb": nbytes / 2**20, "rss_before_mb": rss0,
+            "peak_rss_mb": peak_rss_mb(), "n_tensors": len(params)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variant", default="tiny")
+    parser.add_argument("--worker", choices=["baseline", "predict"])
+    parser.add_argument("--model")
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.model, args.threads, args.variant)))
+        return
+
+    script = Path(__file__).resolve()
+    rows = []
+    for name in args.models.split(","):
+        common = ["--model", name, "--threads", str(args.threads), "--variant", args.variant]
+        base = run_worker(script, ["--worker", "baseline", *common], args.threads)
+        pred = run_worker(script, ["--worker", "predict", *common], args.threads)
+        row = {
+            "model": name, "n_params": base["n_params"], "param_mb": base["param_mb"],
+            "init_s": base["seconds"], "init_peak_mb": base["peak_rss_mb"],
+            "predict_s": pred["seconds"], "graph_s": pred["graph_seconds"], "predict_peak_mb": pred["peak_rss_mb"],
+            "predict_rss_before_mb": pred["rss_before_mb"],
+            "peak_over_model": pred["peak_rss_mb"] / base["param_mb"],
+            "predict_over_init": pred["seconds"] / max(base["seconds"], 1e-9),
+        }
+        if name == "gpt2_l":
+            row["time_ok"] = pred["seconds"] <= TARGET_SECONDS
+            row["rss_ok"] = pred["peak_rss_mb"] <= TARGET_RSS_RATIO * base["param_mb"]
+            row["released"] = RELEASED["gpt2_l"]
+        rows.append(row)
+        print(f"# {name}: predict {pred['seconds']:.2f}s peak {pred['peak_rss_mb']:.0f} MB "
+              f"(model {base['param_mb']:.0f} MB, init {base['seconds']:.2f}s)", file=sys.stderr)
+
+    targets = {r["model"]: {"time_ok": r["time_ok"], "rss_ok": r["rss_ok"]} for r in rows if "time_ok" in r}
+    human = table(rows, [("model", "model"), ("n_params", "params"), ("param_mb", "model MB"),
+                         ("init_s", "rand init s"), ("predict_s", "predict s"), ("graph_s", "graph s"),
+                         ("predict_over_init", "pred/init"), ("init_peak_mb", "init peak MB"),
+                         ("predict_peak_mb", "pred peak MB"), ("peak_over_model", "peak/model"),
+                         ("time_ok", f"<= {TARGET_SECONDS:g}s"), ("rss_ok", f"<= {TARGET_RSS_RATIO}x")])
+    human += (f"\n\nTargets (GPT-2-L only): prediction <= {TARGET_SECONDS:g} s, peak RSS <= {TARGET_RSS_RATIO}x model "
+              f"bytes (whole process, interpreter and imports included). Released LoGAH: ~37 s, 10.2 GB.")
+    emit("predict_cost", {"threads": args.threads, "variant": args.variant, "rows": rows, "targets": targets}, human)
+
+
+if __name__ == "__main__":
+    main()

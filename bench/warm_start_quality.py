@@ -1,0 +1,116 @@
+"""Warm start vs random init on architectures the shipped hypernets never saw.
+
+    python bench/warm_start_quality.py [--steps 150] [--archs 3] [--eval-every 5]
+
+For each shipped checkpoint (vit_digits, gpt2_pytext) and each held-out architecture
+(`hypernet.pretrain.heldout_configs`: drawn with a seed pretraining never used and excluded from
+its samples), both inits are trained with `nas.training.train` under the same TrainConfig:
+- the baseline (random init, `build_model`) for S steps gives its final val loss L_rand;
+- the warm start (`hn.apply`) is trained the same way; we record its step-0 val loss and the first
+  eval step at which its val loss <= L_rand ("steps to match").
+Target (issue 3): steps to match <= S / 3.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit, table  # noqa: E402
+
+CASES = (("vit", "digits", "vit_digits"), ("gpt2", "pytext", "gpt2_pytext"))
+TARGET_FRACTION = 1 / 3
+
+
+def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, eval_every: int, lr: float,
+             batch_size: int, seed: int) -> list[dict]:
+    from hypernet.checkpoint import load_checkpoint
+    from hypernet.pretrain import heldout_configs
+    from nas.data import load_dataset
+    from nas.training import TrainConfig, train
+    from search_spaces import build_model, get_space
+
+    path = Path(__file__).resolve().parent.parent / "hypernet" / "pretrained" / f"{ckpt}.safetensors"
+    hn, meta = load_checkpoint(path)
+    hn.eval()
+    dataset = load_dataset(data)
+    space = get_space(space_name, **dataset.space_options())
+    if meta.get("space_signature") not in (None, space.signature()):
+        raise SystemExit(f"{path} was trained for {meta['space_signature']}, not {space.signature()}")
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=max(1, steps // 20),
+                      eval_every=eval_every, eval_batches=4, seed=seed, device="cpu")
+    rows = []
+    for config in heldout_configs(space)[:archs]:
+        torch.manual_seed(seed)
+        rand = train(build_model(config), dataset, cfg)
+        torch.manual_seed(seed)  # same RNG state for build_model, whose values apply() overwrites
+        t0 = time.perf_counter()
+        model = hn.apply(build_model(config))
+        predict_s = time.perf_counter() - t0
+        warm = train(model, dataset, cfg)
+        target = rand.val_loss
+        match = next((h["step"] for h in warm.history if h["val_loss"] <= target), None)
+        n_params = sum(p.numel() for p in model.parameters())
+        row = {
+            "space": space_name, "arch": _describe(config), "n_params": n_params,
+            "rand_step0": rand.loss_step0, "warm_step0": warm.loss_step0,
+            "rand_final": rand.val_loss, "warm_final": warm.val_loss,
+            "steps_to_match": match, "fraction": (match / steps) if match is not None else None,
+            "ok": match is not None and match <= TARGET_FRACTION * steps, "predict_s": predict_s,
+            "train_s": rand.seconds + warm.seconds,
+        }
+        rows.append(row)
+        print(f"# {row['space']} {row['arch']}: step0 {row['rand_step0']:.3f} -> {row['warm_step0']:.3f}, "
+              f"match at {match}/{steps}", file=sys.stderr)
+    return rows
+
+
+def _describe(config) -> str:
+    if config.space == "vit":
+        return f"L{config.depth} d{config.width} h{config.heads} p{config.patch_size} m{config.mlp_ratio:g}"
+    return f"L{config.depth} d{config.width} h{config.heads} m{config.mlp_ratio:g} tied={int(config.tied_embeddings)}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--archs", type=int, default=3, help="held-out architectures per space")
+    parser.add_argument("--eval-every", type=int, default=5)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for space_name, data, ckpt in CASES:
+        rows += run_case(space_name, data, ckpt, steps=args.steps, archs=args.archs, eval_every=args.eval_every,
+                         lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    summary = {}
+    for space_name, _, _ in CASES:
+        sub = [r for r in rows if r["space"] == space_name]
+        fractions = [r["fraction"] if r["fraction"] is not None else float("inf") for r in sub]
+        summary[space_name] = {
+            "median_fraction": statistics.median(fractions),
+            "mean_step0_gain": statistics.mean(r["rand_step0"] - r["warm_step0"] for r in sub),
+            "all_ok": all(r["ok"] for r in sub),
+        }
+    human = table(rows, [("space", "space"), ("arch", "held-out arch"), ("n_params", "params"),
+                         ("rand_step0", "rand step0"), ("warm_step0", "warm step0"), ("rand_final", "rand final"),
+                         ("warm_final", "warm final"), ("steps_to_match", "warm steps to rand final"),
+                         ("fraction", "fraction"), ("ok", "<= 1/3")])
+    human += (f"\n\nS = {args.steps} steps, eval every {args.eval_every} (match resolution), lr {args.lr}, "
+              f"batch {args.batch_size}, CPU. Target: warm reaches random's final val loss in <= S/3 steps.")
+    for name, s in summary.items():
+        human += (f"\n{name}: median fraction {s['median_fraction']:.3f}, mean step-0 gain "
+                  f"{s['mean_step0_gain']:.3f} nats, all <= 1/3: {s['all_ok']}")
+    emit("warm_start_quality", {"args": vars(args), "rows": rows, "summary": summary}, human)
+
+
+if __name__ == "__main__":
+    main()

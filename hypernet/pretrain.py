@@ -1,0 +1,197 @@
+"""Pretrain a LoGAH hypernet on a search space + dataset: how the shipped checkpoints are made.
+
+    python -m hypernet.pretrain --space vit --data digits --steps 3000 --out hypernet/pretrained/vit_digits.safetensors
+
+A few architectures of every space are held out of pretraining (`heldout_configs`, drawn with
+`HELDOUT_SEED`), so `bench/warm_start_quality.py` measures warm starts on architectures the
+hypernet has never seen. The run is resumable: killed and restarted with the same arguments it
+continues from its last checkpoint (see `hypernet.training`).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from search_spaces import ConfigError, get_space
+
+from .training import MetaTrainConfig, meta_train, trainstate_path
+
+HELDOUT_SEED = 777_777  # never use it as a pretraining seed
+HELDOUT_COUNT = 8
+DEFAULT_STEPS = 2000
+
+
+def heldout_configs(space: Any, n: int = HELDOUT_COUNT) -> list:
+    """The first `n` distinct architectures `space.sample` draws with `HELDOUT_SEED`.
+
+    Tiny spaces keep most architectures for training: at most a quarter of the distinct ones
+    seen in 200 draws are held out.
+    """
+    rng = random.Random(HELDOUT_SEED)
+    found: list = []
+    for _ in range(200):
+        config = space.sample(rng)
+        if config not in found:
+            found.append(config)
+    return found[:min(n, len(found) // 4)]
+
+
+def sampler_excluding(space: Any, excluded: list):
+    """`sample_arch` for meta_train that never returns one of `excluded` (rejection sampling)."""
+    banned = set(excluded)
+
+    def sample(rng: random.Random):
+        for _ in range(10_000):
+            config = space.sample(rng)
+            if config not in banned:
+                return config
+        raise ConfigError("space", space, "a space with more architectures than the held-out ones")
+
+    return sample
+
+
+def default_out(space: str, data: str) -> Path:
+    return Path("logah_runs") / "pretrained" / f"{space}_{data}.safetensors"
+
+
+def pretrain(
+    space: str = "vit",
+    data: str = "digits",
+    variant: str = "tiny",
+    steps: int = DEFAULT_STEPS,
+    out: str | Path | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    meta_batch: int = 1,
+    batch_size: int = 32,
+    lr: float = 3e-4,
+    checkpoint_every: int | None = None,
+    data_options: dict[str, Any] | None = None,
+    space_options: dict[str, Any] | None = None,
+    hypernet_options: dict[str, Any] | None = None,
+    progress: bool = True,
+    keep_trainstate: bool = False,
+) -> Path:
+    """Meta-train a fresh `LoGAH(variant)` on `space` x `data` and write its checkpoint to `out`.
+
+    `space_options` override the space ranges (the dataset's `space_options()` are always applied,
+    so models fit the data). Returns the checkpoint path; its metadata records the space signature,
+    the data, steps, seed, wall time, git commit and the command that reproduces it.
+    """
+    from nas.data import load_dataset
+
+    from .checkpoint import save_checkpoint
+    from .model import LoGAH, LoGAHConfig
+
+    if seed == HELDOUT_SEED:
+        raise ConfigError("seed", seed, f"any integer >= 0 except {HELDOUT_SEED} (reserved for held-out architectures)")
+    out = Path(out) if out is not None else default_out(space, data)
+    dataset = load_dataset(data, **(data_options or {}))
+    the_space = get_space(space, **{**(space_options or {}), **dataset.space_options()})
+    cfg = MetaTrainConfig(steps=steps, meta_batch=meta_batch, batch_size=batch_size, lr=lr, seed=seed,
+                          device=device, warmup_steps=min(100, max(1, steps // 20)),
+                          checkpoint_every=checkpoint_every if checkpoint_every is not None else max(50, steps // 20),
+                          log_every=max(1, min(50, steps // 10)))
+    torch.manual_seed(seed)  # hypernet initialisation
+    hn = LoGAH(LoGAHConfig(variant=variant, space_signature=the_space.signature(), **(hypernet_options or {})))
+    held_out = heldout_configs(the_space)
+    meta: dict[str, Any] = {
+        "space_signature": the_space.signature(),
+        "space_ranges": _ranges(the_space),
+        "data": data,
+        "data_options": data_options or {},
+        "variant": variant,
+        "seed": seed,
+        "steps": steps,
+        "meta_batch": meta_batch,
+        "batch_size": batch_size,
+        "lr": lr,
+        "heldout_seed": HELDOUT_SEED,
+        "heldout_count": len(held_out),
+        "git_commit": _git_commit(),
+        "torch": torch.__version__,
+        # exact for the default data/space options; others are recorded in data_options / space_ranges
+        "command": reproduce_command(space=space, data=data, variant=variant, steps=steps, out=out, seed=seed,
+                                     meta_batch=meta_batch, batch_size=batch_size, lr=lr),
+    }
+    t0 = time.perf_counter()
+    result = meta_train(hn, the_space, dataset, cfg, sample_arch=sampler_excluding(the_space, held_out),
+                        checkpoint_path=out, checkpoint_meta=meta, resume=True, progress=progress)
+    meta.update({
+        "seconds": round(time.perf_counter() - t0, 1),  # this call; a resumed run adds to its earlier part
+        "device": result.device,
+        "loss_first": _mean(result.losses[:20]),
+        "loss_last": _mean(result.losses[-50:]),
+        "meta_train": {"step": result.steps, "steps": steps, "resumed_from": result.start_step},
+    })
+    save_checkpoint(hn.to("cpu").eval(), out, meta)
+    if not keep_trainstate:
+        trainstate_path(out).unlink(missing_ok=True)
+    return out
+
+
+def reproduce_command(*, space: str, data: str, variant: str, steps: int, out: str | Path, seed: int,
+                      meta_batch: int, batch_size: int, lr: float) -> str:
+    args = ["python", "-m", "hypernet.pretrain", "--space", space, "--data", data, "--variant", variant,
+            "--steps", str(steps), "--seed", str(seed), "--meta-batch", str(meta_batch),
+            "--batch-size", str(batch_size), "--lr", repr(lr), "--out", str(out)]
+    return shlex.join(args)
+
+
+def _ranges(space: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(space).items()}
+
+
+def _mean(values: list[float]) -> float | None:
+    finite = [v for v in values if v == v]
+    return round(sum(finite) / len(finite), 5) if finite else None
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hypernet.pretrain", description=__doc__.splitlines()[0])
+    parser.add_argument("--space", default="vit", help="vit | gpt2")
+    parser.add_argument("--data", default="digits", help="digits | pytext | cifar10 | cifar100 | wikitext103")
+    parser.add_argument("--variant", default="tiny", help="tiny | small | base | large")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    parser.add_argument("--out", default=None, help="checkpoint path (.safetensors)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--meta-batch", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        path = pretrain(space=args.space, data=args.data, variant=args.variant, steps=args.steps, out=args.out,
+                        seed=args.seed, device=args.device, meta_batch=args.meta_batch, batch_size=args.batch_size,
+                        lr=args.lr, progress=not args.no_progress)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""pretrain(): writes a loadable checkpoint for the right space, holds architectures out, has a CLI."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from hypernet.pretrain import HELDOUT_SEED, heldout_configs, main, pretrain, sampler_excluding
+from hypernet.training import trainstate_path
+from search_spaces import ConfigError, build_model, get_space
+
+SMALL_VIT = {"depth": (1, 2), "width": (16, 32, 16), "heads": (2,), "patch_sizes": (4,), "mlp_ratios": (2.0,)}
+
+
+def test_pretrain_writes_a_loadable_checkpoint_with_the_space_signature(tmp_path):
+    from hypernet.checkpoint import load_checkpoint
+
+    out = pretrain(space="vit", data="digits", steps=3, out=tmp_path / "vit.safetensors", seed=1, device="cpu",
+                   batch_size=8, space_options=SMALL_VIT, progress=False)
+    assert out == tmp_path / "vit.safetensors" and out.exists()
+    assert not trainstate_path(out).exists()  # the resumable state is removed once the run is complete
+    hn, meta = load_checkpoint(out)
+    space = get_space("vit", **SMALL_VIT, image_size=8, channels=1, num_classes=10)
+    assert meta["space_signature"] == space.signature()
+    assert meta["data"] == "digits" and meta["steps"] == 3 and meta["seed"] == 1 and meta["variant"] == "tiny"
+    assert meta["seconds"] > 0 and "python -m hypernet.pretrain" in meta["command"]
+    assert meta["heldout_seed"] == HELDOUT_SEED
+    config = heldout_configs(space)[0]
+    params = hn.predict(config)
+    assert set(params) == set(dict(build_model(config).named_parameters()))
+    assert all(torch.isfinite(t).all() for t in params.values())
+
+
+def test_heldout_architectures_are_never_sampled_for_training():
+    space = get_space("vit", image_size=8, channels=1, num_classes=10)  # the default (shipped) space
+    held = heldout_configs(space)
+    assert len(held) == 8 and len(set(held)) == 8
+    assert held == heldout_configs(space)  # deterministic
+    sample, rng = sampler_excluding(space, held), random.Random(0)
+    drawn = {sample(rng) for _ in range(500)}
+    assert len(drawn) > 50 and not drawn & set(held)
+    tiny = get_space("vit", **SMALL_VIT, image_size=8, channels=1, num_classes=10)  # 4 architectures
+    assert len(heldout_configs(tiny)) == 1  # most of a tiny space stays available for training
+
+
+def test_the_heldout_seed_cannot_be_used_for_pretraining(tmp_path):
+    with pytest.raises(ConfigError, match="seed"):
+        pretrain(steps=1, out=tmp_path / "x.safetensors", seed=HELDOUT_SEED, progress=False)
+
+
+def test_cli(tmp_path, capsys):
+    out = tmp_path / "gpt.safetensors"
+    code = main(["--space", "gpt2", "--data", "pytext", "--steps", "1", "--batch-size", "2", "--device", "cpu",
+                 "--out", str(out), "--no-progress"])
+    assert code == 0 and out.exists()
+    assert str(out) in capsys.readouterr().out
+    assert main(["--space", "gpt2", "--data", "pytext", "--steps", "0", "--out", str(out), "--no-progress"]) == 2
+    assert "steps" in capsys.readouterr().err

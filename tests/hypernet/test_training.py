@@ -1,0 +1,187 @@
+"""Meta-training: it learns, the hooks work, a crashed run resumes bit-for-bit, bad configs are refused."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+
+import pytest
+import torch
+
+from hypernet import LoGAH, LoGAHConfig
+from hypernet.training import MetaTrainConfig, meta_train, trainstate_path
+from nas.data import load_dataset
+from search_spaces import ConfigError, build_model, get_space
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def space(digits):
+    # Tiny models keep a meta-step in the tens of milliseconds.
+    return get_space("vit", depth=(1, 2), width=(16, 32, 16), heads=(2,), patch_sizes=(4,), mlp_ratios=(2.0,),
+                     **digits.space_options())
+
+
+def _hn(seed: int = 0) -> LoGAH:
+    torch.manual_seed(seed)
+    return LoGAH(LoGAHConfig(variant="tiny"))
+
+
+def _cfg(**kw) -> MetaTrainConfig:
+    base = dict(steps=4, batch_size=16, lr=1e-3, warmup_steps=1, device="cpu", log_every=1)
+    return MetaTrainConfig(**{**base, **kw})
+
+
+def _val_loss(hn: LoGAH, configs, dataset) -> float:
+    """Mean val loss of the predicted (untrained) models: what a warm start starts from."""
+    x, y = next(iter(dataset.val_batches(256)))
+    losses = []
+    for config in configs:
+        model = hn.apply(build_model(config)).eval()
+        with torch.no_grad():
+            losses.append(float(model(x, y)[1]))
+    return sum(losses) / len(losses)
+
+
+def _weights(hn: LoGAH) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in hn.state_dict().items()}
+
+
+def test_meta_training_lowers_the_loss_of_predicted_models(space, digits):
+    hn = _hn()
+    probe = [space.sample(random.Random(123 + i)) for i in range(3)]
+    before = _val_loss(hn, probe, digits)
+    result = meta_train(hn, space, digits, _cfg(steps=20, lr=2e-3, warmup_steps=2), progress=False)
+    after = _val_loss(hn, probe, digits)
+    assert result.steps == 20 and result.start_step == 0 and len(result.losses) == 20
+    assert result.device == "cpu" and all(p.device.type == "cpu" for p in hn.parameters())
+    assert after < before - 0.05, (before, after)
+    first, last = sum(result.losses[:3]) / 3, sum(result.losses[-3:]) / 3
+    assert last < first, result.losses
+
+
+def test_meta_batch_two_and_extra_loss_hook(space, digits):
+    calls = []
+
+    def extra(config, params):
+        calls.append((config, sorted(params)))
+        return 10.0 * params["head.bias"].pow(2).sum()
+
+    plain, hooked = _hn(), _hn()
+    meta_train(plain, space, digits, _cfg(steps=2, meta_batch=2), progress=False)
+    meta_train(hooked, space, digits, _cfg(steps=2, meta_batch=2), extra_loss=extra, progress=False)
+    assert len(calls) == 4  # 2 steps x 2 architectures
+    for config, names in calls:
+        assert space.contains(config)
+        assert names == sorted(dict(build_model(config).named_parameters()))
+    a, b = _weights(plain), _weights(hooked)
+    assert any(not torch.equal(a[k], b[k]) for k in a), "extra_loss did not change the update"
+
+
+def test_non_finite_loss_skips_the_update(space, digits):
+    hn = _hn()
+    before = _weights(hn)
+    result = meta_train(hn, space, digits, _cfg(steps=1), extra_loss=lambda c, p: torch.tensor(float("nan")),
+                        progress=False)
+    assert len(result.losses) == 1
+    after = _weights(hn)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_sample_arch_is_used(space, digits):
+    fixed = space.sample(random.Random(5))
+    seen = []
+    meta_train(_hn(), space, digits, _cfg(steps=2), sample_arch=lambda rng: fixed,
+               extra_loss=lambda c, p: (seen.append(c), torch.zeros(()))[1], progress=False)
+    assert seen == [fixed, fixed]
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+def test_resume_after_crash_equals_uninterrupted_run(space, digits, tmp_path):
+    from hypernet.checkpoint import load_checkpoint
+
+    cfg = _cfg(steps=4, checkpoint_every=2)
+    straight = _hn()
+    meta_train(straight, space, digits, cfg, progress=False)
+
+    path = tmp_path / "hn.safetensors"
+    step = {"n": 0}
+
+    def crash_at_third_step(config, params):
+        step["n"] += 1
+        if step["n"] == 3:
+            raise _Crash
+        return torch.zeros(())
+
+    with pytest.raises(_Crash):
+        meta_train(_hn(), space, digits, cfg, extra_loss=crash_at_third_step, checkpoint_path=path, progress=False)
+    assert path.exists() and trainstate_path(path).exists()
+    _, meta = load_checkpoint(path)
+    assert meta["meta_train"]["step"] == 2
+
+    resumed = _hn(seed=99)  # a new process: its own random weights are overwritten by the train state
+    result = meta_train(resumed, space, digits, cfg, checkpoint_path=path, progress=False)
+    assert result.start_step == 2 and len(result.losses) == 4
+    a, b = _weights(straight), _weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed run diverged from the uninterrupted one"
+    loaded, meta = load_checkpoint(path)
+    assert meta["meta_train"]["step"] == 4
+    assert all(torch.equal(v, b[k]) for k, v in loaded.state_dict().items())
+
+
+def test_resume_refuses_a_changed_config(space, digits, tmp_path):
+    path = tmp_path / "hn.safetensors"
+    meta_train(_hn(), space, digits, _cfg(steps=1), checkpoint_path=path, progress=False)
+    with pytest.raises(ConfigError, match="seed"):
+        meta_train(_hn(), space, digits, _cfg(steps=2, seed=1), checkpoint_path=path, progress=False)
+    # resume=False starts over instead
+    result = meta_train(_hn(), space, digits, _cfg(steps=1, seed=1), checkpoint_path=path, resume=False,
+                        progress=False)
+    assert result.start_step == 0
+
+
+@pytest.mark.parametrize("field, value", [
+    ("steps", 0), ("meta_batch", 0), ("lr", 0.0), ("lr", 2.0), ("weight_decay", -0.1), ("warmup_steps", -1),
+    ("grad_clip", -1.0), ("param_norm_reg", -1e-5), ("batch_size", 0), ("seed", -1), ("checkpoint_every", -5),
+    ("log_every", 0), ("meta_batch", 1.5),
+])
+def test_bad_config_names_the_field(field, value):
+    with pytest.raises(ConfigError) as err:
+        MetaTrainConfig(**{field: value})
+    assert err.value.field == field and field in str(err.value)
+
+
+def test_bad_device_is_a_config_error(space, digits):
+    with pytest.raises(ConfigError, match="device"):
+        meta_train(_hn(), space, digits, _cfg(device="tpu"), progress=False)
+
+
+def test_learning_rate_schedule():
+    cfg = MetaTrainConfig(steps=100, lr=1e-3, warmup_steps=10)
+    assert cfg.lr_at(0) == pytest.approx(1e-4) and cfg.lr_at(9) == pytest.approx(1e-3)
+    assert cfg.lr_at(10) == pytest.approx(1e-3) and cfg.lr_at(99) < 1e-5
+    lrs = [cfg.lr_at(s) for s in range(10, 100)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_gpt2_meta_batch_with_tied_and_untied_models():
+    text = load_dataset("pytext")
+    space = get_space("gpt2", depth=(1, 2), width=(16, 32, 16), heads=(2,), mlp_ratios=(2.0,), context=16,
+                      **text.space_options())
+    base = space.sample(random.Random(0))
+    pairs = ((True, 1), (False, 2), (False, 1), (True, 2))  # (tied, depth): padding + both embeddings
+    configs = iter([dataclasses.replace(base, tied_embeddings=t, depth=d) for t, d in pairs])
+    hn = _hn()
+    before = _weights(hn)
+    result = meta_train(hn, space, text, _cfg(steps=2, meta_batch=2), sample_arch=lambda rng: next(configs),
+                        progress=False)
+    assert len(result.losses) == 2 and all(math.isfinite(v) and v > 1.0 for v in result.losses)
+    after = _weights(hn)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
