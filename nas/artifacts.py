@@ -1,0 +1,99 @@
+"""Export a study's trial (best by default) as a self-contained model directory with provenance.
+
+Provenance says exactly where the weights came from: study, trial, metric, the hypernet version
+that warm-started it (and its checkpoint's sha256), seed and data, with the storage URL masked.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from nas.secrets import mask_url
+from nas.versions import get_version
+from search_spaces import ConfigError, build_model, config_from_dict
+
+WEIGHTS_ATTR = "weights_artifact_id"
+
+
+def select_trial(study: optuna.Study, number: int | None = None) -> FrozenTrial:
+    """Trial `number`, or the best completed one; it must be COMPLETE with saved weights."""
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.value is not None and WEIGHTS_ATTR in t.user_attrs]
+    if number is None:
+        if not complete:
+            raise ConfigError("trial", None, f"a completed trial, but study {study.study_name!r} has none yet")
+        return min(complete, key=lambda t: t.value)
+    by_number = {t.number: t for t in complete}
+    if number not in by_number:
+        raise ConfigError("trial", number, f"a completed trial of study {study.study_name!r} with weights: "
+                                           f"{sorted(by_number)}")
+    return by_number[number]
+
+
+def load_trial_model(trial: FrozenTrial, artifact_store) -> torch.nn.Module:
+    """The trained model of a trial, rebuilt from its config and its weights artifact."""
+    from safetensors.torch import load_file
+
+    model = build_model(config_from_dict(trial.user_attrs["config"]))
+    with tempfile.TemporaryDirectory(prefix="logah-x-") as tmp:
+        path = Path(tmp) / "weights.safetensors"
+        optuna.artifacts.download_artifact(artifact_store=artifact_store, file_path=str(path),
+                                           artifact_id=trial.user_attrs[WEIGHTS_ATTR])
+        tensors = load_file(str(path))
+    params = dict(model.named_parameters())
+    if set(tensors) != set(params):
+        raise ValueError(f"trial {trial.number}: weights artifact has tensors {sorted(set(tensors) ^ set(params))} "
+                         "that do not match its config")
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(tensors[name])
+    return model.eval()
+
+
+def provenance(study: optuna.Study, trial: FrozenTrial, *, storage_url: str, engine=None) -> dict[str, Any]:
+    attrs, sattrs = trial.user_attrs, study.user_attrs
+    config = sattrs.get("config") or {}
+    version = attrs.get("hypernet_version")
+    hn = None
+    if version is not None and engine is not None:
+        row = get_version(engine, study.study_name, int(version))
+        if row is not None:
+            hn = {"version": row.version, "sha256": row.sha256, "artifact_id": row.artifact_id,
+                  "val_loss": row.val_loss, "note": row.note}
+    return {
+        "study": study.study_name,
+        "storage": mask_url(storage_url),
+        "trial": trial.number,
+        "metric": sattrs.get("metric", "val_loss"),
+        "value": trial.value,
+        "val_accuracy": attrs.get("val_accuracy"),
+        "val_perplexity": attrs.get("val_perplexity"),
+        "warm_start": attrs.get("warm_start"),
+        "hypernet_version": version,
+        "hypernet": hn,
+        "params": trial.params,
+        "seed": config.get("seed"),
+        "data": config.get("data") or {"name": sattrs.get("data")},
+        "space": sattrs.get("space"),
+        "train": config.get("study"),
+    }
+
+
+def export_trial(study: optuna.Study, artifact_store, export_dir: str | Path, *, storage_url: str,
+                 engine=None, trial_number: int | None = None, overwrite: bool = True) -> Path:
+    """Write `<export_dir>/<study>-trial<N>/` (model.safetensors, config.json, provenance.json)."""
+    from nas.export import export_model
+
+    trial = select_trial(study, trial_number)
+    model = load_trial_model(trial, artifact_store)
+    out = Path(export_dir) / f"{study.study_name}-trial{trial.number}"
+    return export_model(model, out, provenance=provenance(study, trial, storage_url=storage_url, engine=engine),
+                        overwrite=overwrite)
+
+
+__all__ = ["export_trial", "load_trial_model", "provenance", "select_trial"]

@@ -1,0 +1,372 @@
+"""`logah-nas {pretrain,search,worker,export,dashboard} key=value ...`
+
+Overrides are Hydra's (`space=gpt2 data=pytext n_trials=32 study.steps=300`); the config tree
+lives in nas/conf. Errors in what the user typed end in one line on stderr and exit code 2
+(set LOGAH_DEBUG=1 for the traceback).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Sequence
+
+from search_spaces import ConfigError
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+COMMANDS = ("pretrain", "search", "worker", "export", "dashboard")
+WORKER_KEYS = {"storage", "study_name", "artifacts_dir", "export_dir", "device", "n_trials"}
+
+USAGE = """\
+usage: logah-nas COMMAND [key=value ...]
+
+commands:
+  search     create (or resume) a study and run it with `workers` local processes, then export the best trial
+  worker     join an existing study (e.g. from another machine: storage=postgresql+psycopg://... study_name=...)
+  export     export the best trial (or trial=N) to export_dir
+  pretrain   meta-train a hypernet for space x data (pretrain.steps, pretrain.out, ...)
+  dashboard  open the Streamlit dashboard on 127.0.0.1:`port` for `storage`
+
+config groups (nas/conf): space={space}  data={data}  hypernet={hypernet}  study={study}
+examples:
+  logah-nas search
+  logah-nas search space=gpt2 data=pytext n_trials=32 workers=2
+  logah-nas search study=quick n_trials=4 hypernet.refit_every=2
+  logah-nas export trial=3
+"""
+
+
+class UsageError(ValueError):
+    """Bad command line (not a config value)."""
+
+
+def _usage() -> str:
+    from nas.config import group_options
+
+    return USAGE.format(**{g: "|".join(group_options(g)) for g in ("space", "data", "hypernet", "study")})
+
+
+def _print(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+# ---- commands -----------------------------------------------------------------------------
+
+def cmd_search(overrides: Sequence[str]) -> int:
+    from nas.artifacts import export_trial
+    from nas.config import compose
+    from nas.secrets import mask_url
+    from nas.study import best_trial, open_session
+    from nas.versions import latest_promoted, list_versions
+    from nas.workers import log_dir, monitor, spawn_workers, stop_workers
+
+    cfg = compose(overrides)
+    session = open_session(cfg, create=True)
+    study = session.study
+    v0 = list_versions(session.engine, cfg.study_name)[0]
+    _print(f"study {cfg.study_name!r} in {mask_url(cfg.storage)}: space={cfg.space['name']} data={cfg.data.name} "
+           f"n_trials={cfg.n_trials} workers={cfg.workers} hypernet v0: {v0.note}")
+    if cfg.workers == 1:
+        code = _run_in_process(session)
+        if code:
+            return code
+    else:
+        workers = spawn_workers(cfg, cfg.workers)
+        try:
+            codes = monitor(study, workers, cfg.n_trials, engine=session.engine, progress=sys.stderr.isatty())
+        except KeyboardInterrupt:
+            stop_workers(workers)
+            raise
+        bad = {i: c for i, c in codes.items() if c != 0}
+        if bad:
+            for w in workers:
+                if w.index in bad:
+                    _print(f"worker {w.index} exited with code {bad[w.index]}; last lines of {w.log_path}:\n{w.tail()}")
+            if best_trial(study) is None:
+                return EXIT_FAILED
+        _print(f"worker logs: {log_dir(cfg)}")
+    best = best_trial(study)
+    if best is None:
+        print("logah-nas: error: no trial completed; see fail_reason of the trials in the dashboard", file=sys.stderr)
+        return EXIT_FAILED
+    metric = _metric_text(best)
+    latest = latest_promoted(session.engine, cfg.study_name)
+    versions = list_versions(session.engine, cfg.study_name)
+    _print(f"best trial #{best.number}: val_loss={best.value:.4f}{metric} "
+           f"warm_start={best.user_attrs.get('warm_start')} hypernet_version={best.user_attrs.get('hypernet_version')}"
+           f" config={_short_config(best.user_attrs.get('config', {}))}")
+    _print(f"hypernet versions: {len(versions)} (newest promoted: v{latest.version if latest else '-'})")
+    _print(_warm_vs_control(study))
+    path = export_trial(study, session.artifact_store, cfg.export_dir, storage_url=cfg.storage,
+                        engine=session.engine)
+    _print(f"exported to {path}")
+    return 0
+
+
+def _run_in_process(session) -> int:
+    from tqdm import tqdm
+
+    from nas.study import n_counted, run_trials
+
+    bar = tqdm(total=session.cfg.n_trials, desc=session.cfg.study_name, unit="trial",
+               disable=not sys.stderr.isatty(), initial=min(n_counted(session.study), session.cfg.n_trials))
+
+    def tick(study, trial) -> None:
+        done = min(n_counted(study), session.cfg.n_trials)
+        if done > bar.n:
+            bar.update(done - bar.n)
+
+    try:
+        guard = run_trials(session, callbacks=[tick])
+    finally:
+        bar.close()
+    if guard.tripped:
+        print(f"logah-nas: error: {guard.in_a_row} trials failed in a row, last: {guard.last_reason}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def _warm_vs_control(study) -> str:
+    """One line comparing warm-started and random-init (control) trials of the study."""
+    import statistics
+
+    from optuna.trial import TrialState
+
+    parts = []
+    for label, warm in (("warm", True), ("control", False)):
+        trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("warm_start") is warm
+                  and t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        done = [t.value for t in trials if t.state == TrialState.COMPLETE]
+        step0 = [t.user_attrs["loss_step0"] for t in trials if "loss_step0" in t.user_attrs]
+        text = f"{label}: {len(done)} complete / {len(trials)}"
+        if step0:
+            text += f", mean loss@step0 {statistics.fmean(step0):.3f}"
+        if done:
+            text += f", best {min(done):.4f}, median {statistics.median(done):.4f}"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def _metric_text(trial) -> str:
+    if "val_accuracy" in trial.user_attrs:
+        return f" val_accuracy={trial.user_attrs['val_accuracy']:.4f}"
+    if "val_perplexity" in trial.user_attrs:
+        return f" val_perplexity={trial.user_attrs['val_perplexity']:.2f}"
+    return ""
+
+
+def _short_config(config: dict) -> str:
+    keep = ("depth", "width", "heads", "patch_size", "mlp_ratio", "tied_embeddings")
+    return ",".join(f"{k}={config[k]}" for k in keep if k in config)
+
+
+def _worker_overrides(overrides: Sequence[str]) -> dict:
+    """`key=value` pairs a worker accepts; everything else comes from the study's stored config."""
+    from omegaconf import OmegaConf
+
+    from nas.workers import STORAGE_ENV
+
+    result: dict = {}
+    for item in overrides:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(item, None, "an override of the form key=value")
+        top = key.split(".")[0]
+        if top not in WORKER_KEYS and top != "data":
+            raise ConfigError(key, value, f"one of {sorted(WORKER_KEYS)} or data.options.* (a worker runs the "
+                                          "study's own config)")
+        if top == "data" and not key.startswith("data.options."):
+            raise ConfigError(key, value, "data.options.<name> (a worker cannot change the study's dataset)")
+    parsed = OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)), resolve=True)
+    result.update(parsed)
+    if "storage" not in result:
+        result["storage"] = os.environ.get(STORAGE_ENV, "sqlite:///logah_runs/study.db")
+    return result
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def cmd_worker(overrides: Sequence[str]) -> int:
+    import optuna
+
+    from nas.storage import make_storage
+    from nas.study import open_session, run_trials, stored_config
+    from nas.secrets import mask_url
+
+    given = _worker_overrides(overrides)
+    storage_url = given.pop("storage")
+    study_name = given.pop("study_name", None)
+    if study_name is None:
+        names = [s.study_name for s in optuna.get_all_study_summaries(make_storage(storage_url, heartbeat_interval=None))]
+        if len(names) != 1:
+            raise ConfigError("study_name", None, f"one of the studies in {mask_url(storage_url)}: {sorted(names)}")
+        study_name = names[0]
+    base = stored_config(storage_url, study_name).to_dict()
+    from nas.config import from_dict
+
+    cfg = from_dict(_merge({**base, "storage": storage_url}, given))
+    index = _worker_index()
+    if os.environ.get("OMP_NUM_THREADS") == "1":
+        import torch
+
+        torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker{index} %(levelname)s %(name)s: %(message)s")
+    session = open_session(cfg, worker_index=index)
+    guard = run_trials(session)
+    if guard.tripped:
+        print(f"logah-nas worker: {guard.in_a_row} trials failed in a row, last: {guard.last_reason}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def _worker_index() -> int:
+    """Local workers get 0..N-1 from `search`; a worker started by hand (another machine) gets a
+    number derived from host and pid, so its sampler seed differs from every other worker's."""
+    import socket
+    import zlib
+
+    from nas.workers import INDEX_ENV
+
+    value = os.environ.get(INDEX_ENV)
+    if value is not None and value.isdigit():
+        return int(value)
+    return 1000 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_000
+
+
+def cmd_export(overrides: Sequence[str]) -> int:
+    import optuna
+
+    from nas.artifacts import export_trial
+    from nas.config import compose
+    from nas.storage import make_artifact_store, make_engine, make_storage
+    from nas.secrets import mask_url
+
+    cfg = compose(overrides)
+    storage = make_storage(cfg.storage, heartbeat_interval=None)
+    try:
+        study = optuna.load_study(study_name=cfg.study_name, storage=storage)
+    except KeyError:
+        names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+        raise ConfigError("study_name", cfg.study_name, f"an existing study in {mask_url(cfg.storage)}: {names}") from None
+    path = export_trial(study, make_artifact_store(cfg.artifacts_dir), cfg.export_dir, storage_url=cfg.storage,
+                        engine=make_engine(cfg.storage), trial_number=cfg.trial)
+    _print(str(path))
+    return 0
+
+
+def cmd_pretrain(overrides: Sequence[str]) -> int:
+    from nas.config import compose
+
+    cfg = compose(overrides)
+    try:
+        from hypernet.pretrain import pretrain
+    except ImportError as exc:
+        raise UsageError(f"pretraining is unavailable: {exc}") from None
+    p = cfg.pretrain
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    space_options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.space.items() if k != "name"}
+    path = pretrain(space=cfg.space["name"], data=cfg.data.name, variant=cfg.hypernet.variant, steps=p.steps,
+                    out=p.out, seed=cfg.seed, device=cfg.device, meta_batch=p.meta_batch, batch_size=p.batch_size,
+                    lr=p.lr, data_options=cfg.data.options, space_options=space_options,
+                    progress=sys.stderr.isatty())
+    _print(str(path))
+    return 0
+
+
+def cmd_dashboard(overrides: Sequence[str]) -> int:
+    """Streamlit on 127.0.0.1:`port`, reading `storage` (password passed via the environment)."""
+    from nas.config import compose
+
+    cfg = compose(overrides)
+    try:
+        from app.launch import launch
+    except ImportError as exc:
+        raise UsageError(f"the dashboard app is not installed ({exc})") from None
+    _print(f"dashboard: http://127.0.0.1:{cfg.port} (Ctrl+C stops it)")
+    process = launch(cfg.storage, port=cfg.port, artifacts=cfg.artifacts_dir)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(10)
+        raise
+
+
+HANDLERS = {"search": cmd_search, "worker": cmd_worker, "export": cmd_export, "pretrain": cmd_pretrain,
+            "dashboard": cmd_dashboard}
+
+
+# ---- entry point --------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        print(_usage(), file=sys.stderr)
+        return EXIT_USAGE
+    if argv[0] in ("-h", "--help", "help"):
+        _print(_usage())
+        return 0
+    command, overrides = argv[0], argv[1:]
+    if any(o in ("-h", "--help") for o in overrides):
+        _print(_usage())
+        return 0
+    debug = os.environ.get("LOGAH_DEBUG") == "1"
+    _stop_children_on_sigterm()
+    try:
+        if command not in HANDLERS:
+            raise UsageError(f"unknown command {command!r}: allowed {list(COMMANDS)}")
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # we print our own summary lines
+        return HANDLERS[command](overrides)
+    except KeyboardInterrupt:
+        print("logah-nas: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        if _is_user_error(exc):
+            print(f"logah-nas: error: {_masked(exc)}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"logah-nas: error: {type(exc).__name__}: {_masked(exc)} (LOGAH_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _stop_children_on_sigterm() -> None:
+    """SIGTERM (e.g. from a scheduler) unwinds like Ctrl+C, so `search` and `dashboard` stop the
+    processes they started instead of leaving them orphaned."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        def _raise(signum, frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, _raise)
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    """Errors caused by what the user typed or pointed us at (a config value, a missing file,
+    a checkpoint of another space): exit code 2, no traceback."""
+    from hypernet.checkpoint import CheckpointError
+
+    return isinstance(exc, (ConfigError, UsageError, FileNotFoundError, CheckpointError))
+
+
+
+def _masked(exc: BaseException) -> str:
+    from nas.secrets import mask_url
+
+    text = " ".join(str(exc).split())  # one line
+    return mask_url(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

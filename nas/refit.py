@@ -1,0 +1,339 @@
+"""The study's hypernet: version 0, loading a version, and periodic refits from trial results.
+
+Lifecycle (all state lives in the study's database and artifact store, so any worker on any
+machine can take part):
+
+* version 0 is registered when the study is created: the shipped pretrained checkpoint for the
+  space (`hypernet.pretrained_path`), a given checkpoint, or a random LoGAH of the configured
+  variant;
+* after every `refit_every` completed trials one worker (the holder of the DB lease
+  `refit:<study>`) meta-trains a copy of the newest promoted version on architectures the study
+  found good, plus a distillation term pulling predictions towards the trained weights of the
+  best trials;
+* the new version is validated on a fixed held-out set of architectures (loss of the predicted
+  parameters before any training) against its parent on the same set; it is recorded either way
+  but only *promoted* (used by workers) if it is better.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import Engine
+
+from nas.versions import (HypernetVersion, VersionExistsError, get_version, latest_promoted, list_versions,
+                          record_version)
+from search_spaces import ModelConfig, build_model, config_from_dict
+
+_log = logging.getLogger(__name__)
+
+HELDOUT_SEED = 424_242  # the fixed part of the validation set; never a training seed
+WEIGHTS_ATTR = "weights_artifact_id"
+
+
+def lease_name(study_name: str) -> str:
+    return f"refit:{study_name}"
+
+
+def config_key(config: ModelConfig) -> str:
+    return json.dumps(config.to_dict(), sort_keys=True)
+
+
+# ---- version 0 and loading ----------------------------------------------------------------
+
+def initial_hypernet(hcfg, space) -> tuple[Any, str]:
+    """(hypernet, note) for version 0, following `hypernet.checkpoint` (auto | none | path)."""
+    from hypernet import LoGAH, LoGAHConfig, load_checkpoint, pretrained_path
+
+    signature = space.signature()
+    if hcfg.checkpoint not in ("auto", "none"):
+        hn, _ = load_checkpoint(hcfg.checkpoint, expected_signature=signature)
+        return hn, f"checkpoint {Path(hcfg.checkpoint).name}"
+    if hcfg.checkpoint == "auto":
+        path = pretrained_path(signature)
+        if path is not None:
+            hn, _ = load_checkpoint(path, expected_signature=signature)
+            if hn.config.variant != hcfg.variant:
+                _log.warning("using the shipped %s checkpoint %s although hypernet.variant=%s "
+                             "(set hypernet.checkpoint=none for a random %s)", hn.config.variant, path.name,
+                             hcfg.variant, hcfg.variant)
+            return hn, f"pretrained {path.name}"
+    hn = LoGAH(LoGAHConfig(variant=hcfg.variant, space_signature=signature))
+    return hn, f"random init LoGAH-{hcfg.variant}" + (" (no shipped checkpoint for this space)"
+                                                       if hcfg.checkpoint == "auto" else "")
+
+
+def _upload_checkpoint(hn, study: optuna.Study, artifact_store, meta: dict[str, Any]) -> tuple[str, str]:
+    """Save `hn` as a checkpoint artifact of the study; returns (artifact_id, payload sha256)."""
+    from hypernet import save_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="logah-hn-") as tmp:
+        path = Path(tmp) / f"hypernet-{meta.get('version', 'new')}.safetensors"
+        sha = save_checkpoint(hn, path, meta)
+        artifact_id = optuna.artifacts.upload_artifact(
+            artifact_store=artifact_store, file_path=str(path), study_or_trial=study,
+            mimetype="application/octet-stream")
+    return artifact_id, sha
+
+
+def ensure_initial_version(study: optuna.Study, engine: Engine, artifact_store, hcfg, space) -> HypernetVersion:
+    """Register version 0 once per study (a no-op when it exists; safe if two processes race)."""
+    existing = get_version(engine, study.study_name, 0)
+    if existing is not None:
+        return existing
+    t0 = time.perf_counter()
+    hn, note = initial_hypernet(hcfg, space)
+    artifact_id, sha = _upload_checkpoint(hn, study, artifact_store, {"study": study.study_name, "version": 0})
+    try:
+        return record_version(engine, study.study_name, version=0, artifact_id=artifact_id, sha256=sha,
+                              promoted=True, trials_used=0, device="cpu", seconds=time.perf_counter() - t0,
+                              note=note)
+    except VersionExistsError:  # another process registered it first: use theirs
+        return get_version(engine, study.study_name, 0)
+
+
+def load_version(version: HypernetVersion, artifact_store, map_location: str | torch.device = "cpu"):
+    """The hypernet of a recorded version, checksum-verified against the versions table."""
+    from hypernet import CheckpointError, load_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="logah-hn-") as tmp:
+        path = Path(tmp) / "hypernet.safetensors"
+        optuna.artifacts.download_artifact(artifact_store=artifact_store, file_path=str(path),
+                                           artifact_id=version.artifact_id)
+        hn, meta = load_checkpoint(path, map_location=map_location)
+    if meta.get("sha256") != version.sha256:
+        raise CheckpointError(f"hypernet version {version.version} of study {version.study_name!r}: artifact "
+                              f"{version.artifact_id} has sha256 {meta.get('sha256')}, the table says {version.sha256}")
+    return hn.eval()
+
+
+class HypernetCache:
+    """The newest promoted hypernet of a study, loaded once per process and version."""
+
+    def __init__(self, engine: Engine, artifact_store, study_name: str) -> None:
+        self.engine, self.artifact_store, self.study_name = engine, artifact_store, study_name
+        self._version: HypernetVersion | None = None
+        self._hn = None
+
+    def latest(self) -> tuple[HypernetVersion, Any]:
+        version = latest_promoted(self.engine, self.study_name)
+        if version is None:
+            raise RuntimeError(f"study {self.study_name!r} has no hypernet version; create the study with "
+                               "`logah-nas search` before starting workers")
+        if self._version is None or version.id != self._version.id:
+            self._hn = load_version(version, self.artifact_store)
+            self._version = version
+        return self._version, self._hn
+
+
+# ---- refit --------------------------------------------------------------------------------
+
+def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Completed trials with a config, best first."""
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if "config" in t.user_attrs and t.value is not None]
+    return sorted(trials, key=lambda t: t.value)
+
+
+def refits_done(engine: Engine, study_name: str) -> int:
+    return sum(1 for v in list_versions(engine, study_name) if v.version >= 1)
+
+
+def refit_due(engine: Engine, study: optuna.Study, refit_every: int) -> bool:
+    """Due when the study has `refit_every` more completed trials than the refits so far cover."""
+    if refit_every <= 0:
+        return False
+    n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    return n_complete >= (refits_done(engine, study.study_name) + 1) * refit_every
+
+
+def heldout_configs(space, trials: list[FrozenTrial], n_fixed: int, n_best: int) -> list[ModelConfig]:
+    """Validation architectures: a fixed-seed sample of the space plus the best trials' configs."""
+    rng = random.Random(HELDOUT_SEED)
+    configs = [space.sample(rng) for _ in range(n_fixed)]
+    seen = {config_key(c) for c in configs}
+    for t in trials:
+        if len(configs) >= n_fixed + n_best:
+            break
+        c = config_from_dict(t.user_attrs["config"])
+        if config_key(c) not in seen:
+            configs.append(c)
+            seen.add(config_key(c))
+    return configs
+
+
+@torch.no_grad()
+def heldout_loss(hn, configs: list[ModelConfig], dataset, *, batch_size: int, batches: int,
+                 device: torch.device | str = "cpu") -> float:
+    """Mean val loss of the predicted parameters (step 0, no training) over `configs`."""
+    from nas.training import evaluate
+
+    losses = []
+    for config in configs:
+        model = build_model(config)
+        hn.apply(model)
+        context = getattr(config, "context", None) if dataset.kind == "text" else None
+        metrics = evaluate(model.to(device), dataset, batch_size=batch_size, batches=batches, context=context,
+                           device=device)
+        losses.append(metrics["val_loss"])
+    return float(sum(losses) / len(losses))
+
+
+def _rank_weights(n: int) -> list[float]:
+    """Linear rank weights, best first: n, n-1, ..., 1 (robust to the scale of the losses)."""
+    return [float(n - i) for i in range(n)]
+
+
+def make_sample_arch(space, trial_configs: list[ModelConfig], fraction: float,
+                     exclude: set[str]) -> Callable[[random.Random], ModelConfig]:
+    """Replay good trials (rank-weighted) with probability `fraction`, else sample the space;
+    never a fixed held-out architecture (so validation stays held out)."""
+    weights = _rank_weights(len(trial_configs))
+
+    def sample(rng: random.Random) -> ModelConfig:
+        if trial_configs and rng.random() < fraction:
+            return rng.choices(trial_configs, weights=weights)[0]
+        for _ in range(20):
+            config = space.sample(rng)
+            if config_key(config) not in exclude:
+                return config
+        return config
+
+    return sample
+
+
+def load_trial_weights(trial: FrozenTrial, artifact_store) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    with tempfile.TemporaryDirectory(prefix="logah-w-") as tmp:
+        path = Path(tmp) / "weights.safetensors"
+        optuna.artifacts.download_artifact(artifact_store=artifact_store, file_path=str(path),
+                                           artifact_id=trial.user_attrs[WEIGHTS_ATTR])
+        return load_file(str(path))
+
+
+def make_distill_loss(targets: dict[str, tuple[dict[str, torch.Tensor], float]], weight: float):
+    """extra_loss(config, params): weight * score * mean_p MSE((pred_p - w_p) / rms(w_p)).
+
+    Normalising by each target tensor's RMS makes every tensor count alike (a LayerNorm gain of
+    ~1 and an attention matrix of ~0.02 would otherwise differ by 2,500x in squared error).
+    """
+    def extra_loss(config: ModelConfig, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        any_param = next(iter(params.values()))
+        target = targets.get(config_key(config))
+        if target is None or weight == 0:
+            return torch.zeros((), device=any_param.device)
+        tensors, score = target
+        terms = []
+        for name, pred in params.items():
+            t = tensors.get(name)
+            if t is None or t.shape != pred.shape:
+                continue
+            t = t.to(pred.device, pred.dtype)
+            scale = t.pow(2).mean().sqrt().clamp_min(1e-3)
+            terms.append(((pred - t) / scale).pow(2).mean())
+        if not terms:
+            return torch.zeros((), device=any_param.device)
+        return weight * score * torch.stack(terms).mean()
+
+    return extra_loss
+
+
+def refit(cfg, study: optuna.Study, engine: Engine, artifact_store, dataset, space, *,
+          lease=None, progress: bool = False) -> HypernetVersion | None:
+    """Meta-train the next hypernet version from the study's results and record it.
+
+    Returns None (nothing recorded) when `lease` was lost during the refit: another process
+    may be refitting from the same parent, and two versions from one parent would race.
+    """
+    from hypernet import MetaTrainConfig, meta_train
+    from nas.training import resolve_device
+
+    h = cfg.hypernet
+    t0 = time.perf_counter()
+    parent = latest_promoted(engine, study.study_name)
+    if parent is None:
+        raise RuntimeError(f"study {study.study_name!r} has no hypernet version to refit")
+    hn = load_version(parent, artifact_store)
+    trials = completed_trials(study)
+    trial_configs = [config_from_dict(t.user_attrs["config"]) for t in trials]
+    heldout = heldout_configs(space, trials, h.heldout_archs, h.heldout_best)
+    fixed = {config_key(c) for c in heldout[:h.heldout_archs]}
+    eval_kw = {"batch_size": max(cfg.study.batch_sizes), "batches": cfg.study.eval_batches}
+    parent_val = heldout_loss(hn, heldout, dataset, **eval_kw)
+
+    rank = _rank_weights(len(trials))
+    targets: dict[str, tuple[dict[str, torch.Tensor], float]] = {}
+    for t, c, w in zip(trials, trial_configs, rank):
+        if len(targets) >= h.distill_trials:
+            break
+        if WEIGHTS_ATTR in t.user_attrs and config_key(c) not in targets:
+            try:
+                targets[config_key(c)] = (load_trial_weights(t, artifact_store), w / rank[0])
+            except Exception as exc:  # a missing artifact only removes one target
+                _log.warning("refit: no weights for trial %d (%s)", t.number, exc)
+
+    device = resolve_device(cfg.device)
+    n_prev = refits_done(engine, study.study_name)
+    mcfg = MetaTrainConfig(steps=h.refit_steps, meta_batch=h.refit_meta_batch, lr=h.refit_lr,
+                           warmup_steps=min(10, h.refit_steps // 10), batch_size=h.refit_batch_size,
+                           seed=cfg.seed + 1000 * (n_prev + 1), device=str(device),
+                           log_every=max(1, min(10, h.refit_steps)))
+    result = meta_train(hn, space, dataset, mcfg,
+                        sample_arch=make_sample_arch(space, trial_configs, h.study_arch_fraction, fixed),
+                        extra_loss=make_distill_loss(targets, h.distill_weight), progress=progress)
+    hn = hn.cpu().eval()
+    val = heldout_loss(hn, heldout, dataset, **eval_kw)
+    promoted = bool(val < parent_val)
+    if lease is not None and not lease.renew():
+        _log.warning("refit of %s: lease lost during the refit; result discarded", study.study_name)
+        return None
+    next_number = parent.version + 1  # informational only; record_version allocates the number
+    artifact_id, sha = _upload_checkpoint(hn, study, artifact_store, {
+        "study": study.study_name, "parent_version": parent.version, "version": next_number,
+        "trials_used": len(trials), "val_loss": val, "parent_val_loss": parent_val})
+    version = record_version(
+        engine, study.study_name, artifact_id=artifact_id, sha256=sha, promoted=promoted,
+        trials_used=len(trials), val_loss=val, parent_val_loss=parent_val, device=str(device),
+        seconds=time.perf_counter() - t0,
+        note=(f"refit of v{parent.version}: {h.refit_steps} steps, {len(trials)} trials, "
+              f"{len(targets)} distillation targets, {len(heldout)} held-out archs; "
+              f"meta-train {result.seconds:.1f}s"))
+    _log.info("hypernet v%d of %s: held-out loss %.4f vs parent v%d %.4f -> %s", version.version,
+              study.study_name, val, parent.version, parent_val, "promoted" if promoted else "kept, not promoted")
+    return version
+
+
+class RefitCallback:
+    """Optuna study callback: after a completed trial, refit if due and the lease is ours."""
+
+    def __init__(self, cfg, engine: Engine, artifact_store, dataset, space) -> None:
+        self.cfg, self.engine, self.artifact_store, self.dataset, self.space = cfg, engine, artifact_store, dataset, space
+        self.last: HypernetVersion | None = None
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        from nas.lease import hold_lease
+
+        if trial.state != TrialState.COMPLETE or not refit_due(self.engine, study, self.cfg.hypernet.refit_every):
+            return
+        with hold_lease(self.engine, lease_name(study.study_name), self.cfg.hypernet.lease_ttl_s) as lease:
+            if not lease or not refit_due(self.engine, study, self.cfg.hypernet.refit_every):
+                return  # another process refits (or just did)
+            try:
+                self.last = refit(self.cfg, study, self.engine, self.artifact_store, self.dataset, self.space,
+                                  lease=lease)
+            except Exception:  # a failed refit must not stop the search; the next completion retries
+                _log.exception("refit of study %s failed", study.study_name)
+
+
+__all__ = ["HypernetCache", "RefitCallback", "completed_trials", "ensure_initial_version", "heldout_configs",
+           "heldout_loss", "initial_hypernet", "lease_name", "load_version", "make_distill_loss",
+           "make_sample_arch", "refit", "refit_due"]

@@ -1,0 +1,141 @@
+"""Database and artifact storage shared by every worker of a study.
+
+One database URL holds three things: Optuna's tables, our hypernet version table and the lease
+table (`nas.versions`, `nas.lease`). Two engines talk to it: Optuna's own (inside
+`RDBStorage`) and `make_engine(url)` for our tables.
+
+SQLite (the default, `sqlite:///logah_runs/study.db`) is made safe for a handful of local
+worker processes by two settings, applied to both engines:
+
+* WAL journal mode (`PRAGMA journal_mode=WAL`, persistent in the file): readers never block the
+  single writer and the writer never blocks readers, so the dashboard and the workers can read
+  while a trial is being written.
+* A 60 s busy timeout (`connect_args={"timeout": 60}` = sqlite3's busy handler): a writer that
+  finds the write lock taken waits and retries instead of failing at once with
+  "database is locked". Our writes are tiny, so 60 s is never reached in practice.
+
+The Python sqlite3 driver opens a transaction only at the first write statement, so a
+transaction never has to upgrade a read snapshot into a write lock (the one case the busy handler
+cannot resolve). Many machines need PostgreSQL (`postgresql+psycopg://...`); there we only add
+`pool_pre_ping` so connections dropped by the server or a proxy are replaced transparently.
+
+Killed workers: `make_storage` turns on Optuna's heartbeat. A worker that dies mid-trial stops
+beating; after `grace_period` the next worker to start a trial marks it FAIL and
+`RetryHeartbeatStaleTrialCallback` enqueues a copy with the same parameters, so no configuration
+is silently lost.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+
+from nas.secrets import mask_url
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_STORAGE = "sqlite:///logah_runs/study.db"
+DEFAULT_ARTIFACTS = "logah_runs/artifacts"
+SQLITE_TIMEOUT_S = 60
+
+_engines: dict[tuple[int, str], Engine] = {}  # per process: engines own connection pools
+_engines_lock = threading.Lock()
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def _sqlite_path(url: str) -> str | None:
+    db = make_url(url).database
+    return None if db in (None, "", ":memory:") or db.startswith("file:") else db
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    if is_sqlite(url):
+        return {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+    return {"pool_pre_ping": True}
+
+
+def _on_sqlite_connect(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_TIMEOUT_S * 1000}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode up to the last checkpoint-free commit
+    finally:
+        cursor.close()
+
+
+def _prepare_sqlite_file(url: str) -> None:
+    path = _sqlite_path(url)
+    if path is not None:
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def make_engine(url: str) -> Engine:
+    """A SQLAlchemy engine for our own tables (cached per process and URL)."""
+    key = (os.getpid(), url)
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            if is_sqlite(url):
+                _prepare_sqlite_file(url)
+            engine = sqlalchemy.create_engine(url, **_engine_kwargs(url))
+            if is_sqlite(url):
+                event.listen(engine, "connect", _on_sqlite_connect)
+            _engines[key] = engine
+    return engine
+
+
+def make_storage(url: str = DEFAULT_STORAGE, heartbeat_interval: int | None = 30,
+                 grace_period: int | None = None, max_retry: int | None = 2):
+    """Optuna `RDBStorage` with heartbeat + retry of trials whose worker died.
+
+    `grace_period` defaults to Optuna's (2 x heartbeat_interval). `heartbeat_interval=None`
+    turns the heartbeat off (then a killed worker's trial stays RUNNING forever).
+    """
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    if is_sqlite(url):
+        _prepare_sqlite_file(url)
+        with make_engine(url).connect():  # WAL is a property of the file: set it before Optuna connects
+            pass
+    kwargs: dict[str, Any] = {}
+    with warnings.catch_warnings():  # heartbeat is "experimental" since Optuna 2.x; we rely on it knowingly
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if heartbeat_interval is not None:
+            kwargs = {"heartbeat_interval": int(heartbeat_interval),
+                      "grace_period": None if grace_period is None else int(grace_period),
+                      "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=max_retry)}
+    last: Exception | None = None
+    for _ in range(5):  # Optuna creates its tables on every construction; two fresh workers can race
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = RDBStorage(url, engine_kwargs=_engine_kwargs(url), **kwargs)
+            break
+        except sqlalchemy.exc.OperationalError as exc:
+            last = exc
+            _log.debug("retrying storage creation for %s: %s", mask_url(url), exc)
+    else:
+        raise RuntimeError(f"could not open the study storage {mask_url(url)}: {last}") from None
+    if is_sqlite(url):
+        event.listen(storage.engine, "connect", _on_sqlite_connect)
+    return storage
+
+
+def make_artifact_store(base_path: str | os.PathLike = DEFAULT_ARTIFACTS):
+    """The artifact store (trial weights, hypernet checkpoints); a folder shared by the workers."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    Path(base_path).mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(base_path=str(base_path))

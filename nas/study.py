@@ -1,0 +1,188 @@
+"""Creating, joining and running a study.
+
+A study is fully described by its database: Optuna's tables, the study user attrs (space, data,
+metric, the resolved config with secrets masked) and the hypernet versions. A worker on another
+machine therefore needs only the storage URL and the study name (`logah-nas worker`): it reads
+the study's own config and cannot drift from it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.study import MaxTrialsCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from nas import __version__
+from nas.config import NASConfig, from_dict
+from nas.secrets import mask_secrets, mask_url
+from nas.storage import make_artifact_store, make_engine, make_storage
+from search_spaces import ConfigError
+
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # what n_trials counts
+METRIC = "val_loss"
+
+
+def make_sampler(cfg: NASConfig, worker_index: int = 0) -> optuna.samplers.BaseSampler:
+    """Each worker gets its own seed (seed + index): equal seeds would propose equal trials."""
+    seed = cfg.seed + worker_index
+    if cfg.study.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    # constant_liar: running trials count as bad, so parallel workers do not pile onto one region.
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.study.n_startup_trials, constant_liar=True)
+
+
+def make_pruner(cfg: NASConfig) -> optuna.pruners.BasePruner:
+    """Never prune at step 0: random-init controls start far worse than warm trials by design."""
+    s = cfg.study
+    if s.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=s.n_startup_trials, n_warmup_steps=s.eval_every)
+    if s.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=s.eval_every, max_resource=s.steps)
+    return optuna.pruners.NopPruner()
+
+
+def open_storage(cfg: NASConfig):
+    return make_storage(cfg.storage, heartbeat_interval=cfg.study.heartbeat_interval,
+                        max_retry=cfg.study.max_retry)
+
+
+def study_attrs(cfg: NASConfig) -> dict[str, Any]:
+    return {"space": cfg.space["name"], "data": cfg.data.name, "metric": METRIC,
+            "config": mask_secrets(cfg.to_dict()), "logah_nas_version": __version__}
+
+
+def create_study(cfg: NASConfig, storage=None) -> optuna.Study:
+    """Create the study or load it if it exists (then space and data must agree)."""
+    storage = storage if storage is not None else open_storage(cfg)
+    study = optuna.create_study(study_name=cfg.study_name, storage=storage, sampler=make_sampler(cfg),
+                                pruner=make_pruner(cfg), direction="minimize", load_if_exists=True)
+    attrs = study.user_attrs
+    if "space" in attrs:
+        if (attrs.get("space"), attrs.get("data")) != (cfg.space["name"], cfg.data.name):
+            raise ConfigError("study_name", cfg.study_name,
+                              f"a new name: study {cfg.study_name!r} in {mask_url(cfg.storage)} searches "
+                              f"space={attrs.get('space')} on data={attrs.get('data')}")
+        changed = config_changes(attrs.get("config") or {}, mask_secrets(cfg.to_dict()))
+        if changed:  # workers run the stored config: a silent mix of two settings in one study
+            raise ConfigError("study_name", cfg.study_name,
+                              f"a new name, or the study's own settings: study {cfg.study_name!r} was created with "
+                              f"different values of {changed}")
+    else:
+        for key, value in study_attrs(cfg).items():
+            study.set_user_attr(key, value)
+    return study
+
+
+LOCAL_KEYS = {"storage", "artifacts_dir", "export_dir", "device", "n_trials", "workers", "trial", "port", "pretrain"}
+
+
+def config_changes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ, ignoring what may differ between runs and machines."""
+    def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(d, dict):
+            return {prefix: list(d) if isinstance(d, tuple) else d}
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if prefix or k not in LOCAL_KEYS:
+                out.update(flat(v, f"{prefix}{k}."))
+        return out
+
+    a, b = flat(stored), flat(new)
+    return sorted(k.rstrip(".") for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def stored_config(storage_url: str, study_name: str, overrides: dict[str, Any] | None = None) -> NASConfig:
+    """The config a study was created with (for workers joining it), with `overrides` applied
+    (storage, artifacts_dir, device: what differs between machines)."""
+    storage = make_storage(storage_url, heartbeat_interval=None)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+        raise ConfigError("study_name", study_name, f"an existing study in {mask_url(storage_url)}: {names}") from None
+    d = study.user_attrs.get("config")
+    if not isinstance(d, dict):
+        raise ConfigError("study_name", study_name, "a study created by `logah-nas search` (it has no config attr)")
+    d = {**d, "storage": storage_url, **(overrides or {})}
+    return from_dict(d)
+
+
+@dataclass
+class Session:
+    """What a process needs to run trials of one study."""
+
+    cfg: NASConfig
+    study: optuna.Study
+    dataset: Any
+    space: Any
+    engine: Any
+    artifact_store: Any
+
+
+def open_session(cfg: NASConfig, worker_index: int = 0, create: bool = False) -> Session:
+    """Load data and space, open (or create) the study, make sure hypernet version 0 exists."""
+    from nas.refit import ensure_initial_version
+
+    dataset = cfg.data.load()
+    space = cfg.make_space(**dataset.space_options())
+    storage = open_storage(cfg)
+    if create:
+        create_study(cfg, storage)
+    study = optuna.load_study(study_name=cfg.study_name, storage=storage, sampler=make_sampler(cfg, worker_index),
+                              pruner=make_pruner(cfg))
+    engine = make_engine(cfg.storage)
+    store = make_artifact_store(cfg.artifacts_dir)
+    ensure_initial_version(study, engine, store, cfg.hypernet, space)
+    return Session(cfg, study, dataset, space, engine, store)
+
+
+def n_counted(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=COUNTED))
+
+
+class StopOnFailures:
+    """Stop this worker after `limit` failed trials in a row (a broken setup, not bad luck)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.in_a_row, self.tripped = limit, 0, False
+        self.last_reason = ""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state == TrialState.FAIL:
+            self.in_a_row += 1
+            self.last_reason = str(trial.user_attrs.get("fail_reason", "unknown"))
+            if self.in_a_row >= self.limit:
+                self.tripped = True
+                study.stop()
+        else:
+            self.in_a_row = 0
+
+
+def run_trials(session: Session, callbacks: list | None = None) -> StopOnFailures:
+    """Run trials until the study has `n_trials` COMPLETE + PRUNED ones (counted across workers)."""
+    from nas.objective import Objective
+    from nas.refit import RefitCallback
+
+    cfg, study = session.cfg, session.study
+    guard = StopOnFailures(cfg.study.max_consecutive_failures)
+    if n_counted(study) >= cfg.n_trials:
+        return guard
+    objective = Objective(cfg, session.dataset, session.space, session.engine, session.artifact_store)
+    all_callbacks = [MaxTrialsCallback(cfg.n_trials, states=COUNTED),
+                     RefitCallback(cfg, session.engine, session.artifact_store, session.dataset, session.space),
+                     guard, *(callbacks or [])]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(objective, callbacks=all_callbacks, catch=(Exception,), gc_after_trial=False)
+    return guard
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    return min(complete, key=lambda t: t.value) if complete else None
+
+
+__all__ = ["COUNTED", "METRIC", "Session", "StopOnFailures", "best_trial", "create_study", "make_pruner",
+           "make_sampler", "n_counted", "open_session", "open_storage", "run_trials", "stored_config",
+           "study_attrs"]

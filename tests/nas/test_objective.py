@@ -1,0 +1,121 @@
+"""The trial function on a tiny in-process study: every user attr, controls, pruning, failures."""
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+import torch
+from _nas_tiny import tiny_config, tiny_gpt2_config
+from optuna.trial import TrialState
+
+from nas.objective import count_params, is_control
+from nas.refit import load_trial_weights
+from nas.study import open_session, run_trials
+from nas.training import TrainResult
+from search_spaces import ViTConfig, build_model, config_from_dict
+
+ATTRS_ALWAYS = {"warm_start", "hypernet_version", "predict_seconds", "n_params", "config", "train_seconds"}
+ATTRS_COMPLETE = ATTRS_ALWAYS | {"loss_step0", "weights_artifact_id", "val_accuracy"}
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("objective")
+    session = open_session(tiny_config(tmp, "n_trials=4", "study.control_fraction=0.5"), create=True)
+    guard = run_trials(session)
+    assert not guard.tripped, guard.last_reason
+    return session
+
+
+def test_is_control_is_deterministic_and_stratified():
+    flags = [is_control(n, 0.25, seed=3) for n in range(40)]
+    assert flags == [is_control(n, 0.25, seed=3) for n in range(40)]
+    assert sum(flags) == 10 and all(sum(flags[i:i + 4]) == 1 for i in range(0, 40, 4))
+    assert not any(is_control(n, 0.0, 0) for n in range(10)) and all(is_control(n, 1.0, 0) for n in range(10))
+
+
+def test_count_params_matches_a_built_model():
+    c = ViTConfig(depth=2, width=32, heads=2)
+    assert count_params(c) == build_model(c).num_params()
+
+
+def test_every_completed_trial_records_the_documented_attrs(tiny_study):
+    trials = tiny_study.study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 4
+    for t in trials:
+        a = t.user_attrs
+        assert ATTRS_COMPLETE <= set(a), set(a) ^ ATTRS_COMPLETE
+        assert isinstance(a["warm_start"], bool) and a["n_params"] == count_params(config_from_dict(a["config"]))
+        assert a["loss_step0"] == pytest.approx(t.intermediate_values[0])
+        assert sorted(t.intermediate_values) == [0, 2, 4]
+        assert t.value == pytest.approx(t.intermediate_values[4])
+        assert 0.0 <= a["val_accuracy"] <= 1.0 and a["train_seconds"] > 0
+        assert {"lr", "weight_decay", "batch_size", "depth", "width"} <= set(t.params)
+        if a["warm_start"]:
+            assert a["hypernet_version"] == 0 and a["predict_seconds"] > 0
+        else:
+            assert a["hypernet_version"] is None and a["predict_seconds"] == 0.0
+    flags = [t.user_attrs["warm_start"] for t in sorted(trials, key=lambda t: t.number)]
+    assert flags == [not is_control(n, 0.5, 0) for n in range(4)] and flags.count(False) == 2
+
+
+def test_weights_artifact_holds_the_trained_parameters(tiny_study):
+    t = tiny_study.study.get_trials(states=(TrialState.COMPLETE,))[0]
+    tensors = load_trial_weights(t, tiny_study.artifact_store)
+    model = build_model(config_from_dict(t.user_attrs["config"]))
+    assert set(tensors) == set(dict(model.named_parameters()))
+    assert all(torch.isfinite(v).all() for v in tensors.values())
+
+
+def test_study_attrs_are_recorded_with_secrets_masked(tiny_study):
+    attrs = tiny_study.study.user_attrs
+    assert attrs["space"] == "vit" and attrs["data"] == "digits" and attrs["metric"] == "val_loss"
+    assert attrs["config"]["study"]["steps"] == 4 and "logah_nas_version" in attrs
+
+
+def test_too_large_config_is_pruned_with_reason_before_building(tmp_path):
+    session = open_session(tiny_config(tmp_path, "n_trials=1", "study.max_params=10"), create=True)
+    run_trials(session)
+    (t,) = session.study.trials
+    assert t.state == TrialState.PRUNED and "exceeds study.max_params=10" in t.user_attrs["fail_reason"]
+    assert t.user_attrs["n_params"] > 10 and "weights_artifact_id" not in t.user_attrs
+
+
+class _AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study, trial) -> bool:
+        return True
+
+
+def test_pruned_trial_has_fail_reason_and_step0_report(tmp_path):
+    session = open_session(tiny_config(tmp_path, "n_trials=1"), create=True)
+    session.study.pruner = _AlwaysPrune()
+    run_trials(session)
+    (t,) = session.study.trials
+    assert t.state == TrialState.PRUNED and "pruned by the" in t.user_attrs["fail_reason"]
+    assert list(t.intermediate_values) == [0] and "loss_step0" in t.user_attrs
+
+
+def test_diverged_training_fails_the_trial_with_reason(tmp_path, monkeypatch):
+    def diverging(model, dataset, cfg, report=None):
+        report(0, {"val_loss": 2.3})
+        return TrainResult(status="diverged", reason="non-finite loss at step 3", loss_step0=2.3, val_loss=math.nan)
+
+    monkeypatch.setattr("nas.objective.train", diverging)
+    session = open_session(tiny_config(tmp_path, "n_trials=1", "study.max_consecutive_failures=2"), create=True)
+    guard = run_trials(session)
+    trials = session.study.trials
+    assert guard.tripped and len(trials) == 2  # stops after 2 failures in a row instead of looping forever
+    assert all(t.state == TrialState.FAIL for t in trials)
+    assert trials[0].user_attrs["fail_reason"] == "diverged: non-finite loss at step 3"
+
+
+def test_gpt2_trial_records_perplexity(tmp_path):
+    cfg = tiny_gpt2_config(tmp_path, "n_trials=1", "study.control_fraction=0.0")
+    session = open_session(cfg, create=True)
+    run_trials(session)
+    (t,) = session.study.trials
+    assert t.state == TrialState.COMPLETE, t.user_attrs.get("fail_reason")
+    assert t.user_attrs["val_perplexity"] == pytest.approx(math.exp(t.value), rel=1e-6)
+    assert "val_accuracy" not in t.user_attrs and t.user_attrs["hypernet_version"] == 0
+    assert t.user_attrs["config"]["space"] == "gpt2"

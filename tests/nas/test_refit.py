@@ -1,0 +1,97 @@
+"""Refit: version 1 from trial results, promotion only when validation improves, lease, sampling."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from _nas_tiny import tiny_config
+
+from nas import refit as refit_mod
+from nas.lease import try_acquire
+from nas.refit import (RefitCallback, config_key, heldout_configs, lease_name, make_distill_loss, make_sample_arch,
+                       refit, refit_due)
+from nas.study import open_session, run_trials
+from nas.versions import latest_promoted, list_versions
+from search_spaces import ViTConfig
+
+
+@pytest.fixture
+def session(tmp_path):
+    s = open_session(tiny_config(tmp_path, "n_trials=3", "study.control_fraction=0.0"), create=True)
+    run_trials(s)
+    return s
+
+
+def _fake_validation(monkeypatch, values):
+    calls = iter(values)
+    monkeypatch.setattr(refit_mod, "heldout_loss", lambda *a, **k: next(calls))
+
+
+def test_refit_that_improves_validation_is_promoted(session, monkeypatch):
+    _fake_validation(monkeypatch, [2.0, 1.5])  # parent, new
+    v = refit(session.cfg, session.study, session.engine, session.artifact_store, session.dataset, session.space)
+    assert (v.version, v.promoted, v.val_loss, v.parent_val_loss, v.trials_used) == (1, True, 1.5, 2.0, 3)
+    assert latest_promoted(session.engine, session.cfg.study_name).version == 1
+    hn = refit_mod.load_version(v, session.artifact_store)  # the artifact is a valid, checksummed checkpoint
+    assert hn.config.space_signature == session.space.signature()
+
+
+def test_refit_that_worsens_validation_is_kept_but_not_promoted(session, monkeypatch):
+    _fake_validation(monkeypatch, [2.0, 2.5])
+    v = refit(session.cfg, session.study, session.engine, session.artifact_store, session.dataset, session.space)
+    assert v.version == 1 and not v.promoted
+    assert [x.version for x in list_versions(session.engine, session.cfg.study_name)] == [0, 1]
+    assert latest_promoted(session.engine, session.cfg.study_name).version == 0  # workers keep using v0
+
+
+def test_refit_with_real_validation_records_parent_comparison(session):
+    v = refit(session.cfg, session.study, session.engine, session.artifact_store, session.dataset, session.space)
+    assert v.version == 1 and v.promoted == (v.val_loss < v.parent_val_loss) and v.seconds > 0
+
+
+def test_callback_refits_when_due_only_with_the_lease(session, monkeypatch):
+    from dataclasses import replace
+
+    cfg = replace(session.cfg, hypernet=replace(session.cfg.hypernet, refit_every=3))
+    trial = session.study.trials[-1]
+    assert refit_due(session.engine, session.study, 3) and not refit_due(session.engine, session.study, 4)
+    callback = RefitCallback(cfg, session.engine, session.artifact_store, session.dataset, session.space)
+    assert try_acquire(session.engine, lease_name(cfg.study_name), "someone-else", ttl_s=60)
+    callback(session.study, trial)
+    assert list_versions(session.engine, cfg.study_name)[-1].version == 0  # lease held elsewhere: skipped
+    from nas.versions import leases
+
+    with session.engine.begin() as conn:
+        conn.execute(leases.delete())
+    _fake_validation(monkeypatch, [2.0, 1.0])
+    callback(session.study, trial)
+    assert callback.last is not None and callback.last.version == 1
+    assert not refit_due(session.engine, session.study, 3)  # 3 trials are covered by one refit
+    callback(session.study, trial)  # not due: nothing new
+    assert len(list_versions(session.engine, cfg.study_name)) == 2
+
+
+def test_sample_arch_replays_good_trials_and_never_the_heldout_set(session):
+    space = session.space
+    good = [ViTConfig(depth=1, width=16, heads=2, patch_size=4, mlp_ratio=2.0)]
+    heldout = heldout_configs(space, [], 2, 0)
+    fixed = {config_key(c) for c in heldout}
+    rng = random.Random(0)
+    assert all(make_sample_arch(space, good, 1.0, fixed)(rng) == good[0] for _ in range(10))
+    drawn = [make_sample_arch(space, good, 0.0, fixed)(rng) for _ in range(30)]
+    assert all(config_key(c) not in fixed for c in drawn)
+    assert heldout_configs(space, [], 2, 0) == heldout  # fixed seed: the same set every refit
+
+
+def test_distill_loss_pulls_matching_configs_only():
+    c = ViTConfig(depth=1, width=16, heads=2, patch_size=4, mlp_ratio=2.0)
+    other = ViTConfig(depth=1, width=32, heads=2, patch_size=4, mlp_ratio=2.0)
+    target = {"head.weight": torch.ones(10, 16)}
+    loss_fn = make_distill_loss({config_key(c): (target, 0.5)}, weight=2.0)
+    pred = {"head.weight": torch.zeros(10, 16, requires_grad=True)}
+    loss = loss_fn(c, pred)
+    assert loss.item() == pytest.approx(2.0 * 0.5 * 1.0)
+    loss.backward()
+    assert pred["head.weight"].grad.abs().sum() > 0
+    assert loss_fn(other, pred).item() == 0.0
