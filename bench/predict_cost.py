@@ -6,7 +6,10 @@ Every measurement runs in a fresh interpreter, so its peak RSS (VmHWM) belongs t
 Baseline, measured in the same run: the model's own random initialisation (`build_model`) time
 and its parameter bytes. Targets (issue 3): GPT-2-L prediction <= 5 s and peak RSS <= 1.3x the
 model's parameter bytes; the released LoGAH code takes ~37 s and 10.2 GB there (LOGAH_NOTES §6).
-The hypernet is randomly initialised: its cost does not depend on its weights.
+The hypernet is randomly initialised: its cost does not depend on its weights. With the residual
+hypernet (default) `predict` includes drawing the random-init part W0 (seeded generator, written
+into the preallocated outputs) and adds the correction onto it with `addmm_`, so "predict s" is
+directly comparable with "rand init s".
 """
 from __future__ import annotations
 
@@ -65,7 +68,7 @@ def worker(kind: str, name: str, threads: int, variant: str) -> dict:
     seconds = time.perf_counter() - t0
     nbytes = sum(t.numel() * t.element_size() for t in params.values())
     return {"seconds": seconds, "graph_seconds": graph_s, "pred_mb": nbytes / 2**20, "rss_before_mb": rss0,
-            "peak_rss_mb": peak_rss_mb(), "n_tensors": len(params)}
+            "peak_rss_mb": peak_rss_mb(), "n_tensors": len(params), "residual": hn.config.residual}
 
 
 def main() -> None:

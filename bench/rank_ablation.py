@@ -5,7 +5,10 @@
 Each rank gets the same short meta-training (same steps, seed, architecture stream and batches)
 and is scored by the mean step-0 val loss of the models it predicts for the held-out
 architectures (`hypernet.pretrain.heldout_configs`). Baseline, measured in the same run: the
-same architectures at random init (`build_model`).
+same architectures at random init (`build_model`). Every model of architecture i is built after
+`torch.manual_seed(seed + i)`, so a residual hypernet's W0 is the baseline's init exactly and
+the comparison measures only the learned correction. `--pure` ablates the residual design
+(`LoGAHConfig(residual=False)`: the first version's pure low-rank prediction).
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--pure", action="store_true", help="residual=False: pure low-rank prediction")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -51,24 +55,27 @@ def main() -> None:
     held = heldout_configs(space)
     ctx = (lambda c: getattr(c, "context", None))
 
-    torch.manual_seed(args.seed)
-    baseline = statistics.mean(step0_loss(build_model(c), dataset, ctx(c)) for c in held)
+    def built(i: int, config):
+        torch.manual_seed(args.seed + i)  # the same random init (W0) for every model of architecture i
+        return build_model(config)
+
+    baseline = statistics.mean(step0_loss(built(i, c), dataset, ctx(c)) for i, c in enumerate(held))
     rows = [{"rank": "random init", "params": None, "decoder": None, "heldout_step0": baseline}]
     cfg = MetaTrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed, device="cpu",
                           warmup_steps=max(1, args.steps // 20), log_every=max(1, args.steps // 10))
     for r in (int(v) for v in args.ranks.split(",")):
         torch.manual_seed(args.seed)
-        hn = LoGAH(LoGAHConfig(variant="tiny", rank=r, space_signature=space.signature()))
-        before = statistics.mean(step0_loss(hn.apply(build_model(c)), dataset, ctx(c)) for c in held)
+        hn = LoGAH(LoGAHConfig(variant="tiny", rank=r, residual=not args.pure, space_signature=space.signature()))
+        before = statistics.mean(step0_loss(hn.apply(built(i, c)), dataset, ctx(c)) for i, c in enumerate(held))
         t0 = time.perf_counter()
         result = meta_train(hn, space, dataset, cfg, sample_arch=sampler_excluding(space, held), progress=False)
         seconds = time.perf_counter() - t0
         hn.eval()
-        after = [step0_loss(hn.apply(build_model(c)), dataset, ctx(c)) for c in held]
+        after = [step0_loss(hn.apply(built(i, c)), dataset, ctx(c)) for i, c in enumerate(held)]
         rows.append({"rank": r, "params": hn.num_params(), "decoder": sum(p.numel() for p in hn.decoder.parameters()),
                      "heldout_step0_untrained": before, "heldout_step0": statistics.mean(after),
                      "heldout_step0_best": min(after), "train_loss_last": statistics.mean(result.losses[-20:]),
-                     "meta_train_s": seconds})
+                     "meta_train_s": seconds, "residual": not args.pure})
         print(f"# rank {r}: held-out step-0 {before:.3f} -> {statistics.mean(after):.3f} ({seconds:.0f}s)",
               file=sys.stderr)
     human = table(rows, [("rank", "rank r"), ("params", "params"), ("decoder", "decoder"),
@@ -77,7 +84,8 @@ def main() -> None:
                          ("meta_train_s", "seconds")])
     human += (f"\n\n{args.space}/{args.data}: {args.steps} meta-steps each "
               f"(seed {args.seed}, batch {args.batch_size}), "
-              f"{len(held)} held-out architectures, d = 64.")
+              f"{len(held)} held-out architectures, d = 64, "
+              f"{'pure low-rank (residual=False)' if args.pure else 'residual (W0 + g Delta)'}.")
     emit("rank_ablation", {"args": vars(args), "rows": rows}, human)
 
 

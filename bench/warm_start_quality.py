@@ -9,6 +9,10 @@ its samples), both inits are trained with `nas.training.train` under the same Tr
 - the warm start (`hn.apply`) is trained the same way; we record its step-0 val loss and the first
   eval step at which its val loss <= L_rand ("steps to match").
 Target (issue 3): steps to match <= S / 3.
+
+With the residual hypernet (default) the warm start is the model's own random init W0 plus the
+learned gated correction g_role * Delta, so at g = 0 warm == random exactly (same seed); the
+learned gains g_role are printed per checkpoint.
 """
 from __future__ import annotations
 
@@ -27,6 +31,16 @@ CASES = (("vit", "digits", "vit_digits"), ("gpt2", "pytext", "gpt2_pytext"))
 TARGET_FRACTION = 1 / 3
 
 
+def gains(hn) -> dict[str, float] | None:
+    """The learned g_role of a residual hypernet (None for a pure low-rank one)."""
+    from hypernet.decoder import GAIN_SCALE
+    from hypernet.graph import Role
+
+    if not hn.config.residual:
+        return None
+    return {role: round(GAIN_SCALE * float(v), 4) for role, v in zip(Role.ALL, hn.decoder.gain.detach())}
+
+
 def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, eval_every: int, lr: float,
              batch_size: int, seed: int) -> list[dict]:
     from hypernet.checkpoint import load_checkpoint
@@ -38,6 +52,7 @@ def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, e
     path = Path(__file__).resolve().parent.parent / "hypernet" / "pretrained" / f"{ckpt}.safetensors"
     hn, meta = load_checkpoint(path)
     hn.eval()
+    print(f"# {ckpt}: residual={hn.config.residual} gains {gains(hn)}", file=sys.stderr)
     dataset = load_dataset(data)
     space = get_space(space_name, **dataset.space_options())
     if meta.get("space_signature") not in (None, space.signature()):
@@ -62,7 +77,7 @@ def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, e
             "rand_final": rand.val_loss, "warm_final": warm.val_loss,
             "steps_to_match": match, "fraction": (match / steps) if match is not None else None,
             "ok": match is not None and match <= TARGET_FRACTION * steps, "predict_s": predict_s,
-            "train_s": rand.seconds + warm.seconds,
+            "train_s": rand.seconds + warm.seconds, "gains": gains(hn),
         }
         rows.append(row)
         print(f"# {row['space']} {row['arch']}: step0 {row['rand_step0']:.3f} -> {row['warm_step0']:.3f}, "

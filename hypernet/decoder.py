@@ -1,5 +1,29 @@
 """Low-rank parameter decoder: node embedding -> every parameter tensor of that node.
 
+Residual low-rank prediction (default, `residual=True`): the decoder predicts a gated low-rank
+CORRECTION on top of the standard random initialisation,
+
+    W = W0 + g_role * Delta            (matrices and every >= 2-D parameter)
+    LayerNorm scale = 2 sigmoid(g_role * v),  bias / LayerNorm shift = tanh(0.2 g_role * v)
+
+where W0 ~ init_weights' distribution (N(0, 0.02); c_proj N(0, 0.02 / sqrt(2 L))), Delta is the
+low-rank A @ B below with its per-role RMS (1/sqrt(fan_in) for Linear weights, 0.02 for
+embeddings; so g = 1 is the magnitude of the pure low-rank prediction, which learns when W0 is held
+fixed), and g_role = GAIN_SCALE * gain[role] with one learnable scalar per role, zero at
+initialisation. A fresh hypernet therefore predicts exactly the random-init distribution (scale 1,
+bias 0, full-rank W0), and meta-training moves away from it only where that lowers the loss. This
+removes the two failures of pure low-rank prediction (bench/RESULTS.md): every matrix of every
+layer confined to one shared r-dim subspace, and a fixed 1/sqrt(fan_in) weight scale. GAIN_SCALE
+multiplies the gains' Adam step (~lr per step on `gain`), so g can reach O(1) within a few hundred
+meta-steps. The caller supplies W0 (`LoGAH.predict` draws it from a seeded generator, `apply` uses
+the model's own init, `predict_batch` draws it fresh every call). Residual decoders also learn an
+offset of X and g per (op, layer) key (`node_keys`, zero at init): a linear path around the MLP,
+so layers whose encoder embeddings h barely differ can still get different corrections.
+
+`residual=False` is the previous pure low-rank prediction (W = Delta with RMS 1/sqrt(fan_in),
+vectors without gains), kept for ablations and old checkpoints. The rest of this docstring
+describes Delta.
+
 Matrices (the "intended" LoGAH design, LOGAH_NOTES §3): an MLP maps the node embedding h to
 X [2r, r] (r^2 coefficients per factor). With a learned basis M [K, r] (one row per index),
 
@@ -25,7 +49,8 @@ written straight into its destination.
 Vectors (LayerNorm scale/shift, biases, class token): v = M[:n] @ g_slot / sqrt(r) with
 g = Linear(8d -> 2r)(MLP features); slot 0 = weight / scale / token, slot 1 = bias / shift.
 
-Normalisation (explicit per role, the same in every decode path):
+Normalisation (explicit per role, the same in every decode path; with `residual=True` the matrix
+RMS below is multiplied by the signed gain g_role):
 - Linear weights (Linear layout [out, in]): exact RMS 1/sqrt(fan_in); c_proj output
   projections additionally / sqrt(2 L); the RMS of A @ B is computed analytically from the
   r x r Gram matrices (||AB||_F^2 = sum(A^T A * B B^T)), so no pass over W is needed.
@@ -52,13 +77,27 @@ from torch import nn
 from .graph import Role
 
 EMBEDDING_STD = 0.02
+INIT_STD = 0.02  # search_spaces._transformer.init_weights: N(0, 0.02), c_proj / sqrt(2 L)
+GAIN_SCALE = 10.0  # g_role = GAIN_SCALE * gain[role]: see the module docstring
+# Roles predicted as W0 + g * Delta (every >= 2-D parameter); the others are gated vectors.
+RESIDUAL_ROLES = frozenset({Role.WEIGHT, Role.RESIDUAL_WEIGHT, Role.HEAD, Role.EMBEDDING, Role.POS_EMBEDDING,
+                            Role.CLS_TOKEN})
 _EPS = 1e-12
 
 
+def init_std(role: str, depth: int) -> float:
+    """Std of the standard initialisation W0 of a residual-role parameter (as init_weights)."""
+    if role not in RESIDUAL_ROLES:
+        raise ValueError(f"role {role!r} has no random init: expected one of {sorted(RESIDUAL_ROLES)}")
+    return INIT_STD / math.sqrt(2 * depth) if role == Role.RESIDUAL_WEIGHT else INIT_STD
+
+
 class LowRankDecoder(nn.Module):
-    def __init__(self, d: int, rank: int, max_dim: int = 5120, max_total_dim: int = 131072) -> None:
+    def __init__(self, d: int, rank: int, max_dim: int = 5120, max_total_dim: int = 131072,
+                 residual: bool = True, node_keys: int = 0) -> None:
         super().__init__()
         self.rank = rank
+        self.residual = residual
         self.max_dim = max_dim
         self.max_total_dim = max_total_dim
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.ReLU(), nn.Linear(4 * d, 8 * d), nn.ReLU())
@@ -68,14 +107,34 @@ class LowRankDecoder(nn.Module):
         n_codes = math.ceil(max_total_dim / max_dim) - 1
         signs = torch.randint(0, 2, (n_codes, rank)).float() * 2 - 1
         self.chunk_codes = nn.Parameter(signs)  # s_1..s_C for indices >= K
+        if residual:  # one gain per role (Role.ALL order), 0: predict exactly the random init
+            self.gain = nn.Parameter(torch.zeros(len(Role.ALL)))
+        if node_keys:  # per-(op, layer) offsets of X and g, a linear path around the MLP (zero at init)
+            self.key_embed = nn.Embedding(node_keys, d)
+            self.key_to_features = nn.Linear(d, 2 * rank * rank + 2 * rank)
+            nn.init.zeros_(self.key_to_features.weight)
+            nn.init.zeros_(self.key_to_features.bias)
+
+    # ---- residual gating ---------------------------------------------------------------------
+    def role_gain(self, roles: str | list[str]) -> torch.Tensor:
+        """g_role for one role (scalar) or a list of roles ([k]); residual decoders only."""
+        if isinstance(roles, str):
+            return GAIN_SCALE * self.gain[Role.ALL.index(roles)]
+        idx = torch.tensor([Role.ALL.index(r) for r in roles], device=self.gain.device)
+        return GAIN_SCALE * self.gain[idx]
 
     # ---- per-node features ------------------------------------------------------------------
-    def node_features(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """h [n, d] -> (X [n, 2r, r], g [n, 2, r]), in fp32."""
+    def node_features(self, h: torch.Tensor, keys: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """h [n, d] (+ per-node (op, layer) keys [n]) -> (X [n, 2r, r], g [n, 2, r]), in fp32."""
         with torch.autocast(h.device.type, enabled=False):
             f = self.mlp(h.float())
-            x = rearrange(self.to_factors(f), "n (two_r r) -> n two_r r", r=self.rank)
-            g = rearrange(self.to_vectors(f), "n (slot r) -> n slot r", slot=2)
+            x, g = self.to_factors(f), self.to_vectors(f)
+            if keys is not None and hasattr(self, "key_embed"):
+                offset = self.key_to_features(self.key_embed(keys))
+                x, g = x + offset[:, : x.shape[1]], g + offset[:, x.shape[1]:]
+            x = rearrange(x, "n (two_r r) -> n two_r r", r=self.rank)
+            g = rearrange(g, "n (slot r) -> n slot r", slot=2)
         return x, g
 
     # ---- the basis ---------------------------------------------------------------------------
@@ -108,9 +167,12 @@ class LowRankDecoder(nn.Module):
         return torch.cat([self.basis_chunk(c, min(k, n - c * k), base) for c in range(math.ceil(n / k))])
 
     # ---- decoding ----------------------------------------------------------------------------
-    def matrix(self, x: torch.Tensor, n_out: int, n_in: int, std: float,
+    def matrix(self, x: torch.Tensor, n_out: int, n_in: int, std: float | torch.Tensor,
                out: torch.Tensor | None = None, base: torch.Tensor | None = None) -> torch.Tensor:
-        """x [2r, r] -> W [n_out, n_in] with RMS exactly `std` (streamed when `out` is given)."""
+        """x [2r, r] -> W [n_out, n_in] with RMS exactly |std| (streamed when `out` is given).
+
+        `std` may be a signed, differentiable tensor (g_role times the role's RMS).
+        """
         self._check(n_out)
         r, k = self.rank, self.max_dim
         with torch.autocast(x.device.type, enabled=False):
@@ -141,13 +203,19 @@ class LowRankDecoder(nn.Module):
         with torch.autocast(g.device.type, enabled=False):
             return self.basis_rows(n, base) @ g / math.sqrt(self.rank)
 
-    @staticmethod
-    def _activate(v: torch.Tensor, role: str) -> torch.Tensor:
-        """Role normalisation of raw vectors v [..., n] (last dim = the vector)."""
+    def _activate(self, v: torch.Tensor, role: str) -> torch.Tensor:
+        """Role normalisation of raw vectors v [..., n] (last dim = the vector).
+
+        Residual decoders gate v with g_role, so at g = 0: LayerNorm scale 1, biases 0, and the
+        class token's correction 0 (the caller adds it to the token's W0).
+        """
+        if role == Role.CLS_TOKEN:  # RMS 0.02 (= W0's std), then gated
+            v = v * (EMBEDDING_STD / torch.sqrt(v.pow(2).mean(-1, keepdim=True) + _EPS))
+            return v * self.role_gain(role) if self.residual else v
+        if self.residual:
+            v = v * self.role_gain(role)
         if role == Role.LN_WEIGHT:
             return 2 * torch.sigmoid(v)
-        if role == Role.CLS_TOKEN:
-            return v * (EMBEDDING_STD / torch.sqrt(v.pow(2).mean(-1, keepdim=True) + _EPS))
         return torch.tanh(0.2 * v)  # biases, LayerNorm shift: small
 
     @staticmethod
@@ -162,13 +230,27 @@ class LowRankDecoder(nn.Module):
         raise ValueError(f"unknown parameter role {role!r}: expected one of {Role.ALL}")
 
     def decode_param(self, x: torch.Tensor, g: torch.Tensor, shape: tuple[int, ...], role: str, depth: int,
-                     out: torch.Tensor | None = None, base: torch.Tensor | None = None) -> torch.Tensor:
-        """One parameter of a node, normalised for its role. x [2r, r], g [2, r] from `node_features`."""
+                     out: torch.Tensor | None = None, base: torch.Tensor | None = None,
+                     init: torch.Tensor | None = None) -> torch.Tensor:
+        """One parameter of a node, normalised for its role. x [2r, r], g [2, r] from `node_features`.
+
+        Residual decoders need `init` (W0) for the roles in `RESIDUAL_ROLES` and return W0 + g Delta.
+        """
+        residual = self.residual and role in RESIDUAL_ROLES
+        if residual and init is None:
+            raise ValueError(f"a residual decoder needs init (W0) for role {role!r}")
         if role in Role.VECTOR_SLOT:
             v = self._activate(self.vector(g[Role.VECTOR_SLOT[role]], math.prod(shape), base), role).view(shape)
+            if residual:
+                v = init.view(shape) + v
             return v if out is None else out.copy_(v)
         n_in, n_out = shape[-1], math.prod(shape[:-1])
-        w = self.matrix(x, n_out, n_in, self.matrix_std(role, n_in, depth), out=out, base=base)
+        std = self.matrix_std(role, n_in, depth)
+        w = self.matrix(x, n_out, n_in, std * self.role_gain(role) if residual else std, out=out, base=base)
+        if residual:
+            w = init.view(shape) + w.view(shape)
+            if out is not None:
+                out.copy_(w)
         return w.view(shape)
 
     # ---- batched decoding (predict and predict_batch) ----------------------------------------
@@ -218,27 +300,43 @@ class LowRankDecoder(nn.Module):
 
     def _stds(self, targets: list[tuple[int, tuple[int, ...], str, int]], members: list[int], n_in: int,
               device: torch.device) -> torch.Tensor:
-        """Target RMS of each matrix in a group: [k]."""
-        return torch.tensor([self.matrix_std(targets[t][2], n_in, targets[t][3]) for t in members], device=device)
+        """Target (signed) RMS of each matrix in a group: [k]; times g_role when residual."""
+        stds = torch.tensor([self.matrix_std(targets[t][2], n_in, targets[t][3]) for t in members], device=device)
+        return stds * self.role_gain([targets[t][2] for t in members]) if self.residual else stds
 
-    def decode_many(self, x: torch.Tensor, g: torch.Tensor,
-                    targets: list[tuple[int, tuple[int, ...], str, int]]) -> list[torch.Tensor]:
+    def decode_many(self, x: torch.Tensor, g: torch.Tensor, targets: list[tuple[int, tuple[int, ...], str, int]],
+                    inits: list[torch.Tensor | None] | None = None) -> list[torch.Tensor]:
         """Batched `decode_param` for training: same-shape parameters share one bmm.
 
-        x [n, 2r, r], g [n, 2, r] for n nodes; `targets` are (node row, shape, role, depth).
-        Every output is materialised (with grad), so use `decode_into` for big models.
+        x [n, 2r, r], g [n, 2, r] for n nodes; `targets` are (node row, shape, role, depth);
+        `inits[t]` is W0 of target t (needed for `RESIDUAL_ROLES` when residual; W0 + g Delta is
+        one `baddbmm`). Every output is materialised (with grad), so use `decode_into` for big models.
         """
         groups, base = self._groups(targets)
         results: list[torch.Tensor | None] = [None] * len(targets)
+
+        def init_of(t: int) -> torch.Tensor:
+            if inits is None or inits[t] is None:
+                raise ValueError(f"a residual decoder needs init (W0) for role {targets[t][2]!r}")
+            return inits[t]
+
         with torch.autocast(x.device.type, enabled=False):
             for key, members in groups.items():
                 rows = torch.tensor([targets[t][0] for t in members], device=x.device)
+                residual = self.residual and targets[members[0]][2] in RESIDUAL_ROLES
                 if key[0] == "vector":
-                    outs = self._vectors(g, rows, key[1], key[2], base).unbind(0)
+                    outs = self._vectors(g, rows, key[1], key[2], base)
+                    if residual:
+                        outs = outs + torch.stack([init_of(t).reshape(-1) for t in members])
+                    outs = outs.unbind(0)
                 else:
                     _, n_out, n_in = key
                     a, b = self._factors(x, rows, n_out, n_in, self._stds(targets, members, n_in, x.device), base)
-                    outs = torch.bmm(a, b).unbind(0)
+                    if self.residual:  # every matrix role is residual
+                        w0 = torch.stack([init_of(t).reshape(n_out, n_in) for t in members])
+                        outs = torch.baddbmm(w0, a, b).unbind(0)
+                    else:
+                        outs = torch.bmm(a, b).unbind(0)
                 for t, o in zip(members, outs):
                     results[t] = o.reshape(targets[t][1])
         return results
@@ -249,19 +347,21 @@ class LowRankDecoder(nn.Module):
         """`decode_many` without grad, written straight into the contiguous fp32 tensors `outs`.
 
         The same batched factor math as `decode_many` (so `predict` == `predict_batch`), but
-        each matrix is one GEMM whose output is its destination (`matmul(out=)`): no [n, out, in]
-        intermediate, no copy. Factors are built for as many same-shape nodes at a time as fit
-        in `scratch_bytes` (A and B are O((out + in) r), tiny next to W), which bounds the peak
-        memory to the outputs plus that scratch and keeps the op count (and, on a busy CPU, the
-        thread synchronisation) per parameter at one.
+        each matrix is one GEMM whose output is its destination: `matmul(out=)`, or, when
+        residual, `addmm_` onto the W0 that `outs` must already hold (so W0 + g Delta costs no
+        temporary). No [n, out, in] intermediate, no copy. Factors are built for as many
+        same-shape nodes at a time as fit in `scratch_bytes` (A and B are O((out + in) r), tiny
+        next to W), which bounds the peak memory to the outputs plus that scratch and keeps the
+        op count (and, on a busy CPU, the thread synchronisation) per parameter at one.
         """
         groups, base = self._groups(targets)
         with torch.autocast(x.device.type, enabled=False):
             for key, members in groups.items():
                 if key[0] == "vector":
                     rows = torch.tensor([targets[t][0] for t in members], device=x.device)
+                    add = self.residual and key[1] in RESIDUAL_ROLES  # the class token: W0 + g Delta
                     for t, v in zip(members, self._vectors(g, rows, key[1], key[2], base)):
-                        outs[t].view(-1).copy_(v)
+                        outs[t].view(-1).add_(v) if add else outs[t].view(-1).copy_(v)
                     continue
                 _, n_out, n_in = key
                 per_node = (n_out + 2 * n_in) * self.rank * 4  # A, B and the scaled B, fp32
@@ -271,5 +371,6 @@ class LowRankDecoder(nn.Module):
                     rows = torch.tensor([targets[t][0] for t in part], device=x.device)
                     a, b = self._factors(x, rows, n_out, n_in, self._stds(targets, part, n_in, x.device), base)
                     for j, t in enumerate(part):
-                        torch.matmul(a[j], b[j], out=outs[t].view(n_out, n_in))
+                        w = outs[t].view(n_out, n_in)
+                        w.addmm_(a[j], b[j]) if self.residual else torch.matmul(a[j], b[j], out=w)
                     del a, b

@@ -6,6 +6,14 @@
 `predict` / `apply` stream (no grad; same-shape parameters batched, each matrix written by one
 GEMM into its preallocated output or the model's own storage); `predict_batch` keeps the graph
 of gradients for meta-training and encodes the whole meta-batch in one padded pass.
+
+Residual prediction (`LoGAHConfig.residual`, default; see hypernet/decoder.py): every >= 2-D
+parameter is W0 + g_role * Delta, where W0 is a standard random initialisation. Where W0 comes from:
+`predict(config, seed)` draws it from `torch.Generator().manual_seed(seed)` (the init_weights
+distribution, written into the preallocated outputs), `apply(model)` uses the model's CURRENT
+values (call it on a freshly built model), and `predict_batch` draws it fresh on every call
+(global torch RNG or `generator`), so meta-training learns a correction that works for any
+random base; `base_init` gives the W0 those paths draw, to pass explicitly as `inits`.
 """
 from __future__ import annotations
 
@@ -19,9 +27,9 @@ from torch import nn
 
 from search_spaces import ConfigError, ModelConfig
 
-from .decoder import LowRankDecoder
+from .decoder import RESIDUAL_ROLES, LowRankDecoder, init_std
 from .encoder import GraphEncoder
-from .graph import DEFAULT_SPD_CUTOFF, build_graph
+from .graph import DEFAULT_SPD_CUTOFF, Op, build_graph
 
 if TYPE_CHECKING:
     from torch_geometric.data import Data
@@ -42,6 +50,9 @@ class LoGAHConfig:
     `space_signature` (a search space's `signature()`) ties one hypernet to one space: it is
     stored in checkpoints and `predict` refuses configs outside it. `max_dim` (K) is the largest
     dimension with its own learned basis row; larger ones (up to `max_total_dim`) use chunk codes.
+    `residual` (default True): predict W0 + g_role * Delta on top of a random init; False: the
+    pure low-rank prediction of the first version (ablations; checkpoints written before this
+    field existed are read with residual=False by `from_dict`).
     """
 
     variant: str = "tiny"
@@ -53,6 +64,7 @@ class LoGAHConfig:
     max_total_dim: int = 131072
     spd_cutoff: int = DEFAULT_SPD_CUTOFF
     max_degree: int = 32
+    residual: bool = True
     space_signature: dict[str, Any] | None = field(default=None, compare=True, hash=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +84,8 @@ class LoGAHConfig:
                 raise ConfigError(name, v, "an integer >= 1")
         if self.max_total_dim < self.max_dim:
             raise ConfigError("max_total_dim", self.max_total_dim, f">= max_dim={self.max_dim}")
+        if not isinstance(self.residual, bool):
+            raise ConfigError("residual", self.residual, "True or False")
         if self.space_signature is not None and not isinstance(self.space_signature, dict):
             raise ConfigError("space_signature", self.space_signature, "a dict from space.signature() or None")
 
@@ -100,7 +114,27 @@ class LoGAHConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(unknown[0], d[unknown[0]], f"a field of LoGAHConfig: {sorted(known)}")
+        if "residual" not in d:  # stored before residual prediction existed: the pure low-rank decoder
+            d = {**d, "residual": False}
         return cls(**d)
+
+
+MAX_LAYER_KEYS = 48  # blocks deeper than this share the last per-layer key
+NODE_KEYS = len(Op) * (MAX_LAYER_KEYS + 1)
+
+
+def node_keys(graph: Data) -> torch.Tensor:
+    """(op, layer) id of every node [N]: layer = 1 + i for nodes inside `blocks.i`, 0 outside.
+
+    Residual decoders learn an offset of X and g per key (a direct path around the MLP), so
+    different layers can get different corrections even where the encoder's h barely differ.
+    """
+    layers = []
+    for name in graph.node_names:
+        parts = name.split(".")
+        layers.append(1 + min(int(parts[1]), MAX_LAYER_KEYS - 1) if parts[0] == "blocks" and len(parts) > 1
+                      and parts[1].isdigit() else 0)
+    return graph.x[:, 0] * (MAX_LAYER_KEYS + 1) + torch.tensor(layers, dtype=torch.long)
 
 
 @functools.lru_cache(maxsize=512)
@@ -122,7 +156,8 @@ class LoGAH(nn.Module):
         super().__init__()
         self.config = c = config or LoGAHConfig()
         self.encoder = GraphEncoder(c.d, c.n_layers, c.n_heads, c.spd_cutoff, c.max_degree)
-        self.decoder = LowRankDecoder(c.d, c.r, c.max_dim, c.max_total_dim)
+        self.decoder = LowRankDecoder(c.d, c.r, c.max_dim, c.max_total_dim, residual=c.residual,
+                                      node_keys=NODE_KEYS if c.residual else 0)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -142,17 +177,43 @@ class LoGAH(nn.Module):
         h, mask = self.encoder(batch)
         return list(h[mask].split(batch.ptr.diff().tolist()))  # un-pad with the mask: no index arithmetic
 
+    # ---- the random-init part W0 ----------------------------------------------------------------
+    @staticmethod
+    def _fill_init(graph: Data, outputs: dict[str, torch.Tensor], generator: torch.Generator | None) -> None:
+        """Draw W0 (init_weights' distribution) into `outputs` for every residual-role parameter,
+        in `param_order`, so one generator state always gives the same W0 whichever path draws it."""
+        role_of = {name: role for names, roles in zip(graph.param_names, graph.param_roles)
+                   for name, role in zip(names, roles)}
+        for name in graph.param_order:
+            if role_of[name] in RESIDUAL_ROLES:
+                outputs[name].normal_(0.0, init_std(role_of[name], graph.depth), generator=generator)
+
+    @torch.no_grad()
+    def base_init(self, config: ModelConfig, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """W0 of every residual-role parameter of `config` (others are fully predicted), on the
+        hypernet's device: what `predict(config, seed)` draws with `Generator().manual_seed(seed)`."""
+        graph = self.graph(config)
+        device = next(self.parameters()).device
+        role_of = {name: (role, tuple(shape)) for names, shapes, roles in
+                   zip(graph.param_names, graph.param_shapes, graph.param_roles)
+                   for name, shape, role in zip(names, shapes, roles)}
+        out = {name: torch.empty(role_of[name][1], device=device)
+               for name in graph.param_order if role_of[name][0] in RESIDUAL_ROLES}
+        self._fill_init(graph, out, generator)
+        return out
+
     # ---- prediction --------------------------------------------------------------------------
     def _decode_into(self, graph: Data, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Decode every parameter of `graph` into the preallocated contiguous tensors `outputs` (no grad).
 
         One encoder pass, one decoder-MLP pass over the parameter nodes, then `decode_into`
         batches same-shape parameters and writes each matrix with a single GEMM into its own
-        output: peak memory is the outputs plus a few MB of factors.
+        output (residual: added onto the W0 that `outputs` hold): peak memory is the outputs plus
+        a few MB of factors.
         """
         (h,) = self.embed([graph])
         nodes = [i for i, names in enumerate(graph.param_names) if names]
-        x, g = self.decoder.node_features(h[nodes])
+        x, g = self.decoder.node_features(h[nodes], node_keys(graph)[nodes].to(h.device))
         targets, outs = [], []
         for row, i in enumerate(nodes):
             for name, shape, role in zip(graph.param_names[i], graph.param_shapes[i], graph.param_roles[i]):
@@ -162,43 +223,60 @@ class LoGAH(nn.Module):
         return {name: outputs[name] for name in graph.param_order}
 
     @torch.no_grad()
-    def predict(self, config: ModelConfig, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    def predict(self, config: ModelConfig, device: torch.device | str | None = None,
+                seed: int = 0) -> dict[str, torch.Tensor]:
         """All parameters of `build_model(config)` (keys == its `named_parameters()`), no grad.
 
         Outputs are preallocated (one storage each) and written in place, so peak memory is the
-        target model's size plus a few MB of factors (`decode_into`). `device` defaults to the
-        hypernet's.
+        target model's size plus a few MB of factors (`decode_into`). Residual hypernets first
+        draw W0 into them from `torch.Generator().manual_seed(seed)` (deterministic per seed).
+        `device` defaults to the hypernet's.
         """
         graph = self.graph(config)
         hn_device = next(self.parameters()).device
         outputs = {name: torch.empty(tuple(shape), device=hn_device)
                    for names, shapes in zip(graph.param_names, graph.param_shapes)
                    for name, shape in zip(names, shapes)}
+        if self.config.residual:
+            self._fill_init(graph, outputs, torch.Generator(device=hn_device).manual_seed(seed))
         params = self._decode_into(graph, outputs)
         if device is not None and torch.device(device) != hn_device:
             params = {k: v.to(device) for k, v in params.items()}
         return params
 
-    def predict_batch(self, configs: list[ModelConfig]) -> list[dict[str, torch.Tensor]]:
+    def predict_batch(self, configs: list[ModelConfig], *, generator: torch.Generator | None = None,
+                      inits: list[dict[str, torch.Tensor] | None] | None = None) -> list[dict[str, torch.Tensor]]:
         """Parameters for a meta-batch WITH grad (meta-training, refit).
 
         The encoder runs once on the padded batch; then all parameters of the whole batch are
-        decoded together, same-shape ones in one batched einsum. Feed the results to the
-        targets with `functional_forward(model, params, ...)`.
+        decoded together, same-shape ones in one batched op. Residual hypernets add the
+        correction to W0: `inits[b]` (e.g. from `base_init`, or a model's initial weights) or,
+        where `inits` or `inits[b]` is None, a fresh draw from `generator` (None: torch's global
+        RNG). Feed the results
+        to the targets with `functional_forward(model, params, ...)`.
         """
         if not configs:
             return []
+        if inits is not None and len(inits) != len(configs):
+            raise ValueError(f"inits has {len(inits)} entries for {len(configs)} configs")
         graphs = [self.graph(c) for c in configs]
+        if self.config.residual:
+            inits = [i if i is not None else self.base_init(c, generator)
+                     for c, i in zip(configs, inits if inits is not None else [None] * len(configs))]
+        else:
+            inits = None  # the pure low-rank decoder has no W0
         h = torch.cat(self.embed(graphs))  # [sum N, d], graph by graph in node order
-        x, g = self.decoder.node_features(h)
-        targets, names, offset = [], [], 0
+        x, g = self.decoder.node_features(h, torch.cat([node_keys(gr) for gr in graphs]).to(h.device))
+        targets, names, w0, offset = [], [], [], 0
         for b, graph in enumerate(graphs):
             for i, (ns, shapes, roles) in enumerate(zip(graph.param_names, graph.param_shapes, graph.param_roles)):
                 for name, shape, role in zip(ns, shapes, roles):
                     targets.append((offset + i, tuple(shape), role, graph.depth))
                     names.append((b, name))
+                    w0.append(inits[b][name].to(h.device, torch.float32)
+                              if inits is not None and role in RESIDUAL_ROLES else None)
             offset += graph.num_nodes
-        decoded = self.decoder.decode_many(x, g, targets)
+        decoded = self.decoder.decode_many(x, g, targets, w0 if self.config.residual else None)
         per_graph: list[dict[str, torch.Tensor]] = [{} for _ in graphs]
         for (b, name), tensor in zip(names, decoded):
             per_graph[b][name] = tensor
@@ -208,8 +286,10 @@ class LoGAH(nn.Module):
     def apply(self, model: nn.Module) -> nn.Module:
         """Overwrite `model`'s parameters in place with predictions for `model.config`.
 
-        fp32 parameters on the hypernet's device are decoded straight into the model's own
-        storage (no second copy of the weights); others are predicted and copied one by one.
+        Residual hypernets use the model's CURRENT values as W0 (W = W0 + g Delta), so call this
+        on a freshly built (randomly initialised) model. fp32 parameters on the hypernet's
+        device are decoded straight into the model's own storage (no second copy of the
+        weights); others are decoded into fp32 copies and copied back one by one.
         """
         graph = self.graph(model.config)
         params = dict(model.named_parameters())
@@ -221,25 +301,30 @@ class LoGAH(nn.Module):
         if direct:
             self._decode_into(graph, {k: p.data for k, p in params.items()})
         else:
-            for name, value in self.predict(model.config).items():
+            copies = {k: p.detach().to(hn_device, torch.float32, copy=True).contiguous() for k, p in params.items()}
+            for name, value in self._decode_into(graph, copies).items():
                 params[name].copy_(value)
         return model
 
 
 @torch.no_grad()
-def _decode_reference(hn: LoGAH, config: ModelConfig) -> dict[str, torch.Tensor]:
+def _decode_reference(hn: LoGAH, config: ModelConfig, init: dict[str, torch.Tensor] | None = None
+                      ) -> dict[str, torch.Tensor]:
     """The original per-tensor path (`decode_param`, one node at a time), kept as the reference
-    that tests pin the fast `predict` against: same parameterisation, different op order."""
+    that tests pin the fast `predict` against: same parameterisation, different op order.
+    Residual hypernets need `init` (W0, e.g. `hn.base_init(config, generator)`)."""
     graph = hn.graph(config)
     (h,) = hn.embed([graph])
     result: dict[str, torch.Tensor] = {}
     base = hn.decoder.prefix(max(max(math.prod(s[:-1]), s[-1]) for shapes in graph.param_shapes for s in shapes))
+    keys = node_keys(graph).to(h.device)
     for i, names in enumerate(graph.param_names):
         if not names:
             continue
-        x, g = hn.decoder.node_features(h[i: i + 1])
+        x, g = hn.decoder.node_features(h[i: i + 1], keys[i: i + 1])
         for name, shape, role in zip(names, graph.param_shapes[i], graph.param_roles[i]):
-            result[name] = hn.decoder.decode_param(x[0], g[0], tuple(shape), role, graph.depth, base=base)
+            w0 = init.get(name) if init is not None else None
+            result[name] = hn.decoder.decode_param(x[0], g[0], tuple(shape), role, graph.depth, base=base, init=w0)
     return {name: result[name] for name in graph.param_order}
 
 

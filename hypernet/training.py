@@ -7,6 +7,9 @@ parameter of every architecture *with* gradients, run each model functionally on
     loss = mean_over_models( CE + gamma * sum_p ||p||_F  [+ extra_loss(config, params)] )
 
 into the hypernet only. AdamW with linear warmup + cosine decay and gradient clipping.
+Residual hypernets (the default) add their correction to a random init W0 drawn fresh for every
+architecture at every step from torch's global RNG (seeded with `cfg.seed`, saved in the train
+state), so they learn a correction that works for any random base.
 
 Resumable: every `checkpoint_every` steps two files are written atomically,
 - `checkpoint_path` itself via `save_checkpoint` (a normal hypernet checkpoint anyone can load), and
@@ -43,6 +46,7 @@ _RESUME_MUST_MATCH = ("meta_batch", "lr", "weight_decay", "warmup_steps", "grad_
 
 SampleArch = Callable[[random.Random], Any]
 ExtraLoss = Callable[[Any, dict[str, torch.Tensor]], torch.Tensor]
+InitFor = Callable[[Any], "dict[str, torch.Tensor] | None"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,7 @@ def meta_train(
     *,
     sample_arch: SampleArch | None = None,
     extra_loss: ExtraLoss | None = None,
+    init_for: InitFor | None = None,
     checkpoint_path: str | Path | None = None,
     checkpoint_meta: dict[str, Any] | None = None,
     resume: bool = True,
@@ -115,7 +120,10 @@ def meta_train(
 
     `sample_arch(rng)` replaces `space.sample(rng)` (e.g. to exclude held-out architectures or to
     replay the trials of a study). `extra_loss(config, params)` is added to each model's loss (the
-    study's refit uses it for distillation towards trained weights). With `checkpoint_path` the run
+    study's refit uses it for distillation towards trained weights). `init_for(config)` may return
+    the W0 a residual hypernet adds its correction to for that architecture (e.g. a trial's own
+    initial weights, so that distilling towards its trained weights learns the training update);
+    None, or no `init_for`, draws W0 fresh. With `checkpoint_path` the run
     is checkpointed every `cfg.checkpoint_every` steps and at the end, and, if `resume`, continues
     from an existing train state. `checkpoint_meta` is merged into the checkpoint's metadata.
     The hypernet is left on `cfg.device` in train mode.
@@ -153,7 +161,8 @@ def meta_train(
                     group["lr"] = cfg.lr_at(step)
                 configs = [sample(arch_rng) for _ in range(cfg.meta_batch)]
                 x, y = _batch(dataset, configs, cfg.batch_size, data_gen)
-                objective, task = _objective(hn, models, configs, x.to(device), y.to(device), cfg, extra_loss)
+                objective, task = _objective(hn, models, configs, x.to(device), y.to(device), cfg, extra_loss,
+                                             init_for)
 
                 optimizer.zero_grad(set_to_none=True)
                 if torch.isfinite(objective):
@@ -188,11 +197,13 @@ def meta_train(
 
 
 def _objective(hn: nn.Module, models: _ModelCache, configs: list, x: torch.Tensor, y: torch.Tensor,
-               cfg: MetaTrainConfig, extra_loss: ExtraLoss | None) -> tuple[torch.Tensor, float]:
+               cfg: MetaTrainConfig, extra_loss: ExtraLoss | None,
+               init_for: InitFor | None = None) -> tuple[torch.Tensor, float]:
     """mean over models of (CE + gamma * sum ||p||_F + extra); also the plain mean CE, for logging."""
     objective = torch.zeros((), device=x.device)
     task = 0.0
-    for config, p in zip(configs, hn.predict_batch(configs)):
+    inits = [init_for(c) for c in configs] if init_for is not None else None
+    for config, p in zip(configs, hn.predict_batch(configs, inits=inits)):
         xi, yi = _fit_context(config, x, y)
         _, ce = models.forward(config, p, xi, yi)
         loss = ce + cfg.param_norm_reg * sum(t.norm() for t in p.values())
@@ -343,4 +354,4 @@ def _load_trainstate(path: Path, hn: nn.Module, optimizer: torch.optim.Optimizer
     return int(meta["step"]), [float(v) for v in meta["losses"]]
 
 
-__all__ = ["MetaTrainConfig", "MetaTrainResult", "meta_train", "trainstate_path"]
+__all__ = ["InitFor", "MetaTrainConfig", "MetaTrainResult", "meta_train", "trainstate_path"]

@@ -106,3 +106,36 @@ def test_pretrained_path(hn, tmp_path):
     assert pretrained_path(SIG, directory=tmp_path) == tmp_path / "vit.safetensors"
     assert pretrained_path(GPT2Space().signature(), directory=tmp_path) is None
     assert pretrained_path({"space": "nothing"}) is None  # the shipped folder, whatever it holds
+
+
+def test_checkpoint_from_before_residual_prediction_loads_as_pure_low_rank(tmp_path, monkeypatch):
+    """Files written before `LoGAHConfig.residual` existed hold pure low-rank hypernets (no gains):
+    their config has no `residual` key, so they load with residual=False and predict as before."""
+    from dataclasses import asdict
+
+    torch.manual_seed(0)
+    old = LoGAH(LoGAHConfig(variant="tiny", hidden=32, heads=4, rank=8, residual=False, space_signature=SIG))
+    monkeypatch.setattr(LoGAHConfig, "to_dict", lambda self: {k: v for k, v in asdict(self).items() if k != "residual"})
+    path = tmp_path / "old.safetensors"
+    save_checkpoint(old, path)
+    monkeypatch.undo()
+    assert "residual" not in read_header(path)["config"]
+    loaded, _ = load_checkpoint(path)
+    assert loaded.config.residual is False and not hasattr(loaded.decoder, "gain")
+    config = ViTConfig(depth=1)
+    for k, v in old.predict(config).items():
+        torch.testing.assert_close(loaded.predict(config)[k], v)
+
+
+def test_residual_checkpoint_keeps_its_gains(tmp_path):
+    torch.manual_seed(0)
+    hn = LoGAH(LoGAHConfig(variant="tiny", hidden=32, heads=4, rank=8, space_signature=SIG))
+    with torch.no_grad():
+        hn.decoder.gain.normal_()
+    save_checkpoint(hn, tmp_path / "r.safetensors")
+    loaded, _ = load_checkpoint(tmp_path / "r.safetensors")
+    assert loaded.config.residual is True and torch.equal(loaded.decoder.gain, hn.decoder.gain)
+    # a residual state dict in a file that claims to be pure low-rank cannot be restored
+    bad = LoGAH(LoGAHConfig(variant="tiny", hidden=32, heads=4, rank=8, residual=False, space_signature=SIG))
+    with pytest.raises(RuntimeError):
+        bad.load_state_dict(hn.state_dict(), strict=True)

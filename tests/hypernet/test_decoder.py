@@ -1,11 +1,12 @@
-"""Low-rank decoder: exact shapes, rank <= r, no tiling / periodicity, per-role normalisation."""
+"""Low-rank decoder: exact shapes, rank <= r, no tiling / periodicity, per-role normalisation,
+and the residual gating (W0 + g Delta; exactly the init at g = 0)."""
 import math
 import random
 
 import pytest
 import torch
 
-from hypernet.decoder import EMBEDDING_STD, LowRankDecoder
+from hypernet.decoder import EMBEDDING_STD, GAIN_SCALE, RESIDUAL_ROLES, LowRankDecoder, init_std
 from hypernet.graph import Role, build_graph
 from search_spaces import GPT2Space, ViTSpace
 
@@ -14,6 +15,13 @@ R = 8
 
 @pytest.fixture(scope="module")
 def dec():
+    """The pure low-rank decoder (residual=False): what Delta is made of."""
+    torch.manual_seed(0)
+    return LowRankDecoder(d=16, rank=R, max_dim=5120, residual=False)
+
+
+@pytest.fixture(scope="module")
+def res():
     torch.manual_seed(0)
     return LowRankDecoder(d=16, rank=R, max_dim=5120)
 
@@ -110,3 +118,62 @@ def test_decoder_runs_in_fp32_under_autocast(dec, feats):
         xa, ga = dec.node_features(torch.randn(2, 16))
         w = dec.decode_param(xa[0], ga[0], (40, 24), Role.WEIGHT, depth=1)
     assert xa.dtype == torch.float32 and w.dtype == torch.float32
+
+
+def _w0(shape, role, depth, seed=0):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)) * init_std(role, depth)
+
+
+@pytest.mark.parametrize("shape, role", [
+    ((96, 32), Role.WEIGHT), ((32, 96), Role.RESIDUAL_WEIGHT), ((10, 32), Role.HEAD), ((300, 32), Role.EMBEDDING),
+    ((1, 17, 32), Role.POS_EMBEDDING), ((1, 1, 32), Role.CLS_TOKEN),
+])
+def test_residual_at_zero_gain_returns_w0_exactly(res, feats, shape, role):
+    x, g = feats
+    assert res.gain.abs().sum() == 0  # fresh decoder
+    w0 = _w0(shape, role, depth=3)
+    w = res.decode_param(x[0], g[0], shape, role, depth=3, init=w0)
+    assert torch.equal(w, w0)
+    out = w0.clone()  # the streamed path adds onto W0 in place
+    res.decode_into(x[:1], g[:1], [(0, shape, role, 3)], [out])
+    assert torch.equal(out, w0)
+
+
+def test_residual_vectors_at_zero_gain_are_the_init(res, feats):
+    x, g = feats
+    assert torch.equal(res.decode_param(x[0], g[0], (64,), Role.LN_WEIGHT, depth=2), torch.ones(64))
+    for role in (Role.LN_BIAS, Role.BIAS):
+        assert torch.equal(res.decode_param(x[0], g[0], (64,), role, depth=2), torch.zeros(64))
+
+
+def test_residual_correction_is_gated_and_full_rank(feats):
+    torch.manual_seed(0)
+    local = LowRankDecoder(d=16, rank=R, max_dim=5120)
+    x, g = feats
+    with torch.no_grad():
+        local.gain.fill_(0.5 / GAIN_SCALE)  # g_role = 0.5 for every role
+    rms = lambda t: t.pow(2).mean().sqrt().item()  # noqa: E731
+    for shape, role in (((96, 32), Role.WEIGHT), ((32, 96), Role.RESIDUAL_WEIGHT), ((300, 32), Role.EMBEDDING)):
+        w0 = _w0(shape, role, depth=3)
+        w = local.decode_param(x[0], g[0], shape, role, depth=3, init=w0)
+        delta = w - w0
+        assert math.isclose(rms(delta), 0.5 * local.matrix_std(role, shape[-1], 3), rel_tol=1e-3)
+        assert torch.linalg.matrix_rank(delta).item() <= R  # the correction is low rank ...
+    w0 = _w0((96, 96), Role.WEIGHT, depth=3)
+    w = local.decode_param(x[0], g[0], (96, 96), Role.WEIGHT, depth=3, init=w0)
+    assert torch.linalg.matrix_rank(w).item() > R  # ... the prediction is not
+    ln = local.decode_param(x[0], g[0], (64,), Role.LN_WEIGHT, depth=2)
+    assert not torch.equal(ln, torch.ones(64)) and bool(((ln > 0) & (ln < 2)).all())
+
+
+def test_residual_needs_init_and_gain_gets_gradient(feats):
+    torch.manual_seed(0)
+    local = LowRankDecoder(d=16, rank=R, max_dim=5120)
+    x, g = feats
+    with pytest.raises(ValueError, match="init"):
+        local.decode_param(x[0], g[0], (8, 8), Role.WEIGHT, depth=1)
+    assert set(RESIDUAL_ROLES) == {Role.WEIGHT, Role.RESIDUAL_WEIGHT, Role.HEAD, Role.EMBEDDING,
+                                   Role.POS_EMBEDDING, Role.CLS_TOKEN}
+    w = local.decode_param(x[0].detach(), g[0].detach(), (8, 8), Role.WEIGHT, depth=1, init=torch.zeros(8, 8))
+    (w * torch.randn(8, 8)).sum().backward()
+    assert local.gain.grad[Role.ALL.index(Role.WEIGHT)] != 0  # at g = 0 the gain is what learns first

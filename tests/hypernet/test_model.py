@@ -1,17 +1,31 @@
-"""LoGAH: config, variant sizes, predict / apply / predict_batch, functional_forward."""
+"""LoGAH: config, variant sizes, predict / apply / predict_batch, functional_forward, residual prediction."""
+import math
 import time
 
 import pytest
 import torch
 
 from hypernet import VARIANTS, LoGAH, LoGAHConfig, functional_forward
+from hypernet.decoder import GAIN_SCALE
 from search_spaces import GPT2_S, ConfigError, GPT2Config, GPT2Space, ViTConfig, ViTSpace, build_model
+
+
+def _trained_like(hn: LoGAH) -> LoGAH:
+    """Non-zero gains and per-key offsets, as after meta-training (a fresh one predicts the init)."""
+    with torch.no_grad():
+        hn.decoder.gain.copy_(torch.linspace(-0.8, 0.8, hn.decoder.gain.numel()) / GAIN_SCALE)
+        hn.decoder.key_to_features.weight.normal_(std=0.05)
+    return hn
 
 
 @pytest.fixture(scope="module")
 def hn():
     torch.manual_seed(0)
-    return LoGAH(LoGAHConfig(variant="tiny"))
+    return _trained_like(LoGAH(LoGAHConfig(variant="tiny")))
+
+
+def _init_of(model):
+    return {k: p.detach().clone() for k, p in model.named_parameters()}
 
 
 def _inputs(config, b=2):
@@ -27,6 +41,7 @@ def test_tiny_size_and_variants():
     assert LoGAH().config == LoGAHConfig(variant="tiny")
     n = LoGAH(LoGAHConfig(variant="tiny")).num_params()
     assert 1_000_000 < n <= 2_600_000
+    assert LoGAH(LoGAHConfig(variant="tiny", residual=False)).num_params() < n  # no gains, no key offsets
     counts = {}
     for v in VARIANTS:
         with torch.device("meta"):  # counts without allocating LoGAH-Large
@@ -39,7 +54,7 @@ def test_tiny_size_and_variants():
 @pytest.mark.parametrize("kwargs, field", [
     (dict(variant="huge"), "variant"), (dict(rank=0), "rank"), (dict(hidden=60, heads=8), "heads"),
     (dict(max_dim=0), "max_dim"), (dict(max_total_dim=10), "max_total_dim"),
-    (dict(space_signature=3), "space_signature"),
+    (dict(space_signature=3), "space_signature"), (dict(residual=1), "residual"),
 ])
 def test_bad_config_names_field(kwargs, field):
     with pytest.raises(ConfigError) as err:
@@ -52,6 +67,8 @@ def test_config_round_trip():
     assert LoGAHConfig.from_dict(c.to_dict()) == c
     with pytest.raises(ConfigError):
         LoGAHConfig.from_dict({"variant": "tiny", "bogus": 1})
+    assert LoGAHConfig.from_dict({"variant": "tiny"}).residual is False  # stored before the field existed
+    assert LoGAHConfig().residual is True
 
 
 @pytest.mark.parametrize("config", [
@@ -65,9 +82,11 @@ def test_predict_keys_shapes_and_apply(hn, config):
     assert list(params) == list(ref)
     assert all(params[k].shape == ref[k].shape and not params[k].requires_grad for k in ref)
     assert all(torch.isfinite(v).all() for v in params.values())
-    hn.apply(model)
+    init = _init_of(model)
+    hn.apply(model)  # W0 = the model's own init
+    (expected,) = hn.predict_batch([config], inits=[init])
     for k, p in model.named_parameters():
-        torch.testing.assert_close(p.data, params[k])
+        torch.testing.assert_close(p.data, expected[k].detach(), atol=1e-6, rtol=1e-5)
     if config.space == "gpt2" and config.tied_embeddings:
         assert model.lm_head.weight is model.wte.weight
     x, y = _inputs(config)
@@ -79,15 +98,18 @@ def test_predict_keys_shapes_and_apply(hn, config):
 def test_apply_on_non_fp32_model_copies(hn):
     config = ViTConfig(depth=1)
     model = build_model(config).double()
+    init = {k: v.float() for k, v in _init_of(model).items()}
     hn.apply(model)
-    torch.testing.assert_close(model.head.weight.float(), hn.predict(config)["head.weight"])
+    (expected,) = hn.predict_batch([config], inits=[init])
+    torch.testing.assert_close(model.head.weight.float(), expected["head.weight"].detach())
 
 
 def test_predict_batch_matches_predict_and_has_grad(hn):
     configs = [GPT2Config(depth=3), GPT2Config(depth=1, tied_embeddings=False), GPT2Config(depth=2, width=64)]
-    batch = hn.predict_batch(configs)
-    for c, params in zip(configs, batch):
-        alone = hn.predict(c)
+    batch = hn.predict_batch(configs, inits=[hn.base_init(c, torch.Generator().manual_seed(i))
+                                             for i, c in enumerate(configs)])
+    for i, (c, params) in enumerate(zip(configs, batch)):
+        alone = hn.predict(c, seed=i)
         assert list(params) == list(alone)
         for k in alone:
             assert params[k].requires_grad
@@ -96,7 +118,7 @@ def test_predict_batch_matches_predict_and_has_grad(hn):
 
 def test_functional_forward_trains_the_hypernet(hn):
     torch.manual_seed(0)
-    local = LoGAH(LoGAHConfig(variant="tiny", hidden=32, heads=4, rank=8))
+    local = _trained_like(LoGAH(LoGAHConfig(variant="tiny", hidden=32, heads=4, rank=8)))
     configs = [GPT2Config(depth=1, width=32, heads=2, tied_embeddings=True), ViTConfig(depth=1, width=32)]
     models = [build_model(c) for c in configs]
     before = [p.detach().clone() for p in models[0].parameters()]
@@ -111,6 +133,7 @@ def test_functional_forward_trains_the_hypernet(hn):
         total.backward()
         assert local.decoder.basis.grad.abs().sum() > 0
         assert local.encoder.embed.op.weight.grad.abs().sum() > 0
+        assert local.decoder.gain.grad.abs().sum() > 0
         opt.step()
         losses.append(total.item())
     assert losses[-1] < losses[0]
@@ -120,7 +143,7 @@ def test_functional_forward_trains_the_hypernet(hn):
 def test_tied_functional_forward_uses_wte_for_lm_head(hn):
     config = GPT2Config(depth=1, width=32, heads=2, tied_embeddings=True)
     model = build_model(config)
-    (params,) = hn.predict_batch([config])
+    (params,) = hn.predict_batch([config], inits=[_init_of(model)])
     x, _ = _inputs(config)
     logits, _ = functional_forward(model, params, x)
     hn.apply(model)
@@ -152,9 +175,10 @@ def test_predict_gpt2_small_is_streamed_and_fast(hn):
 
 def test_predict_batch_under_autocast_decodes_in_fp32(hn):
     configs = [GPT2Config(depth=1), ViTConfig(depth=2)]
-    ref = hn.predict_batch(configs)
+    inits = [hn.base_init(c, torch.Generator().manual_seed(0)) for c in configs]
+    ref = hn.predict_batch(configs, inits=inits)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = hn.predict_batch(configs)
+        out = hn.predict_batch(configs, inits=inits)
     for a, b in zip(ref, out):
         for k in a:
             assert b[k].dtype == torch.float32
@@ -164,14 +188,14 @@ def test_predict_batch_under_autocast_decodes_in_fp32(hn):
 def test_streamed_and_batched_paths_agree_beyond_k():
     """A vocabulary larger than K goes through the chunk codes in both decode paths."""
     torch.manual_seed(0)
-    local = LoGAH(LoGAHConfig(variant="tiny", hidden=32, heads=4, rank=8, max_dim=256))
+    local = _trained_like(LoGAH(LoGAHConfig(variant="tiny", hidden=32, heads=4, rank=8, max_dim=256)))
     config = GPT2Config(vocab_size=1000, context=16, depth=1, width=32, heads=2, tied_embeddings=False)
-    streamed = local.predict(config)
-    (batched,) = local.predict_batch([config])
+    streamed = local.predict(config, seed=3)
+    (batched,) = local.predict_batch([config], inits=[local.base_init(config, torch.Generator().manual_seed(3))])
     for k in streamed:
         torch.testing.assert_close(batched[k].detach(), streamed[k], atol=1e-5, rtol=1e-4)
-    wte = streamed["wte.weight"]
-    for c in (1, 2, 3):
+    wte = streamed["wte.weight"] - local.base_init(config, torch.Generator().manual_seed(3))["wte.weight"]
+    for c in (1, 2, 3):  # the correction Delta beyond K
         assert not torch.allclose(wte[c * 256: c * 256 + 232], wte[:232], atol=1e-4)  # not 256-periodic
 
 
@@ -183,3 +207,54 @@ def test_import_is_light():
     code = "import sys, hypernet; print('torch_geometric' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ---- residual prediction: a fresh hypernet predicts exactly the random init ---------------------
+
+@pytest.fixture(scope="module")
+def fresh():
+    torch.manual_seed(1)
+    return LoGAH(LoGAHConfig(variant="tiny"))
+
+
+@pytest.mark.parametrize("config", [ViTConfig(depth=3, width=96, heads=4), GPT2Config(depth=2, width=64, heads=4)],
+                         ids=str)
+def test_fresh_hypernet_predicts_the_init_distribution(fresh, config):
+    params = fresh.predict(config, seed=0)
+    for name, p in params.items():
+        if name.endswith("ln_1.weight") or name.endswith("ln_2.weight") or name == "ln_f.weight":
+            assert torch.equal(p, torch.ones_like(p)), name
+        elif p.dim() == 1:
+            assert torch.equal(p, torch.zeros_like(p)), name
+        else:
+            std = 0.02 / math.sqrt(2 * config.depth) if name.endswith("c_proj.weight") else 0.02
+            assert abs(p.std().item() - std) < 0.15 * std + 4 * std / math.sqrt(p.numel()), name
+    again, other = fresh.predict(config, seed=0), fresh.predict(config, seed=1)
+    assert all(torch.equal(again[k], params[k]) for k in params)  # deterministic per seed
+    assert not torch.equal(other["blocks.0.mlp.c_fc.weight"], params["blocks.0.mlp.c_fc.weight"])
+
+
+def test_fresh_hypernet_apply_is_the_models_own_init(fresh):
+    config = ViTConfig(depth=2, width=64, heads=4)
+    torch.manual_seed(5)
+    model = build_model(config)
+    init = _init_of(model)
+    x, y = _inputs(config, b=16)
+    loss_init = model(x, y)[1].item()
+    fresh.apply(model)
+    assert all(torch.equal(p, init[k]) for k, p in model.named_parameters())  # g = 0: nothing changes
+    assert model(x, y)[1].item() == loss_init
+    (batched,) = fresh.predict_batch([config], inits=[init])
+    assert all(torch.equal(batched[k].detach(), init[k]) for k in init)
+
+
+def test_predicted_matrices_are_full_rank(hn):
+    config = ViTConfig(depth=2, width=96, heads=4)
+    params = hn.predict(config, seed=0)
+    r = hn.config.r
+    w = params["blocks.0.attn.c_proj.weight"]  # 96 x 96
+    delta = w - hn.base_init(config, torch.Generator().manual_seed(0))["blocks.0.attn.c_proj.weight"]
+    assert delta.abs().max() > 0 and torch.linalg.matrix_rank(delta).item() <= r  # low-rank correction ...
+    assert torch.linalg.matrix_rank(w).item() > r                                  # ... on a full-rank W0
+    pure = LoGAH(LoGAHConfig(variant="tiny", residual=False))
+    assert torch.linalg.matrix_rank(pure.predict(config)["blocks.0.attn.c_proj.weight"]).item() <= r
