@@ -23,6 +23,12 @@ from nas.training import TrainConfig, train
 from search_spaces import ModelConfig, build_model
 
 
+def trial_seed(study_seed: int, trial_number: int) -> int:
+    """Seed of a trial's model init and batches: warm and control trials of the same number share
+    the same W0, and a refit can rebuild any trial's init (its distillation baseline)."""
+    return study_seed * 1_000_003 + trial_number
+
+
 class TrialFailed(RuntimeError):
     """A trial that cannot produce a result (diverged, ...); the worker records FAIL and goes on."""
 
@@ -101,8 +107,8 @@ class Objective:
             trial.set_user_attr("fail_reason", reason)
             raise optuna.TrialPruned(reason)
 
-        with torch.random.fork_rng():  # a control trial's init depends only on seed and trial number
-            torch.manual_seed(cfg.seed * 1_000_003 + trial.number)
+        with torch.random.fork_rng():  # a trial's init depends only on seed and trial number
+            torch.manual_seed(trial_seed(cfg.seed, trial.number))
             model = build_model(config)
         if warm:
             version, hn = self.hypernets.latest()
@@ -113,7 +119,7 @@ class Objective:
 
         train_cfg = TrainConfig(steps=s.steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                 warmup_steps=s.warmup_steps, grad_clip=s.grad_clip, eval_every=s.eval_every,
-                                eval_batches=s.eval_batches, seed=cfg.seed * 1_000_003 + trial.number,
+                                eval_batches=s.eval_batches, seed=trial_seed(cfg.seed, trial.number),
                                 device=cfg.device)
         t0 = time.perf_counter()
         try:

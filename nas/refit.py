@@ -31,11 +31,13 @@ from sqlalchemy.engine import Engine
 
 from nas.versions import (HypernetVersion, VersionExistsError, get_version, latest_promoted, list_versions,
                           record_version)
+from nas.objective import trial_seed
 from search_spaces import ModelConfig, build_model, config_from_dict
 
 _log = logging.getLogger(__name__)
 
 HELDOUT_SEED = 424_242  # the fixed part of the validation set; never a training seed
+HELDOUT_INIT_SEED = 525_252  # W0 of the validation models, the same for every version compared
 WEIGHTS_ATTR = "weights_artifact_id"
 
 
@@ -177,14 +179,24 @@ def heldout_loss(hn, configs: list[ModelConfig], dataset, *, batch_size: int, ba
     from nas.training import evaluate
 
     losses = []
-    for config in configs:
-        model = build_model(config)
+    for i, config in enumerate(configs):
+        with torch.random.fork_rng():  # the same W0 for parent and child: only the correction differs
+            torch.manual_seed(HELDOUT_INIT_SEED + i)
+            model = build_model(config)
         hn.apply(model)
         context = getattr(config, "context", None) if dataset.kind == "text" else None
         metrics = evaluate(model.to(device), dataset, batch_size=batch_size, batches=batches, context=context,
                            device=device)
         losses.append(metrics["val_loss"])
     return float(sum(losses) / len(losses))
+
+
+def trial_init(seed: int, trial_number: int, config: ModelConfig) -> dict[str, torch.Tensor]:
+    """The random init a trial started from (the objective seeds every model build the same way)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(trial_seed(seed, trial_number))
+        model = build_model(config)
+    return {name: p.detach() for name, p in model.named_parameters()}
 
 
 def _rank_weights(n: int) -> list[float]:
@@ -272,14 +284,22 @@ def refit(cfg, study: optuna.Study, engine: Engine, artifact_store, dataset, spa
 
     rank = _rank_weights(len(trials))
     targets: dict[str, tuple[dict[str, torch.Tensor], float]] = {}
+    target_trials: dict[str, int] = {}
     for t, c, w in zip(trials, trial_configs, rank):
         if len(targets) >= h.distill_trials:
             break
         if WEIGHTS_ATTR in t.user_attrs and config_key(c) not in targets:
             try:
                 targets[config_key(c)] = (load_trial_weights(t, artifact_store), w / rank[0])
+                target_trials[config_key(c)] = t.number
             except Exception as exc:  # a missing artifact only removes one target
                 _log.warning("refit: no weights for trial %d (%s)", t.number, exc)
+
+    def init_for(config: ModelConfig) -> dict[str, torch.Tensor] | None:
+        """A distillation target's own initial weights as W0, so the correction learns the training
+        update (trained - init) instead of trying to predict the trial's random init."""
+        number = target_trials.get(config_key(config))
+        return None if number is None else trial_init(cfg.seed, number, config)
 
     device = resolve_device(cfg.device)
     n_prev = refits_done(engine, study.study_name)
@@ -289,7 +309,8 @@ def refit(cfg, study: optuna.Study, engine: Engine, artifact_store, dataset, spa
                            log_every=max(1, min(10, h.refit_steps)))
     result = meta_train(hn, space, dataset, mcfg,
                         sample_arch=make_sample_arch(space, trial_configs, h.study_arch_fraction, fixed),
-                        extra_loss=make_distill_loss(targets, h.distill_weight), progress=progress)
+                        extra_loss=make_distill_loss(targets, h.distill_weight), init_for=init_for,
+                        progress=progress)
     hn = hn.cpu().eval()
     val = heldout_loss(hn, heldout, dataset, **eval_kw)
     promoted = bool(val < parent_val)

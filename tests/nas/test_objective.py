@@ -119,3 +119,22 @@ def test_gpt2_trial_records_perplexity(tmp_path):
     assert t.user_attrs["val_perplexity"] == pytest.approx(math.exp(t.value), rel=1e-6)
     assert "val_accuracy" not in t.user_attrs and t.user_attrs["hypernet_version"] == 0
     assert t.user_attrs["config"]["space"] == "gpt2"
+
+
+def test_refit_rebuilds_the_exact_init_a_control_trial_started_from(tiny_study):
+    """The refit's distillation uses `trial_init` as W0: it must be the trial's real starting point."""
+    from nas.data import load_dataset
+    from nas.refit import trial_init
+    from nas.training import evaluate
+
+    cfg = tiny_study.cfg
+    control = next(t for t in tiny_study.study.get_trials(states=(TrialState.COMPLETE,))
+                   if not t.user_attrs["warm_start"])
+    config = config_from_dict(control.user_attrs["config"])
+    model = build_model(config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(trial_init(cfg.seed, control.number, config)[name])
+    dataset = load_dataset(cfg.data.name, **cfg.data.options)
+    loss = evaluate(model, dataset, batch_size=max(cfg.study.batch_sizes), batches=cfg.study.eval_batches)["val_loss"]
+    assert loss == pytest.approx(control.user_attrs["loss_step0"], rel=1e-5)
