@@ -29,3 +29,13 @@ def require_range(field: str, value: Any, lo: float, hi: float, *, lo_open: bool
     if not ok:
         bracket = "(" if lo_open else "["
         raise ConfigError(field, value, f"a number in {bracket}{lo}, {hi}]")
+
+
+def validate_block_dims(width: int, heads: int, mlp_ratio: float, dropout: float) -> None:
+    """The checks every transformer block config needs (ViT and GPT-2 share the block)."""
+    if width % heads:
+        raise ConfigError("heads", heads, f"a divisor of width={width}")
+    require_range("mlp_ratio", mlp_ratio, 0.0, 64.0, lo_open=True)
+    require_range("dropout", dropout, 0.0, 1.0)
+    if int(width * mlp_ratio) < 1:
+        raise ConfigError("mlp_ratio", mlp_ratio, f"a ratio giving a hidden size >= 1 for width={width}")

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._errors import ConfigError, require_positive_int, require_range
+from ._errors import ConfigError, require_positive_int, validate_block_dims
 from ._transformer import Block, init_weights
 
 
@@ -31,12 +31,7 @@ class GPT2Config:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context", "depth", "width", "heads"):
             require_positive_int(name, getattr(self, name))
-        if self.width % self.heads:
-            raise ConfigError("heads", self.heads, f"a divisor of width={self.width}")
-        require_range("mlp_ratio", self.mlp_ratio, 0.0, 64.0, lo_open=True)
-        require_range("dropout", self.dropout, 0.0, 1.0)
-        if self.mlp_hidden < 1:
-            raise ConfigError("mlp_ratio", self.mlp_ratio, f"a ratio giving a hidden size >= 1 for width={self.width}")
+        validate_block_dims(self.width, self.heads, self.mlp_ratio, self.dropout)
 
     @property
     def space(self) -> str:

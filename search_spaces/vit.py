@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ._errors import ConfigError, require_positive_int, require_range
+from ._errors import ConfigError, require_positive_int, validate_block_dims
 from ._transformer import Block, init_weights
 
 
@@ -39,12 +39,7 @@ class ViTConfig:
         if self.image_size % self.patch_size:
             divisors = [p for p in range(1, self.image_size + 1) if self.image_size % p == 0]
             raise ConfigError("patch_size", self.patch_size, f"a divisor of image_size={self.image_size}: {divisors}")
-        if self.width % self.heads:
-            raise ConfigError("heads", self.heads, f"a divisor of width={self.width}")
-        require_range("mlp_ratio", self.mlp_ratio, 0.0, 64.0, lo_open=True)
-        require_range("dropout", self.dropout, 0.0, 1.0)
-        if self.mlp_hidden < 1:
-            raise ConfigError("mlp_ratio", self.mlp_ratio, f"a ratio giving a hidden size >= 1 for width={self.width}")
+        validate_block_dims(self.width, self.heads, self.mlp_ratio, self.dropout)
 
     @property
     def space(self) -> str:
