@@ -44,7 +44,11 @@ def load_trial_model(trial: FrozenTrial, artifact_store) -> torch.nn.Module:
         path = Path(tmp) / "weights.safetensors"
         optuna.artifacts.download_artifact(artifact_store=artifact_store, file_path=str(path),
                                            artifact_id=trial.user_attrs[WEIGHTS_ATTR])
-        tensors = load_file(str(path))
+        try:
+            tensors = load_file(str(path))
+        except Exception as exc:  # SafetensorError and friends name neither the trial nor the artifact
+            raise ValueError(f"trial {trial.number}: weights artifact {trial.user_attrs[WEIGHTS_ATTR]} is corrupt "
+                             f"or truncated ({exc})") from None
     params = dict(model.named_parameters())
     if set(tensors) != set(params):
         raise ValueError(f"trial {trial.number}: weights artifact has tensors {sorted(set(tensors) ^ set(params))} "

@@ -270,6 +270,13 @@ def _check_url(url: Any) -> None:
         from nas.secrets import mask_url
 
         raise ConfigError("storage", mask_url(url), allowed) from None
+    try:  # make_url only parses: an unknown dialect would otherwise fail later, far from the field
+        parsed.get_dialect()
+    except Exception:
+        from nas.secrets import mask_url
+
+        raise ConfigError("storage", mask_url(url), f"{allowed} (dialect {parsed.drivername!r} is not "
+                                                    "installed)") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
         raise ConfigError("storage", url, "a database file or server: in-memory SQLite is not shared between the "
                                           "connections and processes of a study")

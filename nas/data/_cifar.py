@@ -6,10 +6,11 @@ archive once and pass `path=`.
 from __future__ import annotations
 
 import os
+import pickle
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ import torch
 from search_spaces import ConfigError
 
 from ._base import ImageDataset, check_fraction, split_sizes
-from ._safe_pickle import load_numpy_pickle
+from ._safe_pickle import UnsafePickleError, load_numpy_pickle
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,22 @@ def _not_found(name: str, layout: _Layout, where: Path, missing: str) -> FileNot
         f"'CIFAR python version'). Download {layout.url} once on a machine with internet and pass data.path=...")
 
 
+def _unpickle(name: str, where: str, f: IO[bytes]) -> dict:
+    """One batch file. A damaged or tampered file is named in the error: the user must replace it."""
+    try:
+        batch = load_numpy_pickle(f)
+    except UnsafePickleError as e:
+        raise UnsafePickleError(f"{name}: {where}: {e}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+        raise ValueError(f"{name}: {where} is not a CIFAR python batch (damaged or truncated: {e})") from None
+    if not isinstance(batch, dict):
+        raise ValueError(f"{name}: {where} is not a CIFAR python batch (a pickled {type(batch).__name__}, "
+                         "expected a dict)")
+    return batch
+
+
 def _read_files(name: str, layout: _Layout, path: Path) -> dict[str, dict]:
     """Unpickle every file of the layout from a folder or a tar archive (streamed, never extracted)."""
-    load: Callable[[IO[bytes]], dict] = load_numpy_pickle
     if path.is_file():
         if not tarfile.is_tarfile(path):
             raise _not_found(name, layout, path, f"a tar archive at {path}")
@@ -64,7 +78,7 @@ def _read_files(name: str, layout: _Layout, path: Path) -> dict[str, dict]:
             for member in tar:  # one sequential pass: seeking backwards in a .gz is slow
                 key = wanted.get(member.name.removeprefix("./"))
                 if key is not None and member.isfile():
-                    found[key] = load(tar.extractfile(member))
+                    found[key] = _unpickle(name, f"{path}:{member.name}", tar.extractfile(member))
         missing = [f for f in layout.files() if f not in found]
         if missing:
             raise _not_found(name, layout, path, f"archive member {layout.folder}/{missing[0]}")
@@ -83,7 +97,7 @@ def _read_files(name: str, layout: _Layout, path: Path) -> dict[str, dict]:
         if not (folder / f).is_file():
             raise _not_found(name, layout, folder, f"file {f}")
         with open(folder / f, "rb") as fh:
-            found[f] = load(fh)
+            found[f] = _unpickle(name, str(folder / f), fh)
     return found
 
 
