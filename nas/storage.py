@@ -28,15 +28,19 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
+from optuna.artifacts import FileSystemArtifactStore
+
+from nas.io import atomic_write
 from nas.secrets import mask_url
 
 _log = logging.getLogger(__name__)
@@ -133,9 +137,64 @@ def make_storage(url: str = DEFAULT_STORAGE, heartbeat_interval: int | None = 30
     return storage
 
 
-def make_artifact_store(base_path: str | os.PathLike = DEFAULT_ARTIFACTS):
-    """The artifact store (trial weights, hypernet checkpoints); a folder shared by the workers."""
-    from optuna.artifacts import FileSystemArtifactStore
+class AtomicFileSystemArtifactStore(FileSystemArtifactStore):
+    """Optuna's file store, but a write is complete or absent.
 
+    Optuna records an artifact in the study before writing its file, and its file store writes in
+    place, so a worker killed mid-upload would leave a truncated file under a name the study trusts.
+    """
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        with atomic_write(self._get_filepath(artifact_id)) as f:
+            shutil.copyfileobj(content_body, f)
+
+
+def make_artifact_store(base_path: str | os.PathLike = DEFAULT_ARTIFACTS) -> AtomicFileSystemArtifactStore:
+    """The artifact store (trial weights, hypernet checkpoints); a folder shared by the workers."""
     Path(base_path).mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(base_path=str(base_path))
+    return AtomicFileSystemArtifactStore(base_path=str(base_path))
+
+
+def reap_dead_trials(study) -> list[int]:
+    """Fail, give a reason to, and retry the RUNNING trials whose worker died.
+
+    Optuna's own check (`fail_stale_trials`) covers trials whose heartbeat went stale, but it
+    skips a trial that never wrote a heartbeat (a worker killed between `ask()` and its first
+    beat: RUNNING forever) and it records no reason. Both cases are handled here; the retry
+    goes through the storage's stale-trial callback, exactly as Optuna's path does.
+    """
+    import datetime
+
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    storage = getattr(study._storage, "_backend", study._storage)  # unwrap Optuna's cache layer
+    interval = getattr(storage, "heartbeat_interval", None)
+    if interval is None:
+        return []
+    grace = storage.grace_period if storage.grace_period is not None else 2 * interval
+    stale = set(storage._get_stale_trial_ids(study._study_id))
+    with storage.engine.connect() as conn:
+        beating = {row[0] for row in conn.execute(sqlalchemy.text("SELECT trial_id FROM trial_heartbeats"))}
+    # Optuna stamps datetime_start with the worker's local clock (naive), so compare with the same.
+    cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace)
+    reaped = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        never_beat = trial._trial_id not in beating and trial.datetime_start is not None \
+            and trial.datetime_start < cutoff
+        if trial._trial_id not in stale and not never_beat:
+            continue
+        reason = ("worker died before its first heartbeat" if never_beat
+                  else f"worker died: no heartbeat for more than {grace} s")
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:  # another worker reaped it first
+            continue
+        reaped.append(trial.number)
+        callback = storage.get_heartbeat_stale_trial_callback()
+        if callback is not None:
+            callback(study, storage.get_trial(trial._trial_id))
+        _log.warning("trial %d of %s failed: %s", trial.number, study.study_name, reason)
+    return reaped

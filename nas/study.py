@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nas import __version__
 from nas.config import NASConfig, from_dict
 from nas.secrets import mask_secrets, mask_url
-from nas.storage import make_artifact_store, make_engine, make_storage
+from nas.storage import make_artifact_store, make_engine, make_storage, reap_dead_trials
 from search_spaces import ConfigError
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # what n_trials counts
@@ -169,8 +169,9 @@ def run_trials(session: Session, callbacks: list | None = None) -> StopOnFailure
     guard = StopOnFailures(cfg.study.max_consecutive_failures)
     if n_counted(study) >= cfg.n_trials:
         return guard
+    reap_dead_trials(study)
     objective = Objective(cfg, session.dataset, session.space, session.engine, session.artifact_store)
-    all_callbacks = [MaxTrialsCallback(cfg.n_trials, states=COUNTED),
+    all_callbacks = [MaxTrialsCallback(cfg.n_trials, states=COUNTED), lambda s, _: reap_dead_trials(s),
                      RefitCallback(cfg, session.engine, session.artifact_store, session.dataset, session.space),
                      guard, *(callbacks or [])]
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -69,6 +69,7 @@ def test_worker_killed_mid_trial_is_failed_by_heartbeat_and_retried(tmp_path, wo
     STATS["workers"] += 2
     assert not states["RUNNING"] and not states["WAITING"]
     assert [t.number for t in states["FAIL"]] == [running.number]
+    assert states["FAIL"][0].user_attrs["fail_reason"].startswith("worker died")
     retries = [t for t in study.get_trials(deepcopy=False) if t.system_attrs.get("failed_trial") == running.number]
     assert len(retries) == 1, "the killed trial must be retried exactly once"
     retry = retries[0]
@@ -78,8 +79,6 @@ def test_worker_killed_mid_trial_is_failed_by_heartbeat_and_retried(tmp_path, wo
     check_versions_and_artifacts(url, cfg.study_name, tmp_path / "artifacts")
 
 
-@pytest.mark.xfail(strict=True, reason="R1 in .helper_notes_reliability.md: Optuna never fails a RUNNING trial "
-                                      "that has no heartbeat row; nas does not reap such orphans yet")
 def test_trial_orphaned_before_its_first_heartbeat_is_reaped(tmp_path):
     """A worker killed right after `ask()` committed, before its heartbeat thread wrote once."""
     import optuna
@@ -94,6 +93,7 @@ def test_trial_orphaned_before_its_first_heartbeat_is_reaped(tmp_path):
     run_trials(session)
     states = trials_by_state(session.study)
     assert [t.number for t in states["FAIL"]] == [orphan.number] and not states["RUNNING"]
+    assert states["FAIL"][0].user_attrs["fail_reason"] == "worker died before its first heartbeat"
 
 
 @pytest.fixture
@@ -161,8 +161,6 @@ class _DiesMidStream:
         return b"\0" * 65536
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="R6 in .helper_notes_reliability.md: Optuna's FileSystemArtifactStore.write is not atomic")
 def test_an_interrupted_artifact_write_leaves_no_partial_file(tmp_path):
     """upload_artifact records the artifact in the study *before* writing it, so a write cut
     short must leave nothing (or the old file), never a prefix that readers would trust."""
