@@ -86,13 +86,16 @@ def _upload_checkpoint(hn, study: optuna.Study, artifact_store, meta: dict[str, 
     return artifact_id, sha
 
 
-def ensure_initial_version(study: optuna.Study, engine: Engine, artifact_store, hcfg, space) -> HypernetVersion:
-    """Register version 0 once per study (a no-op when it exists; safe if two processes race)."""
+def ensure_initial_version(study: optuna.Study, engine: Engine, artifact_store, hcfg, space,
+                           initial: tuple[Any, str] | None = None) -> HypernetVersion:
+    """Register version 0 once per study (a no-op when it exists; safe if two processes race).
+
+    `initial` is `initial_hypernet(hcfg, space)` when the caller already built it."""
     existing = get_version(engine, study.study_name, 0)
     if existing is not None:
         return existing
     t0 = time.perf_counter()
-    hn, note = initial_hypernet(hcfg, space)
+    hn, note = initial if initial is not None else initial_hypernet(hcfg, space)
     artifact_id, sha = _upload_checkpoint(hn, study, artifact_store, {"study": study.study_name, "version": 0})
     try:
         return record_version(engine, study.study_name, version=0, artifact_id=artifact_id, sha256=sha,

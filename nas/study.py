@@ -123,18 +123,20 @@ class Session:
 
 def open_session(cfg: NASConfig, worker_index: int = 0, create: bool = False) -> Session:
     """Load data and space, open (or create) the study, make sure hypernet version 0 exists."""
-    from nas.refit import ensure_initial_version
+    from nas.refit import ensure_initial_version, initial_hypernet
 
     dataset = cfg.data.load()
     space = cfg.make_space(**dataset.space_options())
     storage = open_storage(cfg)
+    initial = None
     if create:
+        initial = initial_hypernet(cfg.hypernet, space)  # a bad checkpoint fails before the study exists
         create_study(cfg, storage)
     study = optuna.load_study(study_name=cfg.study_name, storage=storage, sampler=make_sampler(cfg, worker_index),
                               pruner=make_pruner(cfg))
     engine = make_engine(cfg.storage)
     store = make_artifact_store(cfg.artifacts_dir)
-    ensure_initial_version(study, engine, store, cfg.hypernet, space)
+    ensure_initial_version(study, engine, store, cfg.hypernet, space, initial=initial)
     return Session(cfg, study, dataset, space, engine, store)
 
 
