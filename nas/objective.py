@@ -107,9 +107,7 @@ class Objective:
             trial.set_user_attr("fail_reason", reason)
             raise optuna.TrialPruned(reason)
 
-        with torch.random.fork_rng():  # a trial's init depends only on seed and trial number
-            torch.manual_seed(trial_seed(cfg.seed, trial.number))
-            model = build_model(config)
+        model = build_model(config, seed=trial_seed(cfg.seed, trial.number))
         if warm:
             version, hn = self.hypernets.latest()
             t0 = time.perf_counter()

@@ -183,9 +183,7 @@ def heldout_loss(hn, configs: list[ModelConfig], dataset, *, batch_size: int, ba
 
     losses = []
     for i, config in enumerate(configs):
-        with torch.random.fork_rng():  # the same W0 for parent and child: only the correction differs
-            torch.manual_seed(HELDOUT_INIT_SEED + i)
-            model = build_model(config)
+        model = build_model(config, seed=HELDOUT_INIT_SEED + i)  # parent and child share W0
         hn.apply(model)
         context = getattr(config, "context", None) if dataset.kind == "text" else None
         metrics = evaluate(model.to(device), dataset, batch_size=batch_size, batches=batches, context=context,
@@ -196,9 +194,7 @@ def heldout_loss(hn, configs: list[ModelConfig], dataset, *, batch_size: int, ba
 
 def trial_init(seed: int, trial_number: int, config: ModelConfig) -> dict[str, torch.Tensor]:
     """The random init a trial started from (the objective seeds every model build the same way)."""
-    with torch.random.fork_rng():
-        torch.manual_seed(trial_seed(seed, trial_number))
-        model = build_model(config)
+    model = build_model(config, seed=trial_seed(seed, trial_number))
     return {name: p.detach() for name, p in model.named_parameters()}
 
 

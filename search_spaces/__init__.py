@@ -33,9 +33,20 @@ def config_from_dict(d: dict[str, Any]) -> ModelConfig:
     return cls(**d)
 
 
-def build_model(config: ModelConfig):
-    """The randomly initialised model for a config."""
-    return ViT(config) if isinstance(config, ViTConfig) else GPT2(config)
+def build_model(config: ModelConfig, seed: int | None = None):
+    """The randomly initialised model for a config.
+
+    With `seed`, the init depends only on (config, seed) and the global RNG is left untouched, so
+    a trial's starting weights can be rebuilt later (warm vs control, refit distillation).
+    """
+    cls = ViT if isinstance(config, ViTConfig) else GPT2
+    if seed is None:
+        return cls(config)
+    import torch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return cls(config)
 
 
 __all__ = [

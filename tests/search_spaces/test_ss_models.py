@@ -89,3 +89,16 @@ def test_wrong_inputs_are_explained():
     gpt = GPT2(GPT2Config(depth=1, width=16, heads=2, context=4))
     with pytest.raises(ValueError, match="context=4"):
         gpt(torch.zeros(1, 5, dtype=torch.long))
+
+
+def test_seeded_build_is_reproducible_and_leaves_the_global_rng_alone():
+    import torch
+
+    from search_spaces import GPT2Config, build_model
+
+    config = GPT2Config(vocab_size=32, context=8, depth=1, width=16, heads=2)
+    state = torch.get_rng_state()
+    a, b = build_model(config, seed=7), build_model(config, seed=7)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(build_model(config, seed=8).wte.weight, a.wte.weight)
