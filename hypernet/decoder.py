@@ -15,8 +15,8 @@ bias 0, full-rank W0), and meta-training moves away from it only where that lowe
 removes the two failures of pure low-rank prediction (bench/RESULTS.md): every matrix of every
 layer confined to one shared r-dim subspace, and a fixed 1/sqrt(fan_in) weight scale. GAIN_SCALE
 multiplies the gains' Adam step (~lr per step on `gain`), so g can reach O(1) within a few hundred
-meta-steps. The caller supplies W0 (`LoGAH.predict` draws it from a seeded generator, `apply` uses
-the model's own init, `predict_batch` draws it fresh every call). Residual decoders also learn an
+meta-steps. The caller supplies W0 (`LoGAH` uses the anchored init of hypernet/anchor.py, shared
+by all architectures, or for fresh-W0 hypernets a seeded draw / the model's own init). Residual decoders also learn an
 offset of X and g per (op, layer) key (`node_keys`, zero at init): a linear path around the MLP,
 so layers whose encoder embeddings h barely differ can still get different corrections.
 

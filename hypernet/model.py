@@ -9,11 +9,18 @@ of gradients for meta-training and encodes the whole meta-batch in one padded pa
 
 Residual prediction (`LoGAHConfig.residual`, default; see hypernet/decoder.py): every >= 2-D
 parameter is W0 + g_role * Delta, where W0 is a standard random initialisation. Where W0 comes from:
-`predict(config, seed)` draws it from `torch.Generator().manual_seed(seed)` (the init_weights
-distribution, written into the preallocated outputs), `apply(model)` uses the model's CURRENT
-values (call it on a freshly built model), and `predict_batch` draws it fresh on every call
-(global torch RNG or `generator`), so meta-training learns a correction that works for any
-random base; `base_init` gives the W0 those paths draw, to pass explicitly as `inits`.
+
+* anchored (`LoGAHConfig.anchor_seed` set, the default): W0 is the anchored init of
+  hypernet/anchor.py, one fixed N(0, std^2) draw shared by all architectures (a narrow model's
+  W0 is the leading block of a wide one's), so the correction meta-training learns refers to
+  features every architecture has. `predict`, `apply` (which overwrites the model's values) and
+  `predict_batch` all use it; a prediction is a deterministic function of the architecture.
+* fresh (`anchor_seed=None`, checkpoints written before anchoring): `predict(config, seed)` draws
+  W0 from `torch.Generator().manual_seed(seed)`, `apply(model)` uses the model's CURRENT values
+  (call it on a freshly built model), and `predict_batch` draws it on every call (global torch
+  RNG or `generator`).
+
+`base_init` gives the W0 those paths use, to pass explicitly as `inits`.
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ from torch import nn
 
 from search_spaces import ConfigError, ModelConfig
 
+from .anchor import anchored_normal_
 from .decoder import RESIDUAL_ROLES, LowRankDecoder, init_std
 from .encoder import GraphEncoder
 from .graph import DEFAULT_SPD_CUTOFF, Op, build_graph
@@ -52,7 +60,9 @@ class LoGAHConfig:
     dimension with its own learned basis row; larger ones (up to `max_total_dim`) use chunk codes.
     `residual` (default True): predict W0 + g_role * Delta on top of a random init; False: the
     pure low-rank prediction of the first version (ablations; checkpoints written before this
-    field existed are read with residual=False by `from_dict`).
+    field existed are read with residual=False by `from_dict`). `anchor_seed` (residual only):
+    W0 is the anchored init with this seed (hypernet/anchor.py); None draws a fresh W0 per
+    prediction (checkpoints written before anchoring are read with None).
     """
 
     variant: str = "tiny"
@@ -65,6 +75,7 @@ class LoGAHConfig:
     spd_cutoff: int = DEFAULT_SPD_CUTOFF
     max_degree: int = 32
     residual: bool = True
+    anchor_seed: int | None = 0
     space_signature: dict[str, Any] | None = field(default=None, compare=True, hash=False)
 
     def __post_init__(self) -> None:
@@ -86,6 +97,9 @@ class LoGAHConfig:
             raise ConfigError("max_total_dim", self.max_total_dim, f">= max_dim={self.max_dim}")
         if not isinstance(self.residual, bool):
             raise ConfigError("residual", self.residual, "True or False")
+        if self.anchor_seed is not None and (isinstance(self.anchor_seed, bool) or not isinstance(self.anchor_seed, int)
+                                             or not 0 <= self.anchor_seed < 2**63):
+            raise ConfigError("anchor_seed", self.anchor_seed, "an integer in [0, 2^63) or None (fresh W0)")
         if self.space_signature is not None and not isinstance(self.space_signature, dict):
             raise ConfigError("space_signature", self.space_signature, "a dict from space.signature() or None")
 
@@ -116,7 +130,13 @@ class LoGAHConfig:
             raise ConfigError(unknown[0], d[unknown[0]], f"a field of LoGAHConfig: {sorted(known)}")
         if "residual" not in d:  # stored before residual prediction existed: the pure low-rank decoder
             d = {**d, "residual": False}
+        if "anchor_seed" not in d:  # stored before anchoring: W0 drawn fresh
+            d = {**d, "anchor_seed": None}
         return cls(**d)
+
+    @property
+    def anchored(self) -> bool:
+        return self.residual and self.anchor_seed is not None
 
 
 MAX_LAYER_KEYS = 48  # blocks deeper than this share the last per-layer key
@@ -178,20 +198,26 @@ class LoGAH(nn.Module):
         return list(h[mask].split(batch.ptr.diff().tolist()))  # un-pad with the mask: no index arithmetic
 
     # ---- the random-init part W0 ----------------------------------------------------------------
-    @staticmethod
-    def _fill_init(graph: Data, outputs: dict[str, torch.Tensor], generator: torch.Generator | None) -> None:
-        """Draw W0 (init_weights' distribution) into `outputs` for every residual-role parameter,
-        in `param_order`, so one generator state always gives the same W0 whichever path draws it."""
+    def _fill_init(self, graph: Data, outputs: dict[str, torch.Tensor], generator: torch.Generator | None) -> None:
+        """Write W0 (init_weights' distribution) into `outputs` for every residual-role parameter.
+
+        Anchored: the anchored init (`generator` unused). Fresh: drawn from `generator` in
+        `param_order`, so one generator state always gives the same W0 whichever path draws it."""
         role_of = {name: role for names, roles in zip(graph.param_names, graph.param_roles)
                    for name, role in zip(names, roles)}
         for name in graph.param_order:
             if role_of[name] in RESIDUAL_ROLES:
-                outputs[name].normal_(0.0, init_std(role_of[name], graph.depth), generator=generator)
+                std = init_std(role_of[name], graph.depth)
+                if self.config.anchor_seed is not None:
+                    anchored_normal_(outputs[name], name, std, self.config.anchor_seed)
+                else:
+                    outputs[name].normal_(0.0, std, generator=generator)
 
     @torch.no_grad()
     def base_init(self, config: ModelConfig, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """W0 of every residual-role parameter of `config` (others are fully predicted), on the
-        hypernet's device: what `predict(config, seed)` draws with `Generator().manual_seed(seed)`."""
+        hypernet's device: the anchored init, or (fresh W0) what `predict(config, seed)` draws with
+        `Generator().manual_seed(seed)`."""
         graph = self.graph(config)
         device = next(self.parameters()).device
         role_of = {name: (role, tuple(shape)) for names, shapes, roles in
@@ -229,8 +255,8 @@ class LoGAH(nn.Module):
 
         Outputs are preallocated (one storage each) and written in place, so peak memory is the
         target model's size plus a few MB of factors (`decode_into`). Residual hypernets first
-        draw W0 into them from `torch.Generator().manual_seed(seed)` (deterministic per seed).
-        `device` defaults to the hypernet's.
+        write W0 into them: the anchored init (`seed` unused), or with fresh W0 a draw from
+        `torch.Generator().manual_seed(seed)`. `device` defaults to the hypernet's.
         """
         graph = self.graph(config)
         hn_device = next(self.parameters()).device
@@ -286,8 +312,8 @@ class LoGAH(nn.Module):
     def apply(self, model: nn.Module) -> nn.Module:
         """Overwrite `model`'s parameters in place with predictions for `model.config`.
 
-        Residual hypernets use the model's CURRENT values as W0 (W = W0 + g Delta), so call this
-        on a freshly built (randomly initialised) model. fp32 parameters on the hypernet's
+        Residual hypernets: anchored ones overwrite W0 with the anchored init; fresh-W0 ones use the
+        model's CURRENT values as W0 (W = W0 + g Delta), so call this on a freshly built model. fp32 parameters on the hypernet's
         device are decoded straight into the model's own storage (no second copy of the
         weights); others are decoded into fp32 copies and copied back one by one.
         """
@@ -298,10 +324,16 @@ class LoGAH(nn.Module):
         hn_device = next(self.parameters()).device
         direct = all(p.dtype == torch.float32 and p.device == hn_device and p.is_contiguous()
                      for p in params.values())
+        anchored = self.config.anchored
         if direct:
-            self._decode_into(graph, {k: p.data for k, p in params.items()})
+            targets = {k: p.data for k, p in params.items()}
+            if anchored:
+                self._fill_init(graph, targets, None)
+            self._decode_into(graph, targets)
         else:
             copies = {k: p.detach().to(hn_device, torch.float32, copy=True).contiguous() for k, p in params.items()}
+            if anchored:
+                self._fill_init(graph, copies, None)
             for name, value in self._decode_into(graph, copies).items():
                 params[name].copy_(value)
         return model

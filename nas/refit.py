@@ -281,12 +281,18 @@ def refit(cfg, study: optuna.Study, engine: Engine, artifact_store, dataset, spa
     eval_kw = {"batch_size": max(cfg.study.batch_sizes), "batches": cfg.study.eval_batches}
     parent_val = heldout_loss(hn, heldout, dataset, **eval_kw)
 
+    # An anchored hypernet's warm starts all begin at its anchored W0 (+ correction), so only warm
+    # trials' trained weights are updates of that W0; control trials started from their own random
+    # init, which a correction to the anchored W0 cannot (and should not) learn to reproduce.
+    anchored = hn.config.anchored
     rank = _rank_weights(len(trials))
     targets: dict[str, tuple[dict[str, torch.Tensor], float]] = {}
     target_trials: dict[str, int] = {}
     for t, c, w in zip(trials, trial_configs, rank):
         if len(targets) >= h.distill_trials:
             break
+        if anchored and not t.user_attrs.get("warm_start"):
+            continue
         if WEIGHTS_ATTR in t.user_attrs and config_key(c) not in targets:
             try:
                 targets[config_key(c)] = (load_trial_weights(t, artifact_store), w / rank[0])
@@ -295,10 +301,11 @@ def refit(cfg, study: optuna.Study, engine: Engine, artifact_store, dataset, spa
                 _log.warning("refit: no weights for trial %d (%s)", t.number, exc)
 
     def init_for(config: ModelConfig) -> dict[str, torch.Tensor] | None:
-        """A distillation target's own initial weights as W0, so the correction learns the training
-        update (trained - init) instead of trying to predict the trial's random init."""
+        """A fresh-W0 hypernet: a distillation target's own initial weights as W0, so the correction
+        learns the training update (trained - init) instead of trying to predict the trial's random
+        init. Anchored: None, i.e. the anchored W0 every warm trial started from."""
         number = target_trials.get(config_key(config))
-        return None if number is None else trial_init(cfg.seed, number, config)
+        return None if anchored or number is None else trial_init(cfg.seed, number, config)
 
     device = resolve_device(cfg.device)
     n_prev = refits_done(engine, study.study_name)

@@ -18,14 +18,20 @@ def _trained_like(hn: LoGAH) -> LoGAH:
     return hn
 
 
-@pytest.fixture(scope="module")
-def hn():
+@pytest.fixture(scope="module", params=["anchored", "fresh"])
+def hn(request):
     torch.manual_seed(0)
-    return _trained_like(LoGAH(LoGAHConfig(variant="tiny")))
+    anchor = 0 if request.param == "anchored" else None
+    return _trained_like(LoGAH(LoGAHConfig(variant="tiny", anchor_seed=anchor)))
 
 
 def _init_of(model):
     return {k: p.detach().clone() for k, p in model.named_parameters()}
+
+
+def _w0_of(hn, model):
+    """The W0 `apply` adds the correction to: the anchored init, or the model's own values."""
+    return None if hn.config.anchored else _init_of(model)
 
 
 def _inputs(config, b=2):
@@ -82,8 +88,8 @@ def test_predict_keys_shapes_and_apply(hn, config):
     assert list(params) == list(ref)
     assert all(params[k].shape == ref[k].shape and not params[k].requires_grad for k in ref)
     assert all(torch.isfinite(v).all() for v in params.values())
-    init = _init_of(model)
-    hn.apply(model)  # W0 = the model's own init
+    init = _w0_of(hn, model)
+    hn.apply(model)  # W0 = the anchored init / the model's own init
     (expected,) = hn.predict_batch([config], inits=[init])
     for k, p in model.named_parameters():
         torch.testing.assert_close(p.data, expected[k].detach(), atol=1e-6, rtol=1e-5)
@@ -98,7 +104,7 @@ def test_predict_keys_shapes_and_apply(hn, config):
 def test_apply_on_non_fp32_model_copies(hn):
     config = ViTConfig(depth=1)
     model = build_model(config).double()
-    init = {k: v.float() for k, v in _init_of(model).items()}
+    init = None if hn.config.anchored else {k: v.float() for k, v in _init_of(model).items()}
     hn.apply(model)
     (expected,) = hn.predict_batch([config], inits=[init])
     torch.testing.assert_close(model.head.weight.float(), expected["head.weight"].detach())
@@ -143,7 +149,7 @@ def test_functional_forward_trains_the_hypernet(hn):
 def test_tied_functional_forward_uses_wte_for_lm_head(hn):
     config = GPT2Config(depth=1, width=32, heads=2, tied_embeddings=True)
     model = build_model(config)
-    (params,) = hn.predict_batch([config], inits=[_init_of(model)])
+    (params,) = hn.predict_batch([config], inits=[_w0_of(hn, model)])
     x, _ = _inputs(config)
     logits, _ = functional_forward(model, params, x)
     hn.apply(model)
@@ -214,7 +220,7 @@ def test_import_is_light():
 @pytest.fixture(scope="module")
 def fresh():
     torch.manual_seed(1)
-    return LoGAH(LoGAHConfig(variant="tiny"))
+    return LoGAH(LoGAHConfig(variant="tiny", anchor_seed=None))
 
 
 @pytest.mark.parametrize("config", [ViTConfig(depth=3, width=96, heads=4), GPT2Config(depth=2, width=64, heads=4)],

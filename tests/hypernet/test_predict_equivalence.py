@@ -74,9 +74,17 @@ def test_apply_writes_reference_into_model_storage(hn, config):
     model = build_model(config)
     own_init = {k: p.detach().clone() for k, p in model.named_parameters()}
     ptrs = {k: p.data_ptr() for k, p in model.named_parameters()}
-    hn.apply(model)  # W0 = the model's own init
+    hn.apply(model)  # W0 = the anchored init
+    assert not torch.equal(model.head.weight if config.space == "vit" else model.wte.weight,
+                           own_init["head.weight" if config.space == "vit" else "wte.weight"])
     assert {k: p.data_ptr() for k, p in model.named_parameters()} == ptrs  # decoded in place, no swap
-    _assert_same({k: p.data for k, p in model.named_parameters()}, _decode_reference(hn, config, own_init))
+    _assert_same({k: p.data for k, p in model.named_parameters()}, _decode_reference(hn, config, _w0(hn, config)))
+    fresh = LoGAH(LoGAHConfig(variant="tiny", anchor_seed=None))
+    fresh.load_state_dict(hn.state_dict())
+    model = build_model(config)
+    own_init = {k: p.detach().clone() for k, p in model.named_parameters()}
+    fresh.apply(model)  # fresh W0: the model's own init
+    _assert_same({k: p.data for k, p in model.named_parameters()}, _decode_reference(fresh, config, own_init))
 
 
 def test_scratch_limit_does_not_change_results(hn, reference):

@@ -95,3 +95,26 @@ def test_distill_loss_pulls_matching_configs_only():
     loss.backward()
     assert pred["head.weight"].grad.abs().sum() > 0
     assert loss_fn(other, pred).item() == 0.0
+
+
+def test_anchored_refit_distils_warm_trials_onto_the_anchored_init(tmp_path, monkeypatch):
+    """Control trials started from their own random init, not from the anchored W0 the
+    correction is added to: their trained weights are no distillation target, and no target's
+    W0 is replaced by a trial's random init."""
+    s = open_session(tiny_config(tmp_path, "n_trials=6", "study.control_fraction=0.5",
+                                 "hypernet.distill_trials=6"), create=True)
+    run_trials(s)
+    trials = refit_mod.completed_trials(s.study)
+    assert {t.user_attrs["warm_start"] for t in trials} == {True, False}
+    loaded: list[int] = []
+    real_load = refit_mod.load_trial_weights
+    monkeypatch.setattr(refit_mod, "load_trial_weights",
+                        lambda t, store: loaded.append(t.number) or real_load(t, store))
+
+    def no_trial_init(*args):
+        raise AssertionError("an anchored refit must not use a trial's random init as W0")
+
+    monkeypatch.setattr(refit_mod, "trial_init", no_trial_init)
+    v = refit(s.cfg, s.study, s.engine, s.artifact_store, s.dataset, s.space)
+    warm = {t.number for t in trials if t.user_attrs["warm_start"]}
+    assert v.version == 1 and loaded and set(loaded) <= warm
