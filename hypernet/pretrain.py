@@ -23,6 +23,7 @@ import torch
 
 from search_spaces import ConfigError, get_space
 
+from .checkpoint import CheckpointError
 from .training import MetaTrainConfig, meta_train, trainstate_path
 
 HELDOUT_SEED = 777_777  # never use it as a pretraining seed
@@ -73,23 +74,29 @@ def pretrain(
     device: str = "auto",
     meta_batch: int = 1,
     batch_size: int = 32,
-    lr: float = 3e-4,
+    lr: float = 1e-3,
     checkpoint_every: int | None = None,
     data_options: dict[str, Any] | None = None,
     space_options: dict[str, Any] | None = None,
     hypernet_options: dict[str, Any] | None = None,
     progress: bool = True,
     keep_trainstate: bool = False,
+    lookahead: float = 0.0,
+    init: str | Path | None = None,
 ) -> Path:
-    """Meta-train a fresh `LoGAH(variant)` on `space` x `data` and write its checkpoint to `out`.
+    """Meta-train a fresh `LoGAH(variant)` (or, with `init`, a copy of that checkpoint) on `space` x
+    `data` and write its checkpoint to `out`.
 
+    `lookahead` > 0 also scores each prediction after one Adam-like step (`MetaTrainConfig.lookahead`).
+    With `init` the metadata keeps the init checkpoint's sha256 and command, so a two-stage recipe
+    stays reproducible.
     `space_options` override the space ranges (the dataset's `space_options()` are always applied,
     so models fit the data). Returns the checkpoint path; its metadata records the space signature,
     the data, steps, seed, wall time, git commit and the command that reproduces it.
     """
     from nas.data import load_dataset
 
-    from .checkpoint import save_checkpoint
+    from .checkpoint import load_checkpoint, save_checkpoint
     from .model import LoGAH, LoGAHConfig
 
     if seed == HELDOUT_SEED:
@@ -98,11 +105,20 @@ def pretrain(
     dataset = load_dataset(data, **(data_options or {}))
     the_space = get_space(space, **{**(space_options or {}), **dataset.space_options()})
     cfg = MetaTrainConfig(steps=steps, meta_batch=meta_batch, batch_size=batch_size, lr=lr, seed=seed,
-                          device=device, warmup_steps=min(100, max(1, steps // 20)),
+                          device=device, warmup_steps=min(100, max(1, steps // 20)), lookahead=lookahead,
                           checkpoint_every=checkpoint_every if checkpoint_every is not None else max(50, steps // 20),
                           log_every=max(1, min(50, steps // 10)))
-    torch.manual_seed(seed)  # hypernet initialisation
-    hn = LoGAH(LoGAHConfig(variant=variant, space_signature=the_space.signature(), **(hypernet_options or {})))
+    parent: dict[str, Any] | None = None
+    if init is not None:
+        if hypernet_options:
+            raise ConfigError("hypernet_options", hypernet_options, "empty when starting from a checkpoint (init)")
+        hn, init_meta = load_checkpoint(init, expected_signature=the_space.signature())
+        variant = hn.config.variant
+        parent = {"path": Path(init).name, "sha256": init_meta.get("sha256"), "command": init_meta.get("command"),
+                  "steps": init_meta.get("steps"), "parent": init_meta.get("init_checkpoint")}
+    else:
+        torch.manual_seed(seed)  # hypernet initialisation
+        hn = LoGAH(LoGAHConfig(variant=variant, space_signature=the_space.signature(), **(hypernet_options or {})))
     held_out = heldout_configs(the_space)
     meta: dict[str, Any] = {
         "space_signature": the_space.signature(),
@@ -115,13 +131,17 @@ def pretrain(
         "meta_batch": meta_batch,
         "batch_size": batch_size,
         "lr": lr,
+        "lookahead": lookahead,
+        "init_checkpoint": parent,
+        "anchor_seed": hn.config.anchor_seed,
         "heldout_seed": HELDOUT_SEED,
         "heldout_count": len(held_out),
         "git_commit": _git_commit(),
         "torch": torch.__version__,
         # exact for the default data/space options; others are recorded in data_options / space_ranges
         "command": reproduce_command(space=space, data=data, variant=variant, steps=steps, out=out, seed=seed,
-                                     meta_batch=meta_batch, batch_size=batch_size, lr=lr),
+                                     meta_batch=meta_batch, batch_size=batch_size, lr=lr, lookahead=lookahead,
+                                     init=init),
     }
     t0 = time.perf_counter()
     result = meta_train(hn, the_space, dataset, cfg, sample_arch=sampler_excluding(the_space, held_out),
@@ -140,10 +160,15 @@ def pretrain(
 
 
 def reproduce_command(*, space: str, data: str, variant: str, steps: int, out: str | Path, seed: int,
-                      meta_batch: int, batch_size: int, lr: float) -> str:
+                      meta_batch: int, batch_size: int, lr: float, lookahead: float = 0.0,
+                      init: str | Path | None = None) -> str:
     args = ["python", "-m", "hypernet.pretrain", "--space", space, "--data", data, "--variant", variant,
             "--steps", str(steps), "--seed", str(seed), "--meta-batch", str(meta_batch),
             "--batch-size", str(batch_size), "--lr", repr(lr), "--out", str(out)]
+    if lookahead:
+        args += ["--lookahead", repr(lookahead)]
+    if init is not None:
+        args += ["--init", str(init)]
     return shlex.join(args)
 
 
@@ -178,15 +203,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--meta-batch", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lookahead", type=float, default=0.0,
+                        help="also score predictions after one Adam-like step of size U(0, rho) (0: off)")
+    parser.add_argument("--init", default=None, help="start from this checkpoint instead of a fresh hypernet")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         path = pretrain(space=args.space, data=args.data, variant=args.variant, steps=args.steps, out=args.out,
                         seed=args.seed, device=args.device, meta_batch=args.meta_batch, batch_size=args.batch_size,
-                        lr=args.lr, progress=not args.no_progress)
-    except (ConfigError, FileNotFoundError) as err:
+                        lr=args.lr, progress=not args.no_progress, lookahead=args.lookahead, init=args.init)
+    except (ConfigError, FileNotFoundError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(path)

@@ -160,15 +160,20 @@ class PretrainConfig:
     out: str | None = None
     meta_batch: int = 1
     batch_size: int = 32
-    lr: float = 3e-4
+    lr: float = 1e-3
+    lookahead: float = 0.0
+    init: str | None = None
 
     def __post_init__(self) -> None:
         _int("pretrain.steps", self.steps, 1)
         _int("pretrain.meta_batch", self.meta_batch, 1)
         _int("pretrain.batch_size", self.batch_size, 1)
         _float("pretrain.lr", self.lr, 0.0, 1.0, lo_open=True)
-        if self.out is not None and (not isinstance(self.out, str) or not self.out):
-            raise ConfigError("pretrain.out", self.out, "null or a .safetensors path")
+        _float("pretrain.lookahead", self.lookahead, 0.0, 1.0)
+        for name in ("out", "init"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"pretrain.{name}", value, "null or a .safetensors path")
 
 
 @dataclass(frozen=True)

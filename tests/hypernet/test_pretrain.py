@@ -57,3 +57,22 @@ def test_cli(tmp_path, capsys):
     assert str(out) in capsys.readouterr().out
     assert main(["--space", "gpt2", "--data", "pytext", "--steps", "0", "--out", str(out), "--no-progress"]) == 2
     assert "steps" in capsys.readouterr().err
+
+
+def test_pretrain_from_a_checkpoint_records_its_parent(tmp_path):
+    from hypernet.checkpoint import load_checkpoint
+
+    first = pretrain(space="vit", data="digits", steps=2, out=tmp_path / "a.safetensors", device="cpu",
+                     batch_size=8, space_options=SMALL_VIT, progress=False)
+    parent, parent_meta = load_checkpoint(first)
+    second = pretrain(space="vit", data="digits", steps=2, out=tmp_path / "b.safetensors", device="cpu",
+                      batch_size=8, space_options=SMALL_VIT, progress=False, init=first, lookahead=0.002)
+    hn, meta = load_checkpoint(second)
+    assert meta["init_checkpoint"]["sha256"] == parent_meta["sha256"]
+    assert meta["init_checkpoint"]["command"] == parent_meta["command"]
+    assert "--init" in meta["command"] and "--lookahead 0.002" in meta["command"] and meta["lookahead"] == 0.002
+    assert hn.config == parent.config
+    assert any(not torch.equal(a, b) for a, b in zip(hn.state_dict().values(), parent.state_dict().values()))
+    with pytest.raises(ConfigError, match="hypernet_options"):
+        pretrain(space="vit", data="digits", steps=1, out=tmp_path / "c.safetensors", init=first,
+                 hypernet_options={"rank": 8}, space_options=SMALL_VIT, progress=False)

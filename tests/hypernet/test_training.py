@@ -175,7 +175,7 @@ def test_resume_refuses_a_changed_config(space, digits, tmp_path):
 @pytest.mark.parametrize("field, value", [
     ("steps", 0), ("meta_batch", 0), ("lr", 0.0), ("lr", 2.0), ("weight_decay", -0.1), ("warmup_steps", -1),
     ("grad_clip", -1.0), ("param_norm_reg", -1e-5), ("batch_size", 0), ("seed", -1), ("checkpoint_every", -5),
-    ("log_every", 0), ("meta_batch", 1.5),
+    ("log_every", 0), ("meta_batch", 1.5), ("lookahead", -1e-3), ("lookahead", 2.0),
 ])
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ConfigError) as err:
@@ -210,3 +210,27 @@ def test_gpt2_meta_batch_with_tied_and_untied_models():
     assert len(result.losses) == 2 and all(math.isfinite(v) and v > 1.0 for v in result.losses)
     after = _weights(hn)
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_lookahead_scores_the_model_after_one_sign_step(space, digits):
+    """The lookahead term is the CE at p - s * sign(dCE/dp), s ~ U(0, rho), and its gradient
+    reaches the hypernet through p."""
+    from hypernet.training import _lookahead_loss, _ModelCache
+
+    hn, config = _hn(), space.sample(random.Random(3))
+    models = _ModelCache(torch.device("cpu"))
+    x, y = digits.batch("train", 16, torch.Generator().manual_seed(0))
+    (p,) = hn.predict_batch([config])
+    _, ce = models.forward(config, p, x, y)
+    torch.manual_seed(7)
+    got = _lookahead_loss(models, config, p, ce, x, y, rho=0.01)
+    torch.manual_seed(7)
+    s = float(torch.rand(())) * 0.01
+    grads = torch.autograd.grad(ce, list(p.values()), retain_graph=True)
+    moved = {k: (v - s * g.sign()).detach() for (k, v), g in zip(p.items(), grads)}
+    torch.testing.assert_close(got.detach(), models.forward(config, moved, x, y)[1])
+    assert not torch.allclose(got.detach(), ce.detach())
+    got.backward()
+    assert any(t.grad is not None and t.grad.abs().sum() > 0 for t in hn.parameters())
+    result = meta_train(_hn(), space, digits, _cfg(steps=3, lookahead=0.01), progress=False)
+    assert len(result.losses) == 3 and all(math.isfinite(v) for v in result.losses)
