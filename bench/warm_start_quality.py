@@ -10,9 +10,10 @@ its samples), both inits are trained with `nas.training.train` under the same Tr
   eval step at which its val loss <= L_rand ("steps to match").
 Target (issue 3): steps to match <= S / 3.
 
-With the residual hypernet (default) the warm start is the model's own random init W0 plus the
-learned gated correction g_role * Delta, so at g = 0 warm == random exactly (same seed); the
-learned gains g_role are printed per checkpoint.
+With the anchored residual hypernet (default) the warm start is the anchored init W0 (the same
+N(0, 0.02^2) distribution as the baseline's init, hypernet/anchor.py) plus the learned gated
+correction g_role * Delta; the learned gains g_role are printed per checkpoint. `--anchor-only`
+adds a third arm, the anchored W0 alone (no correction), to show the gain is the correction's.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def gains(hn) -> dict[str, float] | None:
 
 
 def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, eval_every: int, lr: float,
-             batch_size: int, seed: int) -> list[dict]:
+             batch_size: int, seed: int, anchor_only: bool = False) -> list[dict]:
     from hypernet.checkpoint import load_checkpoint
     from hypernet.pretrain import heldout_configs
     from nas.data import load_dataset
@@ -71,6 +72,15 @@ def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, e
         target = rand.val_loss
         match = next((h["step"] for h in warm.history if h["val_loss"] <= target), None)
         n_params = sum(p.numel() for p in model.parameters())
+        anchor = None
+        if anchor_only and hn.config.anchored:  # ablation: the anchored W0 without the correction
+            model = build_model(config)
+            with torch.no_grad():
+                w0 = hn.base_init(config)
+                for name, p in model.named_parameters():
+                    if name in w0:
+                        p.copy_(w0[name])
+            anchor = train(model, dataset, cfg)
         row = {
             "space": space_name, "arch": _describe(config), "n_params": n_params,
             "rand_step0": rand.loss_step0, "warm_step0": warm.loss_step0,
@@ -78,6 +88,7 @@ def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, e
             "steps_to_match": match, "fraction": (match / steps) if match is not None else None,
             "ok": match is not None and match <= TARGET_FRACTION * steps, "predict_s": predict_s,
             "train_s": rand.seconds + warm.seconds, "gains": gains(hn),
+            "anchor_step0": anchor.loss_step0 if anchor else None, "anchor_final": anchor.val_loss if anchor else None,
         }
         rows.append(row)
         print(f"# {row['space']} {row['arch']}: step0 {row['rand_step0']:.3f} -> {row['warm_step0']:.3f}, "
@@ -100,14 +111,20 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--spaces", default="vit,gpt2", help="comma-separated subset of vit,gpt2")
+    parser.add_argument("--anchor-only", action="store_true",
+                        help="also train from the anchored W0 without the correction (ablation)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    cases = [c for c in CASES if c[0] in args.spaces.split(",")]
+    if not cases:
+        raise SystemExit(f"--spaces: a comma-separated subset of vit,gpt2, got {args.spaces!r}")
     rows = []
-    for space_name, data, ckpt in CASES:
+    for space_name, data, ckpt in cases:
         rows += run_case(space_name, data, ckpt, steps=args.steps, archs=args.archs, eval_every=args.eval_every,
-                         lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+                         lr=args.lr, batch_size=args.batch_size, seed=args.seed, anchor_only=args.anchor_only)
     summary = {}
-    for space_name, _, _ in CASES:
+    for space_name, _, _ in cases:
         sub = [r for r in rows if r["space"] == space_name]
         fractions = [r["fraction"] if r["fraction"] is not None else float("inf") for r in sub]
         summary[space_name] = {
@@ -118,7 +135,8 @@ def main() -> None:
     human = table(rows, [("space", "space"), ("arch", "held-out arch"), ("n_params", "params"),
                          ("rand_step0", "rand step0"), ("warm_step0", "warm step0"), ("rand_final", "rand final"),
                          ("warm_final", "warm final"), ("steps_to_match", "warm steps to rand final"),
-                         ("fraction", "fraction"), ("ok", "<= 1/3")])
+                         ("fraction", "fraction"), ("ok", "<= 1/3")]
+                  + ([("anchor_step0", "W0-only step0"), ("anchor_final", "W0-only final")] if args.anchor_only else []))
     human += (f"\n\nS = {args.steps} steps, eval every {args.eval_every} (match resolution), lr {args.lr}, "
               f"batch {args.batch_size}, CPU. Target: warm reaches random's final val loss in <= S/3 steps.")
     for name, s in summary.items():
