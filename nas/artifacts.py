@@ -21,13 +21,16 @@ WEIGHTS_ATTR = "weights_artifact_id"
 
 
 def select_trial(study: optuna.Study, number: int | None = None) -> FrozenTrial:
-    """Trial `number`, or the best completed one; it must be COMPLETE with saved weights."""
+    """Trial `number`, or the best warm-started one (the product of the search; random-init control
+    trials only measure the warm-start gain), or, if no warm-started trial completed, the best one.
+    It must be COMPLETE with saved weights."""
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if t.value is not None and WEIGHTS_ATTR in t.user_attrs]
     if number is None:
         if not complete:
             raise ConfigError("trial", None, f"a completed trial, but study {study.study_name!r} has none yet")
-        return min(complete, key=lambda t: t.value)
+        warm = [t for t in complete if t.user_attrs.get("warm_start")]
+        return min(warm or complete, key=lambda t: t.value)
     by_number = {t.number: t for t in complete}
     if number not in by_number:
         raise ConfigError("trial", number, f"a completed trial of study {study.study_name!r} with weights: "

@@ -54,7 +54,7 @@ def _print(msg: str = "") -> None:
 # ---- commands -----------------------------------------------------------------------------
 
 def cmd_search(overrides: Sequence[str]) -> int:
-    from nas.artifacts import export_trial
+    from nas.artifacts import export_trial, select_trial
     from nas.config import compose
     from nas.secrets import mask_url
     from nas.study import best_trial, open_session
@@ -98,9 +98,12 @@ def cmd_search(overrides: Sequence[str]) -> int:
            f" config={_short_config(best.user_attrs.get('config', {}))}")
     _print(f"hypernet versions: {len(versions)} (newest promoted: v{latest.version if latest else '-'})")
     _print(_warm_vs_control(study))
+    chosen = select_trial(study)
+    what = (f"best warm-started trial #{chosen.number}" if chosen.user_attrs.get("warm_start")
+            else f"best trial #{chosen.number}; no warm-started trial completed")
     path = export_trial(study, session.artifact_store, cfg.export_dir, storage_url=cfg.storage,
-                        engine=session.engine)
-    _print(f"exported to {path}")
+                        engine=session.engine, trial_number=chosen.number)
+    _print(f"exported to {path} ({what}; any trial: logah-nas export trial=N)")
     return 0
 
 

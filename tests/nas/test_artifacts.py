@@ -48,3 +48,20 @@ def test_export_a_chosen_trial_and_reject_a_missing_one(finished):
         export_trial(session.study, session.artifact_store, tmp / "exports", storage_url=session.cfg.storage,
                      trial_number=99)
     assert info.value.field == "trial"
+
+
+def test_default_choice_is_the_best_warm_started_trial():
+    """Control trials only measure the warm-start gain: the export defaults to the best warm one,
+    even when a control trial has a lower loss, and to the best trial when none is warm."""
+    import optuna
+
+    from nas.artifacts import WEIGHTS_ATTR, select_trial
+
+    def study(*trials: tuple[float, bool]) -> optuna.Study:
+        s = optuna.create_study()
+        for value, warm in trials:
+            s.add_trial(optuna.trial.create_trial(value=value, user_attrs={"warm_start": warm, WEIGHTS_ATTR: "x"}))
+        return s
+
+    assert select_trial(study((0.5, True), (0.1, False), (0.3, True), (0.2, False))).number == 2
+    assert select_trial(study((0.5, False), (0.1, False))).number == 1
