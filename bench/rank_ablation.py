@@ -6,8 +6,9 @@ Each rank gets the same short meta-training (same steps, seed, architecture stre
 and is scored by the mean step-0 val loss of the models it predicts for the held-out
 architectures (`hypernet.pretrain.heldout_configs`). Baseline, measured in the same run: the
 same architectures at random init (`build_model`). Every model of architecture i is built after
-`torch.manual_seed(seed + i)`, so a residual hypernet's W0 is the baseline's init exactly and
-the comparison measures only the learned correction. `--pure` ablates the residual design
+`torch.manual_seed(seed + i)`; a fresh-W0 hypernet (`--fresh-w0`) uses that init as W0, so its
+"before" equals the baseline exactly; an anchored one (default) replaces it with the anchored init
+(the same distribution, another draw). `--pure` ablates the residual design
 (`LoGAHConfig(residual=False)`: the first version's pure low-rank prediction).
 """
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--pure", action="store_true", help="residual=False: pure low-rank prediction")
+    parser.add_argument("--fresh-w0", action="store_true", help="anchor_seed=None: W0 = each model's own init")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -65,7 +67,8 @@ def main() -> None:
                           warmup_steps=max(1, args.steps // 20), log_every=max(1, args.steps // 10))
     for r in (int(v) for v in args.ranks.split(",")):
         torch.manual_seed(args.seed)
-        hn = LoGAH(LoGAHConfig(variant="tiny", rank=r, residual=not args.pure, space_signature=space.signature()))
+        hn = LoGAH(LoGAHConfig(variant="tiny", rank=r, residual=not args.pure, space_signature=space.signature(),
+                               anchor_seed=None if args.fresh_w0 else 0))
         before = statistics.mean(step0_loss(hn.apply(built(i, c)), dataset, ctx(c)) for i, c in enumerate(held))
         t0 = time.perf_counter()
         result = meta_train(hn, space, dataset, cfg, sample_arch=sampler_excluding(space, held), progress=False)
@@ -75,7 +78,8 @@ def main() -> None:
         rows.append({"rank": r, "params": hn.num_params(), "decoder": sum(p.numel() for p in hn.decoder.parameters()),
                      "heldout_step0_untrained": before, "heldout_step0": statistics.mean(after),
                      "heldout_step0_best": min(after), "train_loss_last": statistics.mean(result.losses[-20:]),
-                     "meta_train_s": seconds, "residual": not args.pure})
+                     "meta_train_s": seconds, "residual": not args.pure,
+                     "anchored": not args.pure and not args.fresh_w0})
         print(f"# rank {r}: held-out step-0 {before:.3f} -> {statistics.mean(after):.3f} ({seconds:.0f}s)",
               file=sys.stderr)
     human = table(rows, [("rank", "rank r"), ("params", "params"), ("decoder", "decoder"),
@@ -85,7 +89,7 @@ def main() -> None:
     human += (f"\n\n{args.space}/{args.data}: {args.steps} meta-steps each "
               f"(seed {args.seed}, batch {args.batch_size}), "
               f"{len(held)} held-out architectures, d = 64, "
-              f"{'pure low-rank (residual=False)' if args.pure else 'residual (W0 + g Delta)'}.")
+              f"{'pure low-rank (residual=False)' if args.pure else 'residual (W0 + g Delta), ' + ('fresh W0' if args.fresh_w0 else 'anchored W0')}.")
     emit("rank_ablation", {"args": vars(args), "rows": rows}, human)
 
 
