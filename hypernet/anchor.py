@@ -56,15 +56,20 @@ def anchored_normal_(out: torch.Tensor, name: str, std: float, seed: int) -> tor
     dest = out.view(n_out, n_in) if on_cpu else torch.empty(n_out, n_in)
     strips = [(part, i) for part in range(parts) for i in range(math.ceil(rows / TILE))]
 
+    n_blocks, full = math.ceil(n_in / TILE), n_in // TILE
+
     def fill(todo: list[tuple[int, int]]) -> None:
-        gen, block = torch.Generator(), torch.empty(TILE, TILE)
+        gen, strip = torch.Generator(), torch.empty(n_blocks, TILE, TILE)  # one block row, drawn block by block
         for part, i in todo:
             r0, h = part * rows + i * TILE, min(TILE, rows - i * TILE)
-            for j in range(math.ceil(n_in / TILE)):
-                c0, w = j * TILE, min(TILE, n_in - j * TILE)
+            for j in range(n_blocks):
                 gen.manual_seed(_block_seed(seed, name, part, i, j))
-                block.normal_(0.0, std, generator=gen)
-                dest[r0: r0 + h, c0: c0 + w].copy_(block[:h, :w])
+                strip[j].normal_(0.0, std, generator=gen)
+            band = dest[r0: r0 + h]  # [h, n_in]
+            if full:  # all full-width blocks of the row in one strided copy
+                band[:, : full * TILE].view(h, full, TILE).copy_(strip[:full, :h].transpose(0, 1))
+            if full < n_blocks:
+                band[:, full * TILE:].copy_(strip[full, :h, : n_in - full * TILE])
 
     workers = min(torch.get_num_threads(), len(strips))
     if workers > 1 and n_out * n_in >= 1 << 20:  # big tensors: strips in parallel (the ops release the GIL)

@@ -72,3 +72,31 @@ def test_config_field():
     assert LoGAHConfig.from_dict({"variant": "tiny", "residual": True}).anchor_seed is None  # older checkpoints
     with pytest.raises(ConfigError, match="anchor_seed"):
         LoGAHConfig(anchor_seed=-1)
+
+
+def _reference(shape, name, std, seed):
+    """The definition, one block at a time: what the batched strip copies must reproduce exactly."""
+    from hypernet.anchor import _block_seed, segments
+
+    n_in = shape[-1]
+    n_out = math.prod(shape[:-1])
+    parts = segments(name) if n_out % segments(name) == 0 else 1
+    rows = n_out // parts
+    out = torch.empty(n_out, n_in)
+    for part in range(parts):
+        for i in range(math.ceil(rows / TILE)):
+            for j in range(math.ceil(n_in / TILE)):
+                block = torch.empty(TILE, TILE).normal_(
+                    0.0, std, generator=torch.Generator().manual_seed(_block_seed(seed, name, part, i, j)))
+                r0, c0 = part * rows + i * TILE, j * TILE
+                h, w = min(TILE, rows - i * TILE), min(TILE, n_in - c0)
+                out[r0: r0 + h, c0: c0 + w] = block[:h, :w]
+    return out.view(shape)
+
+
+@pytest.mark.parametrize("shape, name", [((17, 64), "pos_embed"), ((300, 700), "blocks.0.mlp.c_fc.weight"),
+                                         ((3 * 200, 200), "blocks.2.attn.c_attn.weight"), ((1, 1, 112), "cls_token"),
+                                         ((1100, 1000), "wte.weight"), ((5, 4), "patch_embed.weight")], ids=str)
+def test_matches_the_block_by_block_definition(shape, name):
+    torch.testing.assert_close(anchored_normal_(torch.empty(shape), name, 0.03, seed=11),
+                               _reference(shape, name, 0.03, 11), rtol=0, atol=0)
