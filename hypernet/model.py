@@ -324,17 +324,14 @@ class LoGAH(nn.Module):
         hn_device = next(self.parameters()).device
         direct = all(p.dtype == torch.float32 and p.device == hn_device and p.is_contiguous()
                      for p in params.values())
-        anchored = self.config.anchored
-        if direct:
-            targets = {k: p.data for k, p in params.items()}
-            if anchored:
-                self._fill_init(graph, targets, None)
-            self._decode_into(graph, targets)
-        else:
-            copies = {k: p.detach().to(hn_device, torch.float32, copy=True).contiguous() for k, p in params.items()}
-            if anchored:
-                self._fill_init(graph, copies, None)
-            for name, value in self._decode_into(graph, copies).items():
+        # Decode into the model's own storage, or into fp32 copies on the hypernet's device.
+        targets = ({k: p.data for k, p in params.items()} if direct else
+                   {k: p.detach().to(hn_device, torch.float32, copy=True).contiguous() for k, p in params.items()})
+        if self.config.anchored:
+            self._fill_init(graph, targets, None)
+        decoded = self._decode_into(graph, targets)
+        if not direct:
+            for name, value in decoded.items():
                 params[name].copy_(value)
         return model
 
