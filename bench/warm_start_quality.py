@@ -43,14 +43,15 @@ def gains(hn) -> dict[str, float] | None:
 
 
 def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, eval_every: int, lr: float,
-             batch_size: int, seed: int, anchor_only: bool = False) -> list[dict]:
+             batch_size: int, seed: int, anchor_only: bool = False, path: Path | None = None) -> list[dict]:
     from hypernet.checkpoint import load_checkpoint
     from hypernet.pretrain import heldout_configs
     from nas.data import load_dataset
     from nas.training import TrainConfig, train
     from search_spaces import build_model, get_space
 
-    path = Path(__file__).resolve().parent.parent / "hypernet" / "pretrained" / f"{ckpt}.safetensors"
+    if path is None:
+        path = Path(__file__).resolve().parent.parent / "hypernet" / "pretrained" / f"{ckpt}.safetensors"
     hn, meta = load_checkpoint(path)
     hn.eval()
     print(f"# {ckpt}: residual={hn.config.residual} gains {gains(hn)}", file=sys.stderr)
@@ -114,7 +115,12 @@ def main() -> None:
     parser.add_argument("--spaces", default="vit,gpt2", help="comma-separated subset of vit,gpt2")
     parser.add_argument("--anchor-only", action="store_true",
                         help="also train from the anchored W0 without the correction (ablation)")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="SPACE=PATH",
+                        help="evaluate this checkpoint instead of the shipped one for SPACE (repeatable)")
     args = parser.parse_args()
+    overrides = dict(item.split("=", 1) for item in args.checkpoint if "=" in item)
+    if len(overrides) != len(args.checkpoint) or not set(overrides) <= {"vit", "gpt2"}:
+        raise SystemExit(f"--checkpoint: SPACE=PATH with SPACE vit or gpt2, got {args.checkpoint}")
     torch.set_num_threads(args.threads)
     cases = [c for c in CASES if c[0] in args.spaces.split(",")]
     if not cases:
@@ -122,7 +128,8 @@ def main() -> None:
     rows = []
     for space_name, data, ckpt in cases:
         rows += run_case(space_name, data, ckpt, steps=args.steps, archs=args.archs, eval_every=args.eval_every,
-                         lr=args.lr, batch_size=args.batch_size, seed=args.seed, anchor_only=args.anchor_only)
+                         lr=args.lr, batch_size=args.batch_size, seed=args.seed, anchor_only=args.anchor_only,
+                         path=Path(overrides[space_name]) if space_name in overrides else None)
     summary = {}
     for space_name, _, _ in cases:
         sub = [r for r in rows if r["space"] == space_name]

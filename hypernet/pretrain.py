@@ -82,12 +82,16 @@ def pretrain(
     progress: bool = True,
     keep_trainstate: bool = False,
     lookahead: float = 0.0,
+    unroll_steps: int = 0,
+    unroll_lr: float = 1e-3,
     init: str | Path | None = None,
 ) -> Path:
     """Meta-train a fresh `LoGAH(variant)` (or, with `init`, a copy of that checkpoint) on `space` x
     `data` and write its checkpoint to `out`.
 
-    `lookahead` > 0 also scores each prediction after one Adam-like step (`MetaTrainConfig.lookahead`).
+    `lookahead` > 0 also scores each prediction after one Adam-like step (`MetaTrainConfig.lookahead`),
+    `unroll_steps` > 0 after that many real AdamW steps at a peak lr around `unroll_lr`
+    (`MetaTrainConfig.unroll_steps`).
     With `init` the metadata keeps the init checkpoint's sha256 and command, so a two-stage recipe
     stays reproducible.
     `space_options` override the space ranges (the dataset's `space_options()` are always applied,
@@ -106,6 +110,7 @@ def pretrain(
     the_space = get_space(space, **{**(space_options or {}), **dataset.space_options()})
     cfg = MetaTrainConfig(steps=steps, meta_batch=meta_batch, batch_size=batch_size, lr=lr, seed=seed,
                           device=device, warmup_steps=min(100, max(1, steps // 20)), lookahead=lookahead,
+                          unroll_steps=unroll_steps, unroll_lr=unroll_lr,
                           checkpoint_every=checkpoint_every if checkpoint_every is not None else max(50, steps // 20),
                           log_every=max(1, min(50, steps // 10)))
     parent: dict[str, Any] | None = None
@@ -132,6 +137,8 @@ def pretrain(
         "batch_size": batch_size,
         "lr": lr,
         "lookahead": lookahead,
+        "unroll_steps": unroll_steps,
+        "unroll_lr": unroll_lr,
         "init_checkpoint": parent,
         "anchor_seed": hn.config.anchor_seed,
         "heldout_seed": HELDOUT_SEED,
@@ -141,7 +148,7 @@ def pretrain(
         # exact for the default data/space options; others are recorded in data_options / space_ranges
         "command": reproduce_command(space=space, data=data, variant=variant, steps=steps, out=out, seed=seed,
                                      meta_batch=meta_batch, batch_size=batch_size, lr=lr, lookahead=lookahead,
-                                     init=init),
+                                     unroll_steps=unroll_steps, unroll_lr=unroll_lr, init=init),
     }
     t0 = time.perf_counter()
     result = meta_train(hn, the_space, dataset, cfg, sample_arch=sampler_excluding(the_space, held_out),
@@ -161,12 +168,14 @@ def pretrain(
 
 def reproduce_command(*, space: str, data: str, variant: str, steps: int, out: str | Path, seed: int,
                       meta_batch: int, batch_size: int, lr: float, lookahead: float = 0.0,
-                      init: str | Path | None = None) -> str:
+                      unroll_steps: int = 0, unroll_lr: float = 1e-3, init: str | Path | None = None) -> str:
     args = ["python", "-m", "hypernet.pretrain", "--space", space, "--data", data, "--variant", variant,
             "--steps", str(steps), "--seed", str(seed), "--meta-batch", str(meta_batch),
             "--batch-size", str(batch_size), "--lr", repr(lr), "--out", str(out)]
     if lookahead:
         args += ["--lookahead", repr(lookahead)]
+    if unroll_steps:
+        args += ["--unroll-steps", str(unroll_steps), "--unroll-lr", repr(unroll_lr)]
     if init is not None:
         args += ["--init", str(init)]
     return shlex.join(args)
@@ -206,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--lookahead", type=float, default=0.0,
                         help="also score predictions after one Adam-like step of size U(0, rho) (0: off)")
+    parser.add_argument("--unroll-steps", type=int, default=0,
+                        help="also score predictions after this many real AdamW steps (0: off)")
+    parser.add_argument("--unroll-lr", type=float, default=1e-3,
+                        help="peak lr of those steps, drawn log-uniformly in [lr / sqrt(10), lr * sqrt(10)]")
     parser.add_argument("--init", default=None, help="start from this checkpoint instead of a fresh hypernet")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -213,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = pretrain(space=args.space, data=args.data, variant=args.variant, steps=args.steps, out=args.out,
                         seed=args.seed, device=args.device, meta_batch=args.meta_batch, batch_size=args.batch_size,
-                        lr=args.lr, progress=not args.no_progress, lookahead=args.lookahead, init=args.init)
+                        lr=args.lr, progress=not args.no_progress, lookahead=args.lookahead,
+                        unroll_steps=args.unroll_steps, unroll_lr=args.unroll_lr, init=args.init)
     except (ConfigError, FileNotFoundError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

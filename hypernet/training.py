@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 TRAINSTATE_FORMAT = "logah-nas/meta-train-state/v1"
 # Changing one of these between a crash and the restart would silently change the run.
 _RESUME_MUST_MATCH = ("meta_batch", "lr", "weight_decay", "warmup_steps", "grad_clip", "param_norm_reg", "lookahead",
-                      "batch_size", "seed")
+                      "unroll_steps", "unroll_lr", "batch_size", "seed")
 
 SampleArch = Callable[[random.Random], Any]
 ExtraLoss = Callable[[Any, dict[str, torch.Tensor]], torch.Tensor]
@@ -61,6 +61,8 @@ class MetaTrainConfig:
     grad_clip: float = 5.0  # max global grad norm; 0 disables clipping
     param_norm_reg: float = 3e-5  # gamma in gamma * sum ||p||_F
     lookahead: float = 0.0  # rho: also score the model after one Adam-like step of size U(0, rho); 0: off
+    unroll_steps: int = 0  # K: also score the model after K real AdamW steps of fine-tuning (first order); 0: off
+    unroll_lr: float = 1e-3  # peak lr of those steps, drawn log-uniformly in [lr / sqrt(10), lr * sqrt(10)]
     batch_size: int = 32
     seed: int = 0
     device: str = "auto"
@@ -70,7 +72,7 @@ class MetaTrainConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "meta_batch", "batch_size", "log_every"):
             require_positive_int(name, getattr(self, name))
-        for name in ("warmup_steps", "checkpoint_every", "seed"):
+        for name in ("warmup_steps", "checkpoint_every", "seed", "unroll_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(name, value, "an integer >= 0")
@@ -79,6 +81,7 @@ class MetaTrainConfig:
         require_range("grad_clip", self.grad_clip, 0.0, 1e6)
         require_range("param_norm_reg", self.param_norm_reg, 0.0, 1.0)
         require_range("lookahead", self.lookahead, 0.0, 1.0)
+        require_range("unroll_lr", self.unroll_lr, 0.0, 1.0, lo_open=True)
         if not isinstance(self.device, str) or not self.device:
             raise ConfigError("device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'")
 
@@ -165,8 +168,9 @@ def meta_train(
                     group["lr"] = cfg.lr_at(step)
                 configs = [sample(arch_rng) for _ in range(cfg.meta_batch)]
                 x, y = _batch(dataset, configs, cfg.batch_size, data_gen)
+                draw = lambda cs: tuple(t.to(device) for t in _batch(dataset, cs, cfg.batch_size, data_gen))
                 objective, task = _objective(hn, models, configs, x.to(device), y.to(device), cfg, extra_loss,
-                                             init_for)
+                                             init_for, draw)
 
                 optimizer.zero_grad(set_to_none=True)
                 if torch.isfinite(objective):
@@ -202,7 +206,8 @@ def meta_train(
 
 def _objective(hn: nn.Module, models: _ModelCache, configs: list, x: torch.Tensor, y: torch.Tensor,
                cfg: MetaTrainConfig, extra_loss: ExtraLoss | None,
-               init_for: InitFor | None = None) -> tuple[torch.Tensor, float]:
+               init_for: InitFor | None = None, draw: Callable[[list], tuple] | None = None
+               ) -> tuple[torch.Tensor, float]:
     """mean over models of (CE + gamma * sum ||p||_F + extra); also the plain mean CE, for logging."""
     objective = torch.zeros((), device=x.device)
     task = 0.0
@@ -213,6 +218,8 @@ def _objective(hn: nn.Module, models: _ModelCache, configs: list, x: torch.Tenso
         loss = ce + cfg.param_norm_reg * sum(t.norm() for t in p.values())
         if cfg.lookahead > 0:
             loss = loss + _lookahead_loss(models, config, p, ce, xi, yi, cfg.lookahead)
+        if cfg.unroll_steps > 0 and draw is not None:
+            loss = loss + _unrolled_loss(models, config, p, draw, cfg.unroll_steps, cfg.unroll_lr)
         if extra_loss is not None:
             extra = extra_loss(config, p)
             if not isinstance(extra, torch.Tensor) or extra.dim() != 0:
@@ -237,6 +244,32 @@ def _lookahead_loss(models: _ModelCache, config: Any, params: dict[str, torch.Te
     grads = torch.autograd.grad(ce, [params[k] for k in names], retain_graph=True, allow_unused=True)
     step = float(torch.rand(())) * rho
     moved = {k: params[k] if g is None else params[k] - step * g.sign() for k, g in zip(names, grads)}
+    return models.forward(config, moved, x, y)[1]
+
+
+def _unrolled_loss(models: _ModelCache, config: Any, params: dict[str, torch.Tensor],
+                   draw: Callable[[list], tuple], steps: int, peak_lr: float) -> torch.Tensor:
+    """CE on a fresh batch after `steps` real AdamW steps from the predicted parameters (first order).
+
+    Why: what a trial sees is the loss *while* it is trained with AdamW from the prediction, and a
+    prediction in a sharp minimum loses its step-0 gain within a few steps. The steps follow the
+    trial's recipe (betas 0.9/0.95, linear warmup, grad clip 1) at a peak lr drawn log-uniformly
+    around `peak_lr`; the gradient reaches the hypernet first order, through p + stopgrad(p_K - p).
+    """
+    names = list(params)
+    inner = {k: params[k].detach().clone().requires_grad_(True) for k in names}
+    lr = peak_lr * 10 ** float(torch.empty(()).uniform_(-0.5, 0.5))
+    opt = torch.optim.AdamW(list(inner.values()), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+    for k in range(steps):
+        x, y = _fit_context(config, *draw([config]))
+        for group in opt.param_groups:
+            group["lr"] = lr * (k + 1) / (steps + 1)
+        opt.zero_grad(set_to_none=True)
+        models.forward(config, inner, x, y)[1].backward()
+        nn.utils.clip_grad_norm_(list(inner.values()), 1.0)
+        opt.step()
+    moved = {k: params[k] + (inner[k].detach() - params[k].detach()) for k in names}
+    x, y = _fit_context(config, *draw([config]))
     return models.forward(config, moved, x, y)[1]
 
 

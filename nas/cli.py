@@ -277,7 +277,8 @@ def cmd_pretrain(overrides: Sequence[str]) -> int:
     path = pretrain(space=cfg.space["name"], data=cfg.data.name, variant=cfg.hypernet.variant, steps=p.steps,
                     out=p.out, seed=cfg.seed, device=cfg.device, meta_batch=p.meta_batch, batch_size=p.batch_size,
                     lr=p.lr, data_options=cfg.data.options, space_options=space_options,
-                    progress=sys.stderr.isatty(), lookahead=p.lookahead, init=p.init)
+                    progress=sys.stderr.isatty(), lookahead=p.lookahead,
+                    unroll_steps=p.unroll_steps, unroll_lr=p.unroll_lr, init=p.init)
     _print(str(path))
     return 0
 

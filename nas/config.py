@@ -162,6 +162,8 @@ class PretrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     lookahead: float = 0.0
+    unroll_steps: int = 0
+    unroll_lr: float = 1e-3
     init: str | None = None
 
     def __post_init__(self) -> None:
@@ -170,6 +172,8 @@ class PretrainConfig:
         _int("pretrain.batch_size", self.batch_size, 1)
         _float("pretrain.lr", self.lr, 0.0, 1.0, lo_open=True)
         _float("pretrain.lookahead", self.lookahead, 0.0, 1.0)
+        _int("pretrain.unroll_steps", self.unroll_steps, 0)
+        _float("pretrain.unroll_lr", self.unroll_lr, 0.0, 1.0, lo_open=True)
         for name in ("out", "init"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):

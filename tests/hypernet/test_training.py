@@ -193,6 +193,7 @@ def test_resume_refuses_a_changed_config(space, digits, tmp_path):
     ("steps", 0), ("meta_batch", 0), ("lr", 0.0), ("lr", 2.0), ("weight_decay", -0.1), ("warmup_steps", -1),
     ("grad_clip", -1.0), ("param_norm_reg", -1e-5), ("batch_size", 0), ("seed", -1), ("checkpoint_every", -5),
     ("log_every", 0), ("meta_batch", 1.5), ("lookahead", -1e-3), ("lookahead", 2.0),
+    ("unroll_steps", -1), ("unroll_steps", 2.5), ("unroll_lr", 0.0), ("unroll_lr", 3.0),
 ])
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ConfigError) as err:
@@ -251,3 +252,58 @@ def test_lookahead_scores_the_model_after_one_sign_step(space, digits):
     assert any(t.grad is not None and t.grad.abs().sum() > 0 for t in hn.parameters())
     result = meta_train(_hn(), space, digits, _cfg(steps=3, lookahead=0.01), progress=False)
     assert len(result.losses) == 3 and all(math.isfinite(v) for v in result.losses)
+
+
+def test_unrolled_term_is_the_loss_after_real_adamw_steps(space, digits):
+    """The unrolled term is the CE (on a fresh batch) of the model after K steps of the trials' AdamW
+    recipe from the predicted parameters, and its gradient is first order: dCE/dp at the moved point,
+    passed straight to the prediction."""
+    from hypernet.training import _ModelCache, _unrolled_loss
+
+    hn, config = _hn(), space.sample(random.Random(3))
+    models = _ModelCache(torch.device("cpu"))
+    (p,) = hn.predict_batch([config])
+    p = {k: v.detach().requires_grad_(True) for k, v in p.items()}  # leaves, to read their gradient
+
+    def draws(seed):
+        gen = torch.Generator().manual_seed(seed)
+        return lambda cs: digits.batch("train", 16, gen)
+
+    torch.manual_seed(5)
+    got = _unrolled_loss(models, config, p, draws(0), steps=3, peak_lr=1e-3)
+    got.backward()
+
+    # the same three steps by hand, with an independent AdamW
+    torch.manual_seed(5)
+    lr = 1e-3 * 10 ** float(torch.empty(()).uniform_(-0.5, 0.5))
+    draw = draws(0)
+    ref = {k: v.detach().clone().requires_grad_(True) for k, v in p.items()}
+    opt = torch.optim.AdamW(list(ref.values()), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+    for k in range(3):
+        x, y = draw([config])
+        opt.param_groups[0]["lr"] = lr * (k + 1) / 4
+        opt.zero_grad()
+        models.forward(config, ref, x, y)[1].backward()
+        torch.nn.utils.clip_grad_norm_(list(ref.values()), 1.0)
+        opt.step()
+    x, y = draw([config])
+    moved = {k: v.detach().requires_grad_(True) for k, v in ref.items()}
+    want = models.forward(config, moved, x, y)[1]
+    want.backward()
+    torch.testing.assert_close(got.detach(), want.detach())
+    for k in p:
+        torch.testing.assert_close(p[k].grad, moved[k].grad)
+    assert any(not torch.equal(ref[k].detach(), p[k].detach()) for k in p), "the steps moved nothing"
+
+
+def test_meta_training_with_unrolled_steps_reaches_the_hypernet_and_resumes(space, digits, tmp_path):
+    cfg = _cfg(steps=2, unroll_steps=2, checkpoint_every=1)
+    hn = _hn()
+    before = _weights(hn)
+    path = tmp_path / "hn.safetensors"
+    result = meta_train(hn, space, digits, cfg, checkpoint_path=path, progress=False)
+    assert len(result.losses) == 2 and all(math.isfinite(v) for v in result.losses)
+    assert any(not torch.equal(before[k], v) for k, v in _weights(hn).items())
+    with pytest.raises(ConfigError, match="unroll_steps"):
+        meta_train(_hn(), space, digits, _cfg(steps=3, unroll_steps=3, checkpoint_every=1), checkpoint_path=path,
+                   progress=False)
