@@ -41,7 +41,8 @@ def _overrides(args, tmp: Path, arm: str) -> list[str]:
             "workers=1", f"seed={args.seed}", f"study.control_fraction={control}", f"study.steps={args.steps}",
             f"study.eval_every={max(1, args.steps // 3)}", f"study.sampler={args.sampler}", "study.pruner=none",
             f"study.n_startup_trials={min(4, args.trials)}", f"hypernet.refit_every={args.refit_every if arm == 'warm' else 0}",
-            f"hypernet.checkpoint={args.checkpoint}", f"device={args.device}",
+            f"hypernet.checkpoint={args.checkpoint}", f"hypernet.warm_strength={args.warm_strength}",
+            f"device={args.device}",
             f"storage=sqlite:///{tmp}/{arm}.db", f"artifacts_dir={tmp}/{arm}-artifacts"]
 
 
@@ -89,6 +90,7 @@ def main() -> None:
     p.add_argument("--sampler", default="tpe")
     p.add_argument("--refit-every", type=int, default=6)
     p.add_argument("--checkpoint", default="auto", help="hypernet.checkpoint: auto | none | path")
+    p.add_argument("--warm-strength", type=float, default=0.5, help="hypernet.warm_strength (the study default: 0.5)")
     p.add_argument("--quantiles", default="0,0.25,0.5",
                    help="targets = these quantiles of the cold final losses; the first is the headline")
     p.add_argument("--seed", type=int, default=0)
@@ -129,7 +131,7 @@ def main() -> None:
                      "refit_s": r["refit_s"], "promoted": r["promoted"]})
     headline = targets[0]
     payload = {"space": args.space, "data": args.data, "trials": args.trials, "steps": args.steps,
-               "sampler": args.sampler, "seed": args.seed, "hypernet_v0": results["warm"]["hypernet_v0"],
+               "sampler": args.sampler, "seed": args.seed, "warm_strength": args.warm_strength, "hypernet_v0": results["warm"]["hypernet_v0"],
                "time_to_target_speedup": headline["speedup"], "target_val_loss": headline["target_val_loss"],
                "targets": targets, "arms": rows}
     human = table(rows, [("arm", "arm"), ("best_val_loss", "best"), ("median_val_loss", "median"),
@@ -140,7 +142,7 @@ def main() -> None:
                                       ("cold_trials", "cold trials"), ("cold_s", "cold s"),
                                       ("speedup", "speed-up"), ("ok", "warm <= 0.5x cold")])
     human += (f"\n\nseconds from each study's start, refits included; hypernet v0: "
-              f"{results['warm']['hypernet_v0']}")
+              f"{results['warm']['hypernet_v0']}, warm strength {args.warm_strength}")
     emit("search", payload, human)
 
 

@@ -43,7 +43,8 @@ def gains(hn) -> dict[str, float] | None:
 
 
 def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, eval_every: int, lr: float,
-             batch_size: int, seed: int, anchor_only: bool = False, path: Path | None = None) -> list[dict]:
+             batch_size: int, seed: int, anchor_only: bool = False, path: Path | None = None,
+             strength: float = 1.0) -> list[dict]:
     from hypernet.checkpoint import load_checkpoint
     from hypernet.pretrain import heldout_configs
     from nas.data import load_dataset
@@ -67,7 +68,7 @@ def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, e
         rand = train(build_model(config), dataset, cfg)
         torch.manual_seed(seed)  # same RNG state for build_model, whose values apply() overwrites
         t0 = time.perf_counter()
-        model = hn.apply(build_model(config))
+        model = hn.apply(build_model(config), strength=strength)
         predict_s = time.perf_counter() - t0
         warm = train(model, dataset, cfg)
         target = rand.val_loss
@@ -115,6 +116,8 @@ def main() -> None:
     parser.add_argument("--spaces", default="vit,gpt2", help="comma-separated subset of vit,gpt2")
     parser.add_argument("--anchor-only", action="store_true",
                         help="also train from the anchored W0 without the correction (ablation)")
+    parser.add_argument("--strength", type=float, default=1.0,
+                        help="warm start = init + strength * (prediction - init), as hypernet.warm_strength")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="SPACE=PATH",
                         help="evaluate this checkpoint instead of the shipped one for SPACE (repeatable)")
     args = parser.parse_args()
@@ -128,7 +131,7 @@ def main() -> None:
     rows = []
     for space_name, data, ckpt in cases:
         rows += run_case(space_name, data, ckpt, steps=args.steps, archs=args.archs, eval_every=args.eval_every,
-                         lr=args.lr, batch_size=args.batch_size, seed=args.seed, anchor_only=args.anchor_only,
+                         lr=args.lr, batch_size=args.batch_size, seed=args.seed, anchor_only=args.anchor_only, strength=args.strength,
                          path=Path(overrides[space_name]) if space_name in overrides else None)
     summary = {}
     for space_name, _, _ in cases:

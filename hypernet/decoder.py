@@ -82,6 +82,8 @@ GAIN_SCALE = 10.0  # g_role = GAIN_SCALE * gain[role]: see the module docstring
 # Roles predicted as W0 + g * Delta (every >= 2-D parameter); the others are gated vectors.
 RESIDUAL_ROLES = frozenset({Role.WEIGHT, Role.RESIDUAL_WEIGHT, Role.HEAD, Role.EMBEDDING, Role.POS_EMBEDDING,
                             Role.CLS_TOKEN})
+# The standard init of the fully predicted (non-residual) vector roles, what `strength` < 1 blends with.
+ROLE_INIT = {Role.LN_WEIGHT: 1.0, Role.LN_BIAS: 0.0, Role.BIAS: 0.0}
 _EPS = 1e-12
 
 
@@ -343,7 +345,7 @@ class LowRankDecoder(nn.Module):
 
     @torch.no_grad()
     def decode_into(self, x: torch.Tensor, g: torch.Tensor, targets: list[tuple[int, tuple[int, ...], str, int]],
-                    outs: list[torch.Tensor], scratch_bytes: int = 16 * 2**20) -> None:
+                    outs: list[torch.Tensor], scratch_bytes: int = 16 * 2**20, strength: float = 1.0) -> None:
         """`decode_many` without grad, written straight into the contiguous fp32 tensors `outs`.
 
         The same batched factor math as `decode_many` (so `predict` == `predict_batch`), but
@@ -353,15 +355,28 @@ class LowRankDecoder(nn.Module):
         same-shape nodes at a time as fit in `scratch_bytes` (A and B are O((out + in) r), tiny
         next to W), which bounds the peak memory to the outputs plus that scratch and keeps the
         op count (and, on a busy CPU, the thread synchronisation) per parameter at one.
+
+        `strength` < 1 (residual only) writes the blend init + strength * (prediction - init):
+        W0 + strength * g Delta for residual roles, and for the fully predicted vectors the
+        standard init (`ROLE_INIT`: LayerNorm gain 1, shifts and biases 0) moved that fraction of
+        the way to the prediction.
         """
+        if strength != 1.0 and not self.residual:
+            raise ValueError("strength < 1 needs a residual decoder (a pure low-rank one has no init to blend with)")
         groups, base = self._groups(targets)
         with torch.autocast(x.device.type, enabled=False):
             for key, members in groups.items():
                 if key[0] == "vector":
                     rows = torch.tensor([targets[t][0] for t in members], device=x.device)
                     add = self.residual and key[1] in RESIDUAL_ROLES  # the class token: W0 + g Delta
+                    init = ROLE_INIT.get(key[1], 0.0)
                     for t, v in zip(members, self._vectors(g, rows, key[1], key[2], base)):
-                        outs[t].view(-1).add_(v) if add else outs[t].view(-1).copy_(v)
+                        if add:
+                            outs[t].view(-1).add_(v, alpha=strength)
+                        elif strength == 1.0:
+                            outs[t].view(-1).copy_(v)
+                        else:
+                            outs[t].view(-1).copy_(v.sub(init).mul_(strength).add_(init))
                     continue
                 _, n_out, n_in = key
                 per_node = (n_out + 2 * n_in) * self.rank * 4  # A, B and the scaled B, fp32
@@ -372,5 +387,5 @@ class LowRankDecoder(nn.Module):
                     a, b = self._factors(x, rows, n_out, n_in, self._stds(targets, part, n_in, x.device), base)
                     for j, t in enumerate(part):
                         w = outs[t].view(n_out, n_in)
-                        w.addmm_(a[j], b[j]) if self.residual else torch.matmul(a[j], b[j], out=w)
+                        w.addmm_(a[j], b[j], alpha=strength) if self.residual else torch.matmul(a[j], b[j], out=w)
                     del a, b

@@ -229,7 +229,8 @@ class LoGAH(nn.Module):
         return out
 
     # ---- prediction --------------------------------------------------------------------------
-    def _decode_into(self, graph: Data, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _decode_into(self, graph: Data, outputs: dict[str, torch.Tensor],
+                     strength: float = 1.0) -> dict[str, torch.Tensor]:
         """Decode every parameter of `graph` into the preallocated contiguous tensors `outputs` (no grad).
 
         One encoder pass, one decoder-MLP pass over the parameter nodes, then `decode_into`
@@ -245,19 +246,22 @@ class LoGAH(nn.Module):
             for name, shape, role in zip(graph.param_names[i], graph.param_shapes[i], graph.param_roles[i]):
                 targets.append((row, tuple(shape), role, graph.depth))
                 outs.append(outputs[name])
-        self.decoder.decode_into(x, g, targets, outs)
+        self.decoder.decode_into(x, g, targets, outs, strength=strength)
         return {name: outputs[name] for name in graph.param_order}
 
     @torch.no_grad()
     def predict(self, config: ModelConfig, device: torch.device | str | None = None,
-                seed: int = 0) -> dict[str, torch.Tensor]:
+                seed: int = 0, strength: float = 1.0) -> dict[str, torch.Tensor]:
         """All parameters of `build_model(config)` (keys == its `named_parameters()`), no grad.
 
         Outputs are preallocated (one storage each) and written in place, so peak memory is the
         target model's size plus a few MB of factors (`decode_into`). Residual hypernets first
         write W0 into them: the anchored init (`seed` unused), or with fresh W0 a draw from
         `torch.Generator().manual_seed(seed)`. `device` defaults to the hypernet's.
+        `strength` in (0, 1] blends the prediction with the standard init it refines:
+        init + strength * (prediction - init) (see `apply`).
         """
+        strength = _check_strength(strength)
         graph = self.graph(config)
         hn_device = next(self.parameters()).device
         outputs = {name: torch.empty(tuple(shape), device=hn_device)
@@ -265,7 +269,7 @@ class LoGAH(nn.Module):
                    for name, shape in zip(names, shapes)}
         if self.config.residual:
             self._fill_init(graph, outputs, torch.Generator(device=hn_device).manual_seed(seed))
-        params = self._decode_into(graph, outputs)
+        params = self._decode_into(graph, outputs, strength)
         if device is not None and torch.device(device) != hn_device:
             params = {k: v.to(device) for k, v in params.items()}
         return params
@@ -309,14 +313,22 @@ class LoGAH(nn.Module):
         return [{name: params[name] for name in graph.param_order} for graph, params in zip(graphs, per_graph)]
 
     @torch.no_grad()
-    def apply(self, model: nn.Module) -> nn.Module:
+    def apply(self, model: nn.Module, strength: float = 1.0) -> nn.Module:
         """Overwrite `model`'s parameters in place with predictions for `model.config`.
 
         Residual hypernets: anchored ones overwrite W0 with the anchored init; fresh-W0 ones use the
         model's CURRENT values as W0 (W = W0 + g Delta), so call this on a freshly built model. fp32 parameters on the hypernet's
         device are decoded straight into the model's own storage (no second copy of the
         weights); others are decoded into fp32 copies and copied back one by one.
+
+        `strength` in (0, 1] (residual hypernets) writes init + strength * (prediction - init): W0
+        + strength * g Delta, and LayerNorm gains / shifts / biases that fraction of the way from
+        their standard init (1, 0, 0) to the prediction. Why: a full-strength prediction starts far
+        lower but, trained long enough, can end above random init (warm starts settle in the
+        basin they start in); a partial one keeps most of the early gain and trains on like a
+        random init (bench/RESULTS.md, "warm-start strength").
         """
+        strength = _check_strength(strength)
         graph = self.graph(model.config)
         params = dict(model.named_parameters())
         if set(params) != set(graph.param_order):
@@ -329,11 +341,17 @@ class LoGAH(nn.Module):
                    {k: p.detach().to(hn_device, torch.float32, copy=True).contiguous() for k, p in params.items()})
         if self.config.anchored:
             self._fill_init(graph, targets, None)
-        decoded = self._decode_into(graph, targets)
+        decoded = self._decode_into(graph, targets, strength)
         if not direct:
             for name, value in decoded.items():
                 params[name].copy_(value)
         return model
+
+
+def _check_strength(strength: float) -> float:
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength={strength!r} is invalid: allowed a number in (0.0, 1.0]")
+    return float(strength)
 
 
 @torch.no_grad()

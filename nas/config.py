@@ -78,6 +78,7 @@ class DataConfig:
 class HypernetConfig:
     variant: str = "tiny"
     checkpoint: str = "auto"  # auto | none | path to a .safetensors checkpoint
+    warm_strength: float = 0.5  # warm start = init + strength * (prediction - init), see LoGAH.apply
     refit_every: int = 6
     refit_steps: int = 60
     refit_lr: float = 1e-4
@@ -94,6 +95,7 @@ class HypernetConfig:
         _choice("hypernet.variant", self.variant, VARIANTS)
         if not isinstance(self.checkpoint, str) or not self.checkpoint:
             raise ConfigError("hypernet.checkpoint", self.checkpoint, "'auto', 'none' or a path to a .safetensors file")
+        _float("hypernet.warm_strength", self.warm_strength, 0.0, 1.0, lo_open=True)
         _int("hypernet.refit_every", self.refit_every, 0)
         _int("hypernet.refit_steps", self.refit_steps, 1)
         _float("hypernet.refit_lr", self.refit_lr, 0.0, 1.0, lo_open=True)

@@ -111,7 +111,7 @@ class Objective:
         if warm:
             version, hn = self.hypernets.latest()
             t0 = time.perf_counter()
-            hn.apply(model)
+            hn.apply(model, strength=cfg.hypernet.warm_strength)
             trial.set_user_attr("predict_seconds", time.perf_counter() - t0)
             trial.set_user_attr("hypernet_version", version.version)
 

@@ -264,3 +264,55 @@ def test_predicted_matrices_are_full_rank(hn):
     assert torch.linalg.matrix_rank(w).item() > r                                  # ... on a full-rank W0
     pure = LoGAH(LoGAHConfig(variant="tiny", residual=False))
     assert torch.linalg.matrix_rank(pure.predict(config)["blocks.0.attn.c_proj.weight"]).item() <= r
+
+
+@pytest.mark.parametrize("config", [ViTConfig(depth=2, width=64, heads=4), GPT2Config(depth=2, width=64, heads=4)],
+                         ids=["vit", "gpt2"])
+def test_strength_blends_the_prediction_with_the_standard_init(hn, config):
+    """strength s writes init + s * (prediction - init): W0 + s * g Delta for residual roles, and
+    LayerNorm gains / biases s of the way from 1 / 0 to the prediction; s = 1 is the plain prediction."""
+    from hypernet.decoder import RESIDUAL_ROLES, ROLE_INIT
+
+    torch.manual_seed(3)
+    model = build_model(config)
+    init = _init_of(model)
+    full = hn.predict(config, seed=5)
+    half = hn.predict(config, seed=5, strength=0.5)
+    assert all(torch.equal(v, hn.predict(config, seed=5, strength=1.0)[k]) for k, v in full.items())
+    graph = hn.graph(config)
+    role_of = {n: r for names, roles in zip(graph.param_names, graph.param_roles) for n, r in zip(names, roles)}
+    w0 = hn.base_init(config, torch.Generator().manual_seed(5))
+    seen = set()
+    for name, value in half.items():
+        role = role_of[name]
+        base = w0[name] if role in RESIDUAL_ROLES else torch.full_like(value, ROLE_INIT[role])
+        torch.testing.assert_close(value, base + 0.5 * (full[name] - base), rtol=1e-5, atol=1e-6)
+        seen.add(role)
+    assert {"ln_weight", "ln_bias", "bias", "weight"} <= seen
+
+    # apply() writes the same blend into a model (anchored: the anchored W0; fresh: the model's own values)
+    applied = dict(hn.apply(model, strength=0.5).named_parameters())
+    if hn.config.anchored:
+        assert all(torch.allclose(applied[k], half[k], atol=1e-6) for k in half)
+    else:
+        for name, p in applied.items():
+            base = init[name] if role_of[name] in RESIDUAL_ROLES else torch.full_like(p, ROLE_INIT[role_of[name]])
+            delta = full[name] - (w0[name] if role_of[name] in RESIDUAL_ROLES else base)
+            torch.testing.assert_close(p.detach(), base + 0.5 * delta, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("strength", [0.0, -0.5, 1.5, float("nan"), True])
+def test_bad_strength_is_refused(hn, strength):
+    with pytest.raises(ValueError, match="strength"):
+        hn.predict(ViTConfig(depth=1, width=32, heads=2), strength=strength)
+    with pytest.raises(ValueError, match=r"strength=.* allowed a number in \(0.0, 1.0\]"):
+        hn.apply(build_model(ViTConfig(depth=1, width=32, heads=2)), strength=strength)
+
+
+def test_strength_needs_a_residual_decoder():
+    torch.manual_seed(0)
+    pure = LoGAH(LoGAHConfig(variant="tiny", residual=False))
+    config = ViTConfig(depth=1, width=32, heads=2)
+    assert set(pure.predict(config)) == set(dict(build_model(config).named_parameters()))
+    with pytest.raises(ValueError, match="residual"):
+        pure.predict(config, strength=0.5)

@@ -138,3 +138,28 @@ def test_refit_rebuilds_the_exact_init_a_control_trial_started_from(tiny_study):
     dataset = load_dataset(cfg.data.name, **cfg.data.options)
     loss = evaluate(model, dataset, batch_size=max(cfg.study.batch_sizes), batches=cfg.study.eval_batches)["val_loss"]
     assert loss == pytest.approx(control.user_attrs["loss_step0"], rel=1e-5)
+
+
+def test_warm_trials_start_from_the_configured_warm_strength(tmp_path):
+    """hypernet.warm_strength reaches `LoGAH.apply`: the trial's step-0 loss is that of the blended
+    start, not of the full prediction (the shipped checkpoint: an untrained one predicts the init)."""
+    from nas.data import load_dataset
+    from nas.objective import trial_seed
+    from nas.refit import HypernetCache
+    from nas.training import evaluate
+
+    session = open_session(tiny_config(tmp_path, "n_trials=1", "study.control_fraction=0.0",
+                                       "hypernet.warm_strength=0.5", "hypernet.checkpoint=auto"), create=True)
+    assert not run_trials(session).tripped
+    (trial,) = session.study.get_trials(states=(TrialState.COMPLETE,))
+    assert trial.user_attrs["warm_start"]
+    cfg, config = session.cfg, config_from_dict(trial.user_attrs["config"])
+    _, hn = HypernetCache(session.engine, session.artifact_store, cfg.study_name).latest()
+    dataset = load_dataset(cfg.data.name, **cfg.data.options)
+
+    def step0(strength):
+        model = hn.apply(build_model(config, seed=trial_seed(cfg.seed, trial.number)), strength=strength)
+        return evaluate(model, dataset, batch_size=max(cfg.study.batch_sizes), batches=cfg.study.eval_batches)["val_loss"]
+
+    assert trial.user_attrs["loss_step0"] == pytest.approx(step0(0.5), rel=1e-5)
+    assert trial.user_attrs["loss_step0"] != pytest.approx(step0(1.0), rel=1e-3)
