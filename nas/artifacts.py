@@ -83,6 +83,7 @@ def provenance(study: optuna.Study, trial: FrozenTrial, *, storage_url: str, eng
         "warm_start": attrs.get("warm_start"),
         "hypernet_version": version,
         "hypernet": hn,
+        "warm_strength": attrs.get("warm_strength"),  # init + strength * (prediction - init); None: random init
         "params": trial.params,
         "seed": config.get("seed"),
         "data": config.get("data") or {"name": sattrs.get("data")},

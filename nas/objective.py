@@ -113,6 +113,7 @@ class Objective:
             t0 = time.perf_counter()
             hn.apply(model, strength=cfg.hypernet.warm_strength)
             trial.set_user_attr("predict_seconds", time.perf_counter() - t0)
+            trial.set_user_attr("warm_strength", cfg.hypernet.warm_strength)
             trial.set_user_attr("hypernet_version", version.version)
 
         train_cfg = TrainConfig(steps=s.steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,

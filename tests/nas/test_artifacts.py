@@ -36,6 +36,7 @@ def test_export_best_trial_reloads_identically_with_provenance(finished):
     assert prov["study"] == "vit-digits" and prov["trial"] == best.number and prov["metric"] == "val_loss"
     assert prov["value"] == pytest.approx(best.value) and prov["hypernet_version"] == 0
     assert len(prov["hypernet"]["sha256"]) == 64 and prov["seed"] == 0 and prov["data"]["name"] == "digits"
+    assert prov["warm_strength"] == session.cfg.hypernet.warm_strength == 0.5
 
 
 def test_export_a_chosen_trial_and_reject_a_missing_one(finished):

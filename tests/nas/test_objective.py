@@ -161,5 +161,6 @@ def test_warm_trials_start_from_the_configured_warm_strength(tmp_path):
         model = hn.apply(build_model(config, seed=trial_seed(cfg.seed, trial.number)), strength=strength)
         return evaluate(model, dataset, batch_size=max(cfg.study.batch_sizes), batches=cfg.study.eval_batches)["val_loss"]
 
+    assert trial.user_attrs["warm_strength"] == 0.5
     assert trial.user_attrs["loss_step0"] == pytest.approx(step0(0.5), rel=1e-5)
     assert trial.user_attrs["loss_step0"] != pytest.approx(step0(1.0), rel=1e-3)
