@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from search_spaces import ConfigError, ModelConfig
+from search_spaces._errors import require_range
 
 from .anchor import anchored_normal_
 from .decoder import RESIDUAL_ROLES, LowRankDecoder, init_std
@@ -261,7 +262,7 @@ class LoGAH(nn.Module):
         `strength` in (0, 1] blends the prediction with the standard init it refines:
         init + strength * (prediction - init) (see `apply`).
         """
-        strength = _check_strength(strength)
+        require_range("strength", strength, 0.0, 1.0, lo_open=True)
         graph = self.graph(config)
         hn_device = next(self.parameters()).device
         outputs = {name: torch.empty(tuple(shape), device=hn_device)
@@ -328,7 +329,7 @@ class LoGAH(nn.Module):
         basin they start in); a partial one keeps most of the early gain and trains on like a
         random init (bench/RESULTS.md, "warm-start strength").
         """
-        strength = _check_strength(strength)
+        require_range("strength", strength, 0.0, 1.0, lo_open=True)
         graph = self.graph(model.config)
         params = dict(model.named_parameters())
         if set(params) != set(graph.param_order):
@@ -346,12 +347,6 @@ class LoGAH(nn.Module):
             for name, value in decoded.items():
                 params[name].copy_(value)
         return model
-
-
-def _check_strength(strength: float) -> float:
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 < strength <= 1.0:
-        raise ValueError(f"strength={strength!r} is invalid: allowed a number in (0.0, 1.0]")
-    return float(strength)
 
 
 @torch.no_grad()

@@ -161,16 +161,17 @@ def meta_train(
             start, losses = _load_trainstate(state_file, hn, optimizer, arch_rng, data_gen, cfg, device)
             log.info("resuming meta-training from step %d (%s)", start, state_file)
 
+        def draw(configs: list) -> tuple[torch.Tensor, torch.Tensor]:  # the next batch for `configs`, on device
+            return tuple(t.to(device) for t in _batch(dataset, configs, cfg.batch_size, data_gen))
+
         bad_in_a_row = 0
         with _progress_bar(start, cfg.steps, progress) as bar:
             for step in range(start, cfg.steps):
                 for group in optimizer.param_groups:
                     group["lr"] = cfg.lr_at(step)
                 configs = [sample(arch_rng) for _ in range(cfg.meta_batch)]
-                x, y = _batch(dataset, configs, cfg.batch_size, data_gen)
-                draw = lambda cs: tuple(t.to(device) for t in _batch(dataset, cs, cfg.batch_size, data_gen))
-                objective, task = _objective(hn, models, configs, x.to(device), y.to(device), cfg, extra_loss,
-                                             init_for, draw)
+                x, y = draw(configs)
+                objective, task = _objective(hn, models, configs, x, y, cfg, extra_loss, init_for, draw)
 
                 optimizer.zero_grad(set_to_none=True)
                 if torch.isfinite(objective):
@@ -206,8 +207,7 @@ def meta_train(
 
 def _objective(hn: nn.Module, models: _ModelCache, configs: list, x: torch.Tensor, y: torch.Tensor,
                cfg: MetaTrainConfig, extra_loss: ExtraLoss | None,
-               init_for: InitFor | None = None, draw: Callable[[list], tuple] | None = None
-               ) -> tuple[torch.Tensor, float]:
+               init_for: InitFor | None, draw: Callable[[list], tuple]) -> tuple[torch.Tensor, float]:
     """mean over models of (CE + gamma * sum ||p||_F + extra); also the plain mean CE, for logging."""
     objective = torch.zeros((), device=x.device)
     task = 0.0
@@ -218,7 +218,7 @@ def _objective(hn: nn.Module, models: _ModelCache, configs: list, x: torch.Tenso
         loss = ce + cfg.param_norm_reg * sum(t.norm() for t in p.values())
         if cfg.lookahead > 0:
             loss = loss + _lookahead_loss(models, config, p, ce, xi, yi, cfg.lookahead)
-        if cfg.unroll_steps > 0 and draw is not None:
+        if cfg.unroll_steps > 0:
             loss = loss + _unrolled_loss(models, config, p, draw, cfg.unroll_steps, cfg.unroll_lr)
         if extra_loss is not None:
             extra = extra_loss(config, p)
@@ -256,10 +256,12 @@ def _unrolled_loss(models: _ModelCache, config: Any, params: dict[str, torch.Ten
     trial's recipe (betas 0.9/0.95, linear warmup, grad clip 1) at a peak lr drawn log-uniformly
     around `peak_lr`; the gradient reaches the hypernet first order, through p + stopgrad(p_K - p).
     """
+    from nas.training import ADAM_BETAS  # the trials' optimiser; nas.training imports nothing from hypernet
+
     names = list(params)
     inner = {k: params[k].detach().clone().requires_grad_(True) for k in names}
     lr = peak_lr * 10 ** float(torch.empty(()).uniform_(-0.5, 0.5))
-    opt = torch.optim.AdamW(list(inner.values()), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+    opt = torch.optim.AdamW(list(inner.values()), lr=lr, betas=ADAM_BETAS, weight_decay=0.0)
     for k in range(steps):
         x, y = _fit_context(config, *draw([config]))
         for group in opt.param_groups:

@@ -20,6 +20,7 @@ from search_spaces._errors import require_positive_int, require_range
 
 Report = Callable[[int, dict], None]
 MIN_LR_RATIO = 0.1  # cosine decays to 10% of the peak, as in nanoGPT
+ADAM_BETAS = (0.9, 0.95)  # the trials' AdamW (nanoGPT's); meta-training's unrolled steps use the same
 
 
 _DEVICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
@@ -111,7 +112,7 @@ def _optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torc
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=device.type == "cuda")
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=ADAM_BETAS, fused=device.type == "cuda")
 
 
 def _check_compatible(model: nn.Module, dataset) -> int | None:
