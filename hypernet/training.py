@@ -81,7 +81,7 @@ class MetaTrainConfig:
         require_range("grad_clip", self.grad_clip, 0.0, 1e6)
         require_range("param_norm_reg", self.param_norm_reg, 0.0, 1.0)
         require_range("lookahead", self.lookahead, 0.0, 1.0)
-        require_range("unroll_lr", self.unroll_lr, 0.0, 1.0, lo_open=True)
+        require_range("unroll_lr", self.unroll_lr, 0.0, 0.3, lo_open=True)  # drawn up to x sqrt(10), still < 1
         if not isinstance(self.device, str) or not self.device:
             raise ConfigError("device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'")
 
@@ -256,19 +256,20 @@ def _unrolled_loss(models: _ModelCache, config: Any, params: dict[str, torch.Ten
     trial's recipe (betas 0.9/0.95, linear warmup, grad clip 1) at a peak lr drawn log-uniformly
     around `peak_lr`; the gradient reaches the hypernet first order, through p + stopgrad(p_K - p).
     """
-    from nas.training import ADAM_BETAS  # the trials' optimiser; nas.training imports nothing from hypernet
+    from nas.training import ADAM_BETAS, TrainConfig  # the trials' recipe; nas.training imports nothing from hypernet
 
     names = list(params)
     inner = {k: params[k].detach().clone().requires_grad_(True) for k in names}
-    lr = peak_lr * 10 ** float(torch.empty(()).uniform_(-0.5, 0.5))
-    opt = torch.optim.AdamW(list(inner.values()), lr=lr, betas=ADAM_BETAS, weight_decay=0.0)
+    recipe = TrainConfig(steps=steps, warmup_steps=steps, weight_decay=0.0,  # the K steps are all warmup
+                         lr=peak_lr * 10 ** float(torch.empty(()).uniform_(-0.5, 0.5)))
+    opt = torch.optim.AdamW(list(inner.values()), lr=recipe.lr, betas=ADAM_BETAS, weight_decay=0.0)
     for k in range(steps):
         x, y = _fit_context(config, *draw([config]))
         for group in opt.param_groups:
-            group["lr"] = lr * (k + 1) / (steps + 1)
+            group["lr"] = recipe.lr_at(k)
         opt.zero_grad(set_to_none=True)
         models.forward(config, inner, x, y)[1].backward()
-        nn.utils.clip_grad_norm_(list(inner.values()), 1.0)
+        nn.utils.clip_grad_norm_(list(inner.values()), recipe.grad_clip)
         opt.step()
     moved = {k: params[k] + (inner[k].detach() - params[k].detach()) for k in names}
     x, y = _fit_context(config, *draw([config]))
