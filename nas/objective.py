@@ -47,6 +47,12 @@ def is_control(number: int, fraction: float, seed: int) -> bool:
     return math.floor((number + 1) * fraction + phase) > math.floor(number * fraction + phase)
 
 
+def eval_batch_size(study_cfg) -> int:
+    """Every trial (and the refit's validation) scores `eval_batches` val batches of this size, whatever
+    its own training batch size: the same val examples for all, so their metrics compare."""
+    return max(study_cfg.batch_sizes)
+
+
 def count_params(config: ModelConfig) -> int:
     """Parameters of a config without allocating them (meta device)."""
     with torch.device("meta"):
@@ -118,7 +124,8 @@ class Objective:
 
         train_cfg = TrainConfig(steps=s.steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                 warmup_steps=s.warmup_steps, grad_clip=s.grad_clip, eval_every=s.eval_every,
-                                eval_batches=s.eval_batches, seed=trial_seed(cfg.seed, trial.number),
+                                eval_batches=s.eval_batches, eval_batch_size=eval_batch_size(s),
+                                seed=trial_seed(cfg.seed, trial.number),
                                 device=cfg.device)
         t0 = time.perf_counter()
         try:

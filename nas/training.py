@@ -63,12 +63,17 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     eval_every: int = 50
     eval_batches: int = 4
+    # Val batches' size (None: batch_size). A study sets it for all trials, so trials with different
+    # training batch sizes are scored on the same val examples and their metrics compare.
+    eval_batch_size: int | None = None
     seed: int = 0
     device: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "eval_every", "eval_batches"):
             require_positive_int(name, getattr(self, name))
+        if self.eval_batch_size is not None:
+            require_positive_int("eval_batch_size", self.eval_batch_size)
         require_range("lr", self.lr, 0.0, 1.0, lo_open=True)
         require_range("weight_decay", self.weight_decay, 0.0, 1.0)
         if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
@@ -179,8 +184,8 @@ def train(model: nn.Module, dataset, cfg: TrainConfig, *, report: Report | None 
         return result
 
     def run_eval(step: int, train_loss: float | None) -> bool:
-        metrics = evaluate(model, dataset, batch_size=cfg.batch_size, batches=cfg.eval_batches, context=context,
-                           device=device, autocast=autocast)
+        metrics = evaluate(model, dataset, batch_size=cfg.eval_batch_size or cfg.batch_size, batches=cfg.eval_batches,
+                           context=context, device=device, autocast=autocast)
         if train_loss is not None:
             metrics["train_loss"] = train_loss
         result.history.append({"step": step, **metrics})

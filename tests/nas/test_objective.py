@@ -164,3 +164,18 @@ def test_warm_trials_start_from_the_configured_warm_strength(tmp_path):
     assert trial.user_attrs["warm_strength"] == 0.5
     assert trial.user_attrs["loss_step0"] == pytest.approx(step0(0.5), rel=1e-5)
     assert trial.user_attrs["loss_step0"] != pytest.approx(step0(1.0), rel=1e-3)
+
+
+def test_trials_with_different_batch_sizes_are_scored_on_the_same_val_batches(tmp_path, monkeypatch):
+    import nas.objective as objective_mod
+
+    seen, real = [], objective_mod.train
+
+    def spy(model, dataset, cfg, **kw):
+        seen.append((cfg.batch_size, cfg.eval_batch_size))
+        return real(model, dataset, cfg, **kw)
+
+    monkeypatch.setattr(objective_mod, "train", spy)
+    session = open_session(tiny_config(tmp_path, "n_trials=6", "study.batch_sizes=[8,16]"), create=True)
+    run_trials(session)
+    assert {b for b, _ in seen} == {8, 16} and {e for _, e in seen} == {16}

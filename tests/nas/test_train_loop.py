@@ -79,6 +79,16 @@ def test_eval_is_the_same_for_every_call(digits):
     assert a == b and set(a) == {"val_loss", "val_accuracy"}
 
 
+def test_eval_batch_size_fixes_the_val_examples_whatever_the_training_batch(digits):
+    """Trials of one study train with different batch sizes but must be scored on the same examples."""
+    def step0(**kw):
+        return train(_vit(), digits, TrainConfig(steps=1, eval_every=1, device="cpu", eval_batches=2, **kw)).loss_step0
+
+    expected = evaluate(_vit(), digits, batch_size=64, batches=2)["val_loss"]
+    assert step0(batch_size=16, eval_batch_size=64) == step0(batch_size=64, eval_batch_size=64) == expected
+    assert step0(batch_size=16) != expected  # without it: 2 val batches of 16 examples
+
+
 def test_pruning_propagates(digits):
     def report(step, metrics):
         if step >= 5:
@@ -175,7 +185,7 @@ def test_model_and_data_must_match(digits, pytext):
     (dict(warmup_steps=-1), "warmup_steps"), (dict(grad_clip=0.0), "grad_clip"), (dict(grad_clip=-1.0), "grad_clip"),
     (dict(eval_every=0), "eval_every"), (dict(eval_batches=0), "eval_batches"), (dict(steps=2.5), "steps"),
     (dict(seed="a"), "seed"), (dict(device=3), "device"), (dict(device="gpu"), "device"),
-    (dict(device="meta"), "device"),
+    (dict(device="meta"), "device"), (dict(eval_batch_size=0), "eval_batch_size"),
 ])
 def test_train_config_validation(kwargs, field):
     with pytest.raises(ConfigError) as err:
