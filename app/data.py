@@ -190,7 +190,7 @@ def study_row(study: optuna.Study) -> dict[str, Any]:
     }
 
 
-TRIAL_COLUMNS = ["number", "state", "value", "init", "hypernet_version", "loss_step0", "n_params",
+TRIAL_COLUMNS = ["number", "state", "value", "init", "hypernet_version", "loss_step0", "screen_loss", "n_params",
                  "train_seconds", "predict_seconds", "val_accuracy", "val_perplexity", "duration_s",
                  "datetime_start", "datetime_complete", "has_weights", "fail_reason"]
 
@@ -215,6 +215,7 @@ def trials_frame(trials: Iterable[FrozenTrial]) -> pd.DataFrame:
             "number": t.number, "state": t.state.name, "value": t.values[0] if t.values else math.nan,
             "init": init_of(a), "hypernet_version": _num(a.get("hypernet_version")),
             "loss_step0": _num(a.get("loss_step0", t.intermediate_values.get(0))),
+            "screen_loss": _num(a.get("screen_loss")),  # hypernet-screened startup architecture (nas/screen.py)
             "n_params": _num(a.get("n_params")), "train_seconds": _num(a.get("train_seconds")),
             "predict_seconds": _num(a.get("predict_seconds")), "val_accuracy": _num(a.get("val_accuracy")),
             "val_perplexity": _num(a.get("val_perplexity")),

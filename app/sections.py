@@ -114,7 +114,10 @@ def trials(v: StudyView) -> None:
     event = st.dataframe(rows, hide_index=True, on_select="rerun", selection_mode="single-row",
                          key=f"trials_table_{number}_{size}",
                          column_config={"value": st.column_config.NumberColumn(format="%.4f"),
-                                        "loss_step0": st.column_config.NumberColumn(format="%.4f")})
+                                        "loss_step0": st.column_config.NumberColumn(format="%.4f"),
+                                        "screen_loss": st.column_config.NumberColumn(
+                                            format="%.4f", help="predicted val loss that chose this startup "
+                                                                "architecture (hypernet screening)")})
     picked_rows = event.selection.rows if event is not None else []
     numbers = v.trials_df["number"].tolist()
     default_number = int(rows.iloc[picked_rows[0]]["number"]) if picked_rows else (

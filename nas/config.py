@@ -79,6 +79,7 @@ class HypernetConfig:
     variant: str = "tiny"
     checkpoint: str = "auto"  # auto | none | path to a .safetensors checkpoint
     warm_strength: float = 0.5  # warm start = init + strength * (prediction - init), see LoGAH.apply
+    screen_candidates: int = 16  # startup trials = best of N hypernet-scored architectures (nas/screen.py); 0: off
     refit_every: int = 6
     refit_steps: int = 60
     refit_lr: float = 1e-4
@@ -96,6 +97,7 @@ class HypernetConfig:
         if not isinstance(self.checkpoint, str) or not self.checkpoint:
             raise ConfigError("hypernet.checkpoint", self.checkpoint, "'auto', 'none' or a path to a .safetensors file")
         _float("hypernet.warm_strength", self.warm_strength, 0.0, 1.0, lo_open=True)
+        _int("hypernet.screen_candidates", self.screen_candidates, 0, 10_000)
         _int("hypernet.refit_every", self.refit_every, 0)
         _int("hypernet.refit_steps", self.refit_steps, 1)
         _float("hypernet.refit_lr", self.refit_lr, 0.0, 1.0, lo_open=True)

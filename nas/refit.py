@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 
 from nas.versions import (HypernetVersion, VersionExistsError, get_version, latest_promoted, list_versions,
                           record_version)
-from nas.objective import trial_seed
+from nas.objective import eval_batch_size, trial_seed
 from search_spaces import ModelConfig, build_model, config_from_dict
 
 _log = logging.getLogger(__name__)
@@ -51,6 +51,9 @@ def config_key(config: ModelConfig) -> str:
 
 # ---- version 0 and loading ----------------------------------------------------------------
 
+UNTRAINED_NOTE = "random init"  # how version 0's note starts when no checkpoint was loaded
+
+
 def initial_hypernet(hcfg, space) -> tuple[Any, str]:
     """(hypernet, note) for version 0, following `hypernet.checkpoint` (auto | none | path)."""
     from hypernet import LoGAH, LoGAHConfig, load_checkpoint, pretrained_path
@@ -69,7 +72,7 @@ def initial_hypernet(hcfg, space) -> tuple[Any, str]:
                              hcfg.variant, hcfg.variant)
             return hn, f"pretrained {path.name}"
     hn = LoGAH(LoGAHConfig(variant=hcfg.variant, space_signature=signature))
-    return hn, f"random init LoGAH-{hcfg.variant}" + (" (no shipped checkpoint for this space)"
+    return hn, f"{UNTRAINED_NOTE} LoGAH-{hcfg.variant}" + (" (no shipped checkpoint for this space)"
                                                        if hcfg.checkpoint == "auto" else "")
 
 
@@ -176,19 +179,24 @@ def heldout_configs(space, trials: list[FrozenTrial], n_fixed: int, n_best: int)
 
 
 @torch.no_grad()
+def predicted_val_loss(hn, config: ModelConfig, dataset, *, init_seed: int, batch_size: int, batches: int,
+                       device: torch.device | str = "cpu") -> float:
+    """Val loss of `config` with the hypernet's parameters (full strength, no training)."""
+    from nas.training import evaluate
+
+    model = hn.apply(build_model(config, seed=init_seed))
+    context = getattr(config, "context", None) if dataset.kind == "text" else None
+    metrics = evaluate(model.to(device), dataset, batch_size=batch_size, batches=batches, context=context,
+                       device=device)
+    return metrics["val_loss"]
+
+
 def heldout_loss(hn, configs: list[ModelConfig], dataset, *, batch_size: int, batches: int,
                  device: torch.device | str = "cpu") -> float:
     """Mean val loss of the predicted parameters (step 0, no training) over `configs`."""
-    from nas.training import evaluate
-
-    losses = []
-    for i, config in enumerate(configs):
-        model = build_model(config, seed=HELDOUT_INIT_SEED + i)  # parent and child share W0
-        hn.apply(model)
-        context = getattr(config, "context", None) if dataset.kind == "text" else None
-        metrics = evaluate(model.to(device), dataset, batch_size=batch_size, batches=batches, context=context,
-                           device=device)
-        losses.append(metrics["val_loss"])
+    losses = [predicted_val_loss(hn, config, dataset, init_seed=HELDOUT_INIT_SEED + i,  # parent and child share W0
+                                 batch_size=batch_size, batches=batches, device=device)
+              for i, config in enumerate(configs)]
     return float(sum(losses) / len(losses))
 
 
@@ -278,7 +286,7 @@ def refit(cfg, study: optuna.Study, engine: Engine, artifact_store, dataset, spa
     trial_configs = [config_from_dict(t.user_attrs["config"]) for t in trials]
     heldout = heldout_configs(space, trials, h.heldout_archs, h.heldout_best)
     fixed = {config_key(c) for c in heldout[:h.heldout_archs]}
-    eval_kw = {"batch_size": max(cfg.study.batch_sizes), "batches": cfg.study.eval_batches}
+    eval_kw = {"batch_size": eval_batch_size(cfg.study), "batches": cfg.study.eval_batches}
     parent_val = heldout_loss(hn, heldout, dataset, **eval_kw)
 
     # An anchored hypernet's warm starts all begin at its anchored W0 (+ correction), so only warm

@@ -143,6 +143,17 @@ class GPT2Space:
             tied_embeddings=trial.suggest_categorical("tied_embeddings", list(self.tied_embeddings)),
         )
 
+    def params_of(self, config: GPT2Config) -> dict[str, Any]:
+        """The Optuna params for which `suggest` returns `config` (to enqueue a chosen architecture)."""
+        options = [h for h in self.heads if config.width % h == 0]
+        if not self.contains(config) or config.width not in self._widths(config.depth) or not (
+                self.depth[0] <= config.depth <= self.depth[1]) or config.heads not in options \
+                or config.mlp_ratio not in self.mlp_ratios or config.tied_embeddings not in self.tied_embeddings:
+            raise ConfigError("config", config.to_dict(), f"an architecture of this space: {self.signature()}, "
+                                                           f"depth {self.depth}, width {self.width}")
+        return {"depth": config.depth, "width": config.width, "heads_index": options.index(config.heads),
+                "mlp_ratio": config.mlp_ratio, "tied_embeddings": config.tied_embeddings}
+
     def sample(self, rng: random.Random) -> GPT2Config:
         depth = rng.randint(*self.depth)
         width = rng.choice(self._widths(depth))

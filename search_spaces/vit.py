@@ -204,6 +204,17 @@ class ViTSpace:
             mlp_ratio=trial.suggest_categorical("mlp_ratio", list(self.mlp_ratios)),
         )
 
+    def params_of(self, config: ViTConfig) -> dict[str, Any]:
+        """The Optuna params for which `suggest` returns `config` (to enqueue a chosen architecture)."""
+        if not self.contains(config) or config.width not in self._widths(config.depth) or not (
+                self.depth[0] <= config.depth <= self.depth[1]) or config.patch_size not in self.patch_sizes \
+                or config.mlp_ratio not in self.mlp_ratios or config.heads not in self._heads_for(config.width):
+            raise ConfigError("config", config.to_dict(), f"an architecture of this space: {self.signature()}, "
+                                                           f"depth {self.depth}, width {self.width}")
+        return {"depth": config.depth, "width": config.width,
+                "heads_index": self._heads_for(config.width).index(config.heads),
+                "patch_size": config.patch_size, "mlp_ratio": config.mlp_ratio}
+
     def sample(self, rng: random.Random) -> ViTConfig:
         """An architecture for hypernet training (uniform over the space)."""
         depth = rng.randint(*self.depth)

@@ -112,6 +112,7 @@ def test_frames_of_trials_without_our_attrs(demo):
     reader = data.Reader(demo["url"])
     df = data.trials_frame(reader.trials("legacy"))
     assert (df["init"] == "unknown").all() and df["loss_step0"].isna().all() and not df["has_weights"].any()
+    assert df["screen_loss"].isna().all()
     assert data.curves_frame(reader.trials("legacy")).empty
     assert data.trials_frame([]).empty and list(data.trials_frame([]).columns) == data.TRIAL_COLUMNS
 
@@ -318,3 +319,16 @@ def test_export_rejects_weights_of_another_architecture(demo, broken):
     save_file(tensors, weights)
     with pytest.raises(data.ArtifactError, match="does not match its config"):
         export.export_zip(study, best, store, demo["url"])
+
+
+def test_screened_trials_show_their_screening_score():
+    from optuna.distributions import IntDistribution
+    from optuna.trial import create_trial
+
+    screened = create_trial(value=0.3, params={"depth": 2}, distributions={"depth": IntDistribution(1, 6)},
+                            user_attrs={"warm_start": True, "screen_loss": 0.25})
+    plain = create_trial(value=0.4, params={"depth": 3}, distributions={"depth": IntDistribution(1, 6)},
+                         user_attrs={"warm_start": True})
+    plain.number, screened.number = 1, 0
+    df = data.trials_frame([screened, plain])
+    assert df["screen_loss"].iloc[0] == pytest.approx(0.25) and pd.isna(df["screen_loss"].iloc[1])

@@ -94,6 +94,32 @@ def test_sample_is_seeded_and_within_ranges(space, check):
     assert {c.depth for c in seq1} == set(range(space.depth[0], space.depth[1] + 1))
 
 
+@pytest.mark.parametrize("space", [s for s, _ in SPACES], ids=["vit", "vits_1k", "gpt2", "gpts_1k"])
+def test_params_of_is_the_inverse_of_suggest(space):
+    """What an enqueued trial (e.g. a hypernet-screened architecture) relies on."""
+    rng = random.Random(3)
+    configs = {space.sample(rng) for _ in range(300)}
+    for c in configs:
+        assert space.suggest(optuna.trial.FixedTrial(space.params_of(c))) == c
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    target = sorted(configs, key=lambda c: (c.depth, c.width))[-1]
+    study.enqueue_trial(space.params_of(target))
+    study.optimize(lambda t: space.suggest(t).width, n_trials=1)
+    assert space.suggest(optuna.trial.FixedTrial(study.trials[0].params)) == target
+
+
+@pytest.mark.parametrize("space, outside", [
+    (ViTSpace(), ViTConfig(image_size=8, channels=1, num_classes=10, depth=7, width=64, heads=4)),
+    (ViTSpace(), ViTConfig(image_size=8, channels=1, num_classes=10, depth=2, width=40, heads=4)),
+    (ViTSpace(), ViTConfig(image_size=16, channels=1, num_classes=10, depth=2, width=64, heads=4)),
+    (GPT2Space(), GPT2Config(vocab_size=256, context=64, depth=2, width=64, heads=16)),
+    (GPT2Space(), GPT2Config(vocab_size=512, context=64, depth=2, width=64, heads=4)),
+], ids=["vit-depth", "vit-width", "vit-image", "gpt2-heads", "gpt2-vocab"])
+def test_params_of_refuses_configs_outside_the_space(space, outside):
+    with pytest.raises(ConfigError, match="config"):
+        space.params_of(outside)
+
+
 def test_paper_presets_match_the_papers_ranges():
     vits = ViTSpace.vits_1k()
     seen = [vits.sample(random.Random(s)) for s in range(300)]

@@ -1,0 +1,106 @@
+"""Hypernet-screened startup trials (nas/screen.py)."""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import optuna
+import pytest
+from _nas_tiny import tiny_config
+
+import nas.refit as refit_mod
+from nas.objective import count_params
+from nas.screen import SCORE_ATTR, SCREENED_ATTR, candidate_architectures, enqueue_screened, score_architectures
+from nas.study import open_session, run_trials
+from search_spaces import ConfigError, ViTSpace
+
+
+def test_candidates_are_distinct_seeded_and_within_max_params():
+    space = ViTSpace()
+    a = candidate_architectures(space, 20, seed=3, max_params=100_000)
+    assert a == candidate_architectures(space, 20, seed=3, max_params=100_000)
+    assert a != candidate_architectures(space, 20, seed=4, max_params=100_000)
+    assert len(a) == len(set(a)) == 20 and all(count_params(c) <= 100_000 for c in a)
+    tiny = ViTSpace(depth=(1, 1), width=(16, 16, 16), heads=(2,), patch_sizes=(4,), mlp_ratios=(2.0,))
+    assert len(candidate_architectures(tiny, 5, seed=0, max_params=10**9)) == 1  # the space has one
+
+
+def test_scores_are_the_predicted_val_losses_best_first(tmp_path):
+    """Scored with the same evaluation the refit validation uses, sorted ascending."""
+    from hypernet import LoGAH, LoGAHConfig
+
+    cfg = tiny_config(tmp_path, "space.depth=[1,3]", "space.width=[16,48,16]")
+    dataset, space = cfg.data.load(), cfg.make_space()
+    hn = LoGAH(LoGAHConfig(variant="tiny", space_signature=space.signature()))
+    configs = candidate_architectures(space, 5, seed=0, max_params=10**9)
+    scored = score_architectures(hn, configs, dataset, batch_size=16, batches=1)
+    assert len(scored) == 5 and {s.config for s in scored} == set(configs)
+    assert [s.loss for s in scored] == sorted(s.loss for s in scored)
+    for s in scored:
+        expected = refit_mod.predicted_val_loss(hn, s.config, dataset, init_seed=0, batch_size=16, batches=1)
+        assert math.isclose(s.loss, expected, rel_tol=1e-6)
+
+
+def _fake_scores(monkeypatch):
+    """Score = width + depth / 10 (smaller is better): which architectures win is then known."""
+    monkeypatch.setattr(refit_mod, "predicted_val_loss", lambda hn, config, *a, **k: config.width + config.depth / 10)
+
+
+def _screened_session(tmp_path, monkeypatch, *extra):
+    """A tiny study whose version 0 counts as pretrained (the screening gate) with fake scores."""
+    _fake_scores(monkeypatch)
+    real = refit_mod.initial_hypernet
+    monkeypatch.setattr(refit_mod, "initial_hypernet", lambda hcfg, space: (real(hcfg, space)[0], "pretrained test"))
+    cfg = tiny_config(tmp_path, "space.depth=[1,3]", "space.width=[16,64,16]", "study.n_startup_trials=3",
+                      "n_trials=5", "study.control_fraction=0.0", *extra)
+    return cfg, open_session(cfg, create=True)
+
+
+def test_a_new_warm_study_starts_with_the_best_scored_architectures(tmp_path, monkeypatch):
+    cfg, session = _screened_session(tmp_path, monkeypatch, "hypernet.screen_candidates=12")
+    study = session.study
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    candidates = candidate_architectures(session.space, 12, seed=cfg.seed, max_params=cfg.study.max_params)
+    best = sorted(candidates, key=lambda c: c.width + c.depth / 10)[:3]
+    scores = [c.width + c.depth / 10 for c in best]
+    assert [t.user_attrs[SCORE_ATTR] for t in waiting] == scores
+    info = study.user_attrs[SCREENED_ATTR]
+    assert info["candidates"] == 12 and info["enqueued"] == 3 and info["losses"] == scores
+    run_trials(session)
+    trials = sorted(study.trials, key=lambda t: t.number)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    for t, config, score in zip(trials[:3], best, scores):  # the enqueued architectures ran first, in score order
+        assert t.user_attrs["config"] == config.to_dict() and t.user_attrs[SCORE_ATTR] == score
+        assert "lr" in t.params and t.user_attrs["warm_start"]  # hyperparameters still come from the sampler
+    assert all(SCORE_ATTR not in t.user_attrs for t in trials[3:])
+    # Opening the study again (resume, another worker) does not screen again.
+    again = open_session(cfg, create=True)
+    assert len(again.study.trials) == 5
+
+
+@pytest.mark.parametrize("override", ["hypernet.screen_candidates=0", "study.control_fraction=1.0",
+                                      "study.n_startup_trials=0"])
+def test_no_screening_when_off_for_baselines_or_without_startup_trials(tmp_path, monkeypatch, override):
+    _, session = _screened_session(tmp_path, monkeypatch, override)
+    assert not session.study.trials and SCREENED_ATTR not in session.study.user_attrs
+
+
+def test_no_screening_with_an_untrained_hypernet_or_a_study_that_has_trials(tmp_path, monkeypatch):
+    _fake_scores(monkeypatch)
+    cfg = tiny_config(tmp_path, "study.n_startup_trials=2", "study.control_fraction=0.0")  # checkpoint=none
+    assert not open_session(cfg, create=True).study.trials
+    (tmp_path / "b").mkdir()
+    cfg, session = _screened_session(tmp_path / "b", monkeypatch, "hypernet.screen_candidates=0")
+    session.study.enqueue_trial({"depth": 1})
+    on = replace(cfg, hypernet=replace(cfg.hypernet, screen_candidates=16))
+    assert enqueue_screened(session.study, None, session.space, session.dataset, on) == []
+    assert SCREENED_ATTR not in session.study.user_attrs and len(session.study.trials) == 1
+
+
+def test_screen_candidates_is_validated():
+    from nas.config import HypernetConfig
+
+    for bad in (-1, 2.5, True, 10**6):
+        with pytest.raises(ConfigError) as info:
+            HypernetConfig(screen_candidates=bad)
+        assert info.value.field == "hypernet.screen_candidates"
