@@ -195,6 +195,18 @@ TRIAL_COLUMNS = ["number", "state", "value", "init", "hypernet_version", "loss_s
                  "datetime_start", "datetime_complete", "has_weights", "fail_reason"]
 
 
+def screening_summary(study_attrs: dict[str, Any]) -> str | None:
+    """One line on the hypernet screening of the study's startup trials (study attr `screened`), or None."""
+    info = study_attrs.get("screened")
+    if not isinstance(info, dict) or not info.get("enqueued"):
+        return None
+    losses = [x for x in info.get("losses", []) if isinstance(x, (int, float))]
+    span = f", predicted val loss {min(losses):.3f}–{max(losses):.3f}" if losses else ""
+    return (f"Startup trials: the best {info['enqueued']} of {info.get('candidates', '?')} architectures scored by "
+            f"hypernet v0 before any training{span}, {float(info.get('seconds', 0.0)):.1f} s; "
+            f"their rows in the trial table show `screen_loss`.")
+
+
 def init_of(attrs: dict[str, Any]) -> str:
     """"warm", "random" or "unknown" (no `warm_start` attr) for a trial's user attrs."""
     warm = attrs.get("warm_start")

@@ -168,6 +168,9 @@ def versions(v: StudyView) -> None:
                                     "parent_val_loss": st.column_config.NumberColumn(format="%.4f"),
                                     "seconds": st.column_config.NumberColumn(format="%.1f")})
         st.caption("`warm_trials`: trials of this study warm-started from the version.")
+    screening = data.screening_summary(v.study.user_attrs)
+    if screening:
+        st.caption(screening)
 
 
 def best_model(v: StudyView) -> None:

@@ -43,8 +43,10 @@ def candidate_architectures(space, n: int, *, seed: int, max_params: int) -> lis
         if len(out) == n:
             break
         config = space.sample(rng)
-        if config not in seen and count_params(config) <= max_params:
-            seen.add(config)
+        if config in seen:
+            continue
+        seen.add(config)  # counted once, kept or not
+        if count_params(config) <= max_params:
             out.append(config)
     return out
 
