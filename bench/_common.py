@@ -64,3 +64,10 @@ def emit(name: str, payload: dict[str, Any], human: str) -> None:
     print(json.dumps({"bench": name, **payload}, sort_keys=True))
     print()
     print(human)
+
+
+def describe_arch(config) -> str:
+    """A short name of an architecture for tables: L<depth> d<width> h<heads> ..."""
+    if config.space == "vit":
+        return f"L{config.depth} d{config.width} h{config.heads} p{config.patch_size} m{config.mlp_ratio:g}"
+    return f"L{config.depth} d{config.width} h{config.heads} m{config.mlp_ratio:g} tied={int(config.tied_embeddings)}"

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, table  # noqa: E402
+from _common import describe_arch, emit, table  # noqa: E402
 
 CASES = (("vit", "digits", "vit_digits"), ("gpt2", "pytext", "gpt2_pytext"))
 TARGET_FRACTION = 1 / 3
@@ -96,7 +96,7 @@ def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, e
                         p.copy_(w0[name])
             anchor = train(model, dataset, replace(cfg, seed=seeds[0]))
         row = {
-            "space": space_name, "arch": _describe(config), "n_params": n_params,
+            "space": space_name, "arch": describe_arch(config), "n_params": n_params,
             "rand_step0": statistics.mean(r.loss_step0 for r in rand_runs),
             "warm_step0": statistics.mean(w.loss_step0 for w in warm_runs),
             "rand_final": target, "warm_final": warm_curve[-1][1], "seeds": list(seeds),
@@ -118,12 +118,6 @@ def _mean_curve(runs) -> list[tuple[int, float]]:
     by_step = [{h["step"]: h["val_loss"] for h in r.history} for r in runs]
     steps = sorted(set.intersection(*(set(d) for d in by_step)))
     return [(step, statistics.mean(d[step] for d in by_step)) for step in steps]
-
-
-def _describe(config) -> str:
-    if config.space == "vit":
-        return f"L{config.depth} d{config.width} h{config.heads} p{config.patch_size} m{config.mlp_ratio:g}"
-    return f"L{config.depth} d{config.width} h{config.heads} m{config.mlp_ratio:g} tied={int(config.tied_embeddings)}"
 
 
 def main() -> None:

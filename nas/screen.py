@@ -3,10 +3,11 @@ candidates, ranked by the val loss of their *predicted* parameters (no training)
 
 Why: a sampler's startup trials are random architectures, and a small study spends a large share
 of its budget on them. The hypernet scores an architecture for the price of one prediction and a
-few val batches (GHN-style zero-cost ranking). Measured on ViT x digits (bench/RESULTS.md, 35
-random architectures): Spearman 0.57 between that score and the val loss after 150 warm-started
-training steps; the 4 best-scored ended at 0.152 on average against 0.296 for all 35, and the best
-4 of 16 candidates are nearly as good as the best 4 of 32 (the default is 16).
+few val batches (GHN-style zero-cost ranking). Measured (`bench/screen_quality.py`): Spearman 0.54
+between that score and the val loss after 150 warm-started training steps on 32 ViTs (GPT-2: 0.84
+on 16, 100 steps); the 4 best-scored ViTs ended at 0.154 on average against 0.288 for 4 random ones.
+16 candidates (the default) get most of that: in a one-off resampling of 35 scored ViTs, the best 4
+of 16 ended at 0.174 on average, of 32 at 0.158, of 4 (no screening) at 0.291.
 
 Only the architecture is fixed (`enqueue_trial` with the space's params); the training
 hyperparameters are still drawn by the sampler. Screening happens once, when a study with warm
