@@ -21,6 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.screen import SCORE_ATTR
 from nas.secrets import mask_url
 
 ENV_STORAGE = "LOGAH_STORAGE"
@@ -195,18 +196,6 @@ TRIAL_COLUMNS = ["number", "state", "value", "init", "hypernet_version", "loss_s
                  "datetime_start", "datetime_complete", "has_weights", "fail_reason"]
 
 
-def screening_summary(study_attrs: dict[str, Any]) -> str | None:
-    """One line on the hypernet screening of the study's startup trials (study attr `screened`), or None."""
-    info = study_attrs.get("screened")
-    if not isinstance(info, dict) or not info.get("enqueued"):
-        return None
-    losses = [x for x in info.get("losses", []) if isinstance(x, (int, float))]
-    span = f", predicted val loss {min(losses):.3f}–{max(losses):.3f}" if losses else ""
-    return (f"Startup trials: the best {info['enqueued']} of {info.get('candidates', '?')} architectures scored by "
-            f"hypernet v0 before any training{span}, {float(info.get('seconds', 0.0)):.1f} s; "
-            f"their rows in the trial table show `screen_loss`.")
-
-
 def init_of(attrs: dict[str, Any]) -> str:
     """"warm", "random" or "unknown" (no `warm_start` attr) for a trial's user attrs."""
     warm = attrs.get("warm_start")
@@ -227,7 +216,7 @@ def trials_frame(trials: Iterable[FrozenTrial]) -> pd.DataFrame:
             "number": t.number, "state": t.state.name, "value": t.values[0] if t.values else math.nan,
             "init": init_of(a), "hypernet_version": _num(a.get("hypernet_version")),
             "loss_step0": _num(a.get("loss_step0", t.intermediate_values.get(0))),
-            "screen_loss": _num(a.get("screen_loss")),  # hypernet-screened startup architecture (nas/screen.py)
+            "screen_loss": _num(a.get(SCORE_ATTR)),  # hypernet-screened startup architecture
             "n_params": _num(a.get("n_params")), "train_seconds": _num(a.get("train_seconds")),
             "predict_seconds": _num(a.get("predict_seconds")), "val_accuracy": _num(a.get("val_accuracy")),
             "val_perplexity": _num(a.get("val_perplexity")),

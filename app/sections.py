@@ -10,6 +10,7 @@ import streamlit as st
 from optuna.trial import FrozenTrial
 
 from app import charts, data, export, state
+from nas.screen import describe_screening
 
 
 @dataclass(frozen=True)
@@ -168,9 +169,9 @@ def versions(v: StudyView) -> None:
                                     "parent_val_loss": st.column_config.NumberColumn(format="%.4f"),
                                     "seconds": st.column_config.NumberColumn(format="%.1f")})
         st.caption("`warm_trials`: trials of this study warm-started from the version.")
-    screening = data.screening_summary(v.study.user_attrs)
+    screening = describe_screening(v.study.user_attrs)
     if screening:
-        st.caption(screening)
+        st.caption(screening[0].upper() + screening[1:] + ".")
 
 
 def best_model(v: StudyView) -> None:

@@ -56,6 +56,7 @@ def _print(msg: str = "") -> None:
 def cmd_search(overrides: Sequence[str]) -> int:
     from nas.artifacts import export_trial, select_trial
     from nas.config import compose
+    from nas.screen import describe_screening
     from nas.secrets import mask_url
     from nas.study import best_trial, open_session
     from nas.versions import latest_promoted, list_versions
@@ -67,6 +68,9 @@ def cmd_search(overrides: Sequence[str]) -> int:
     v0 = list_versions(session.engine, cfg.study_name)[0]
     _print(f"study {cfg.study_name!r} in {mask_url(cfg.storage)}: space={cfg.space['name']} data={cfg.data.name} "
            f"n_trials={cfg.n_trials} workers={cfg.workers} hypernet v0: {v0.note}")
+    screening = describe_screening(study.user_attrs)
+    if screening:
+        _print(screening)
     if cfg.workers == 1:
         code = _run_in_process(session)
         if code:

@@ -19,11 +19,14 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from nas.objective import count_params, eval_batch_size
-from search_spaces import ModelConfig
+if TYPE_CHECKING:
+    from search_spaces import ModelConfig
+# Kept import-light (torch and the models load inside the functions): the dashboard reads
+# `describe_screening`.
 
 _log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ class Scored:
 
 def candidate_architectures(space, n: int, *, seed: int, max_params: int) -> list[ModelConfig]:
     """Up to `n` distinct architectures drawn from `space` (seeded), none above `max_params`."""
+    from nas.objective import count_params
+
     rng, seen, out = random.Random(seed), set(), []
     for _ in range(50 * n):  # a space with fewer than n small architectures gives fewer
         if len(out) == n:
@@ -70,6 +75,8 @@ def enqueue_screened(study: optuna.Study, hn, space, dataset, cfg) -> list[Score
     (`control_fraction` 1: a random-init baseline must not profit from the hypernet), when it
     already has trials, or when it was screened before (a resumed or joined study).
     """
+    from nas.objective import eval_batch_size
+
     n, top = cfg.hypernet.screen_candidates, min(cfg.study.n_startup_trials, cfg.n_trials)
     if n == 0 or top == 0 or cfg.study.control_fraction >= 1.0 or study.trials or SCREENED_ATTR in study.user_attrs:
         return []
@@ -88,5 +95,17 @@ def enqueue_screened(study: optuna.Study, hn, space, dataset, cfg) -> list[Score
     return best
 
 
-__all__ = ["SCORE_ATTR", "SCREENED_ATTR", "Scored", "candidate_architectures", "enqueue_screened",
-           "score_architectures"]
+def describe_screening(study_attrs: dict[str, Any]) -> str | None:
+    """One line on what screening enqueued (study attr `screened`), or None if it enqueued nothing."""
+    info = study_attrs.get(SCREENED_ATTR)
+    if not isinstance(info, dict) or not info.get("enqueued"):
+        return None
+    losses = [x for x in info.get("losses", []) if isinstance(x, (int, float))]
+    span = f", predicted val loss {min(losses):.3f}-{max(losses):.3f}" if losses else ""
+    return (f"startup trials: the best {info['enqueued']} of {info.get('candidates', '?')} architectures scored by "
+            f"hypernet v0 before any training{span}, {float(info.get('seconds', 0.0)):.1f} s "
+            f"(trial attr {SCORE_ATTR})")
+
+
+__all__ = ["SCORE_ATTR", "SCREENED_ATTR", "Scored", "candidate_architectures", "describe_screening",
+           "enqueue_screened", "score_architectures"]

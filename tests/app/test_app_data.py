@@ -333,9 +333,3 @@ def test_screened_trials_show_their_screening_score():
     df = data.trials_frame([screened, plain])
     assert df["screen_loss"].iloc[0] == pytest.approx(0.25) and pd.isna(df["screen_loss"].iloc[1])
 
-
-def test_screening_summary_describes_what_was_enqueued():
-    line = data.screening_summary({"screened": {"candidates": 16, "enqueued": 4, "seconds": 2.5,
-                                                "losses": [0.21, 0.25, 0.3, 0.33]}})
-    assert "best 4 of 16" in line and "0.210–0.330" in line and "2.5 s" in line
-    assert data.screening_summary({}) is None and data.screening_summary({"screened": {"enqueued": 0}}) is None

@@ -86,7 +86,7 @@ def test_study_chart_tabs(demo, app_env, tab, n_charts):
         assert list(gain.columns) == ["warm", "random", "gain"] and gain.loc["trials", "gain"] == "—"
     if tab == "Hypernet versions":
         assert list(at.dataframe[0].value["version"]) == [0, 1, 2, 3]
-        assert "the best 4 of 16 architectures scored by hypernet v0" in texts(at.caption)
+        assert "Startup trials: the best 4 of 16 architectures scored by hypernet v0" in texts(at.caption)
 
 
 def widget(elements, label: str):

@@ -104,3 +104,12 @@ def test_screen_candidates_is_validated():
         with pytest.raises(ConfigError) as info:
             HypernetConfig(screen_candidates=bad)
         assert info.value.field == "hypernet.screen_candidates"
+
+
+def test_describe_screening_says_what_was_enqueued():
+    from nas.screen import describe_screening
+
+    line = describe_screening({SCREENED_ATTR: {"candidates": 16, "enqueued": 4, "seconds": 2.5,
+                                               "losses": [0.21, 0.25, 0.3, 0.33]}})
+    assert "best 4 of 16" in line and "0.210-0.330" in line and "2.5 s" in line
+    assert describe_screening({}) is None and describe_screening({SCREENED_ATTR: {"enqueued": 0}}) is None
