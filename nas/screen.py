@@ -73,7 +73,8 @@ def enqueue_screened(study: optuna.Study, hn, space, dataset, cfg) -> list[Score
 
     Does nothing when screening is off (0 candidates), when the study has only control trials
     (`control_fraction` 1: a random-init baseline must not profit from the hypernet), when it
-    already has trials, or when it was screened before (a resumed or joined study).
+    already has trials, or when it was screened before (a resumed or joined study). Two `search`
+    commands creating the same study at the same instant may both enqueue: more screened trials.
     """
     from nas.objective import eval_batch_size
 
@@ -90,8 +91,7 @@ def enqueue_screened(study: optuna.Study, hn, space, dataset, cfg) -> list[Score
     study.set_user_attr(SCREENED_ATTR, {"candidates": len(configs), "enqueued": len(best), "seconds": seconds,
                                         "losses": [s.loss for s in best]})
     if best:
-        _log.info("screened %d architectures with the hypernet in %.1f s: enqueued the best %d "
-                  "(predicted val loss %.3f-%.3f)", len(configs), seconds, len(best), best[0].loss, best[-1].loss)
+        _log.info("%s: %s", study.study_name, describe_screening(study.user_attrs))
     return best
 
 
