@@ -1,0 +1,75 @@
+"""Every bench script runs end to end on tiny settings and prints its JSON line then its table.
+
+Only that they run and report what they claim: their figures (targets, timings) belong to real
+runs (bench/RESULTS.md), never to unit tests.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # subprocesses, ~1 min in all
+
+
+def run_bench(script: str, *args: str) -> tuple[dict, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first, _, human = proc.stdout.partition("\n")
+    return json.loads(first), human
+
+
+def test_warm_start_quality_compares_mean_curves_over_seeds():
+    payload, human = run_bench("warm_start_quality.py", "--spaces", "vit", "--archs", "1", "--steps", "6",
+                               "--eval-every", "3", "--seeds", "0,1")
+    (row,) = payload["rows"]
+    assert payload["bench"] == "warm_start_quality" and row["seeds"] == [0, 1]
+    assert len(row["per_seed_steps_to_match"]) == 2 and row["warm_step0"] < row["rand_step0"]
+    assert "seeds <= 1/3" in human
+
+
+def test_bench_search_times_both_arms_from_before_opening_the_study():
+    payload, human = run_bench("bench_search.py", "--trials", "2", "--steps", "4", "--refit-every", "0",
+                               "--screen", "4")
+    arms = {a["arm"]: a for a in payload["arms"]}
+    assert payload["bench"] == "search" and payload["screen"] == 4
+    assert arms["warm"]["completed"] == arms["cold"]["completed"] == 2
+    assert all(0 < a["setup_s"] < a["wall_s"] for a in arms.values())
+    assert [t["quantile"] for t in payload["targets"]] == [0.0, 0.25, 0.5] and "speed-up" in human
+
+
+def test_screen_quality_reports_rank_correlation_against_random_picks():
+    payload, human = run_bench("screen_quality.py", "--archs", "4", "--top", "2", "--steps", "3")
+    s = payload["summary"]
+    assert payload["bench"] == "screen_quality" and len(payload["rows"]) == 4
+    assert [r["score"] for r in payload["rows"]] == sorted(r["score"] for r in payload["rows"])
+    assert -1 <= s["spearman"] <= 1 and min(r["final"] for r in payload["rows"]) <= s["random_best_final_expected"]
+    assert "Spearman" in human
+
+
+@pytest.mark.parametrize("script, args, key", [
+    ("hypernet_params.py", [], "rows"),
+    ("predict_cost.py", ["--models", "vit_s", "--threads", "1"], "rows"),
+    ("rank_ablation.py", ["--steps", "2", "--ranks", "4,8"], "rows"),
+])
+def test_other_benches_run(script, args, key):
+    payload, _ = run_bench(script, *args)
+    assert payload[key]
+
+
+def test_expected_best_of_random_picks_is_exact():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from screen_quality import expected_best_of_random
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    assert expected_best_of_random([1.0, 2.0, 3.0], 2) == pytest.approx(4 / 3)  # mins of {12, 13, 23}
+    assert expected_best_of_random([5.0, 1.0, 3.0, 2.0], 1) == pytest.approx(11 / 4)
+    assert expected_best_of_random([5.0, 1.0, 3.0], 3) == 1.0
