@@ -79,7 +79,8 @@ def enqueue_screened(study: optuna.Study, hn, space, dataset, cfg) -> list[Score
     from nas.objective import eval_batch_size
 
     n, top = cfg.hypernet.screen_candidates, min(cfg.study.n_startup_trials, cfg.n_trials)
-    if n == 0 or top == 0 or cfg.study.control_fraction >= 1.0 or study.trials or SCREENED_ATTR in study.user_attrs:
+    if n == 0 or top == 0 or cfg.study.control_fraction >= 1.0 or SCREENED_ATTR in study.user_attrs \
+            or study.get_trials(deepcopy=False):  # last: on a resumed study this reads every trial
         return []
     t0 = time.perf_counter()
     configs = candidate_architectures(space, n, seed=cfg.seed, max_params=cfg.study.max_params)
@@ -87,11 +88,11 @@ def enqueue_screened(study: optuna.Study, hn, space, dataset, cfg) -> list[Score
                                batches=cfg.study.eval_batches)[:top]
     for s in best:
         study.enqueue_trial(space.params_of(s.config), user_attrs={SCORE_ATTR: s.loss})
-    seconds = time.perf_counter() - t0
-    study.set_user_attr(SCREENED_ATTR, {"candidates": len(configs), "enqueued": len(best), "seconds": seconds,
-                                        "losses": [s.loss for s in best]})
+    info = {"candidates": len(configs), "enqueued": len(best), "seconds": time.perf_counter() - t0,
+            "losses": [s.loss for s in best]}
+    study.set_user_attr(SCREENED_ATTR, info)
     if best:
-        _log.info("%s: %s", study.study_name, describe_screening(study.user_attrs))
+        _log.info("%s: %s", study.study_name, describe_screening({SCREENED_ATTR: info}))
     return best
 
 
