@@ -84,6 +84,7 @@ def pretrain(
     lookahead: float = 0.0,
     unroll_steps: int = 0,
     unroll_lr: float = 1e-3,
+    input_noise: float = 0.0,
     init: str | Path | None = None,
 ) -> Path:
     """Meta-train a fresh `LoGAH(variant)` (or, with `init`, a copy of that checkpoint) on `space` x
@@ -91,7 +92,8 @@ def pretrain(
 
     `lookahead` > 0 also scores each prediction after one Adam-like step (`MetaTrainConfig.lookahead`),
     `unroll_steps` > 0 after that many real AdamW steps at a peak lr around `unroll_lr`
-    (`MetaTrainConfig.unroll_steps`).
+    (`MetaTrainConfig.unroll_steps`); `input_noise` > 0 adds that much Gaussian noise to the
+    meta-training images (`MetaTrainConfig.input_noise`).
     With `init` the metadata keeps the init checkpoint's sha256 and command, so a two-stage recipe
     stays reproducible.
     `space_options` override the space ranges (the dataset's `space_options()` are always applied,
@@ -110,7 +112,7 @@ def pretrain(
     the_space = get_space(space, **{**(space_options or {}), **dataset.space_options()})
     cfg = MetaTrainConfig(steps=steps, meta_batch=meta_batch, batch_size=batch_size, lr=lr, seed=seed,
                           device=device, warmup_steps=min(100, max(1, steps // 20)), lookahead=lookahead,
-                          unroll_steps=unroll_steps, unroll_lr=unroll_lr,
+                          unroll_steps=unroll_steps, unroll_lr=unroll_lr, input_noise=input_noise,
                           checkpoint_every=checkpoint_every if checkpoint_every is not None else max(50, steps // 20),
                           log_every=max(1, min(50, steps // 10)))
     parent: dict[str, Any] | None = None
@@ -139,6 +141,7 @@ def pretrain(
         "lookahead": lookahead,
         "unroll_steps": unroll_steps,
         "unroll_lr": unroll_lr,
+        "input_noise": input_noise,
         "init_checkpoint": parent,
         "anchor_seed": hn.config.anchor_seed,
         "heldout_seed": HELDOUT_SEED,
@@ -148,7 +151,8 @@ def pretrain(
         # exact for the default data/space options; others are recorded in data_options / space_ranges
         "command": reproduce_command(space=space, data=data, variant=variant, steps=steps, out=out, seed=seed,
                                      meta_batch=meta_batch, batch_size=batch_size, lr=lr, lookahead=lookahead,
-                                     unroll_steps=unroll_steps, unroll_lr=unroll_lr, init=init),
+                                     unroll_steps=unroll_steps, unroll_lr=unroll_lr, input_noise=input_noise,
+                                     init=init),
     }
     t0 = time.perf_counter()
     result = meta_train(hn, the_space, dataset, cfg, sample_arch=sampler_excluding(the_space, held_out),
@@ -168,7 +172,8 @@ def pretrain(
 
 def reproduce_command(*, space: str, data: str, variant: str, steps: int, out: str | Path, seed: int,
                       meta_batch: int, batch_size: int, lr: float, lookahead: float = 0.0,
-                      unroll_steps: int = 0, unroll_lr: float = 1e-3, init: str | Path | None = None) -> str:
+                      unroll_steps: int = 0, unroll_lr: float = 1e-3, input_noise: float = 0.0,
+                      init: str | Path | None = None) -> str:
     args = ["python", "-m", "hypernet.pretrain", "--space", space, "--data", data, "--variant", variant,
             "--steps", str(steps), "--seed", str(seed), "--meta-batch", str(meta_batch),
             "--batch-size", str(batch_size), "--lr", repr(lr), "--out", str(out)]
@@ -176,6 +181,8 @@ def reproduce_command(*, space: str, data: str, variant: str, steps: int, out: s
         args += ["--lookahead", repr(lookahead)]
     if unroll_steps:
         args += ["--unroll-steps", str(unroll_steps), "--unroll-lr", repr(unroll_lr)]
+    if input_noise:
+        args += ["--input-noise", repr(input_noise)]
     if init is not None:
         args += ["--init", str(init)]
     return shlex.join(args)
@@ -219,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also score predictions after this many real AdamW steps (0: off)")
     parser.add_argument("--unroll-lr", type=float, default=1e-3,
                         help="peak lr of those steps, drawn log-uniformly in [lr / sqrt(10), lr * sqrt(10)]")
+    parser.add_argument("--input-noise", type=float, default=0.0,
+                        help="std of Gaussian noise added to the meta-training images (0: off; images only)")
     parser.add_argument("--init", default=None, help="start from this checkpoint instead of a fresh hypernet")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -227,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         path = pretrain(space=args.space, data=args.data, variant=args.variant, steps=args.steps, out=args.out,
                         seed=args.seed, device=args.device, meta_batch=args.meta_batch, batch_size=args.batch_size,
                         lr=args.lr, progress=not args.no_progress, lookahead=args.lookahead,
-                        unroll_steps=args.unroll_steps, unroll_lr=args.unroll_lr, init=args.init)
+                        unroll_steps=args.unroll_steps, unroll_lr=args.unroll_lr, input_noise=args.input_noise,
+                        init=args.init)
     except (ConfigError, FileNotFoundError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -168,6 +168,7 @@ class PretrainConfig:
     lookahead: float = 0.0
     unroll_steps: int = 0
     unroll_lr: float = 1e-3
+    input_noise: float = 0.0
     init: str | None = None
 
     def __post_init__(self) -> None:
@@ -178,6 +179,7 @@ class PretrainConfig:
         _float("pretrain.lookahead", self.lookahead, 0.0, 1.0)
         _int("pretrain.unroll_steps", self.unroll_steps, 0)
         _float("pretrain.unroll_lr", self.unroll_lr, 0.0, 1.0, lo_open=True)
+        _float("pretrain.input_noise", self.input_noise, 0.0, 10.0)
         for name in ("out", "init"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):

@@ -67,12 +67,13 @@ def test_pretrain_from_a_checkpoint_records_its_parent(tmp_path):
     parent, parent_meta = load_checkpoint(first)
     second = pretrain(space="vit", data="digits", steps=2, out=tmp_path / "b.safetensors", device="cpu",
                       batch_size=8, space_options=SMALL_VIT, progress=False, init=first, lookahead=0.002,
-                      unroll_steps=2)
+                      unroll_steps=2, input_noise=0.25)
     hn, meta = load_checkpoint(second)
     assert meta["init_checkpoint"]["sha256"] == parent_meta["sha256"]
     assert meta["init_checkpoint"]["command"] == parent_meta["command"]
     assert "--init" in meta["command"] and "--lookahead 0.002" in meta["command"] and meta["lookahead"] == 0.002
     assert "--unroll-steps 2 --unroll-lr 0.001" in meta["command"] and meta["unroll_steps"] == 2
+    assert "--input-noise 0.25" in meta["command"] and meta["input_noise"] == 0.25
     assert hn.config == parent.config
     assert any(not torch.equal(a, b) for a, b in zip(hn.state_dict().values(), parent.state_dict().values()))
     with pytest.raises(ConfigError, match="hypernet_options"):

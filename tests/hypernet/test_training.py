@@ -194,6 +194,7 @@ def test_resume_refuses_a_changed_config(space, digits, tmp_path):
     ("grad_clip", -1.0), ("param_norm_reg", -1e-5), ("batch_size", 0), ("seed", -1), ("checkpoint_every", -5),
     ("log_every", 0), ("meta_batch", 1.5), ("lookahead", -1e-3), ("lookahead", 2.0),
     ("unroll_steps", -1), ("unroll_steps", 2.5), ("unroll_lr", 0.0), ("unroll_lr", 3.0),
+    ("input_noise", -0.1), ("input_noise", 11.0),
 ])
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ConfigError) as err:
@@ -307,3 +308,32 @@ def test_meta_training_with_unrolled_steps_reaches_the_hypernet_and_resumes(spac
     with pytest.raises(ConfigError, match="unroll_steps"):
         meta_train(_hn(), space, digits, _cfg(steps=3, unroll_steps=3, checkpoint_every=1), checkpoint_path=path,
                    progress=False)
+
+
+def test_input_noise_perturbs_the_meta_training_images_reproducibly(digits):
+    from hypernet.training import _batch
+
+    clean, labels = _batch(digits, [None], 64, torch.Generator().manual_seed(0))
+    noisy, noisy_labels = _batch(digits, [None], 64, torch.Generator().manual_seed(0), input_noise=0.5)
+    again, _ = _batch(digits, [None], 64, torch.Generator().manual_seed(0), input_noise=0.5)
+    assert torch.equal(labels, noisy_labels) and torch.equal(noisy, again)  # same images, same noise
+    assert (noisy - clean).std().item() == pytest.approx(0.5, rel=0.1)
+
+
+def test_input_noise_changes_meta_training_and_resumes(space, digits, tmp_path):
+    plain, noisy = _hn(), _hn()
+    meta_train(plain, space, digits, _cfg(steps=2), progress=False)
+    path = tmp_path / "hn.safetensors"
+    meta_train(noisy, space, digits, _cfg(steps=2, input_noise=0.5, checkpoint_every=1), checkpoint_path=path,
+               progress=False)
+    a, b = _weights(plain), _weights(noisy)
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match="input_noise"):  # a resumed run must keep its noise
+        meta_train(_hn(), space, digits, _cfg(steps=3, checkpoint_every=1), checkpoint_path=path, progress=False)
+
+
+def test_input_noise_is_refused_for_text():
+    text = load_dataset("pytext")
+    gpt_space = get_space("gpt2", **text.space_options())
+    with pytest.raises(ConfigError, match="input_noise"):
+        meta_train(_hn(), gpt_space, text, _cfg(input_noise=0.1), progress=False)

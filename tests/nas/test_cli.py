@@ -126,8 +126,8 @@ def test_pretrain_passes_space_data_and_options(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr("hypernet.pretrain.pretrain", fake_pretrain)
     assert main(["pretrain", "space=gpt2", "data=pytext", "hypernet=small", "pretrain.steps=7", "seed=3",
-                 "pretrain.unroll_steps=4", "pretrain.unroll_lr=3e-4", f"pretrain.out={tmp_path}/out.safetensors"]) == 0
+                 "pretrain.unroll_steps=4", "pretrain.unroll_lr=3e-4", "pretrain.input_noise=0.3", f"pretrain.out={tmp_path}/out.safetensors"]) == 0
     assert (seen["space"], seen["data"], seen["variant"], seen["steps"], seen["seed"]) == ("gpt2", "pytext", "small", 7, 3)
-    assert (seen["unroll_steps"], seen["unroll_lr"]) == (4, 3e-4)
+    assert (seen["unroll_steps"], seen["unroll_lr"], seen["input_noise"]) == (4, 3e-4, 0.3)
     assert seen["space_options"]["depth"] == (1, 4) and seen["data_options"]["context"] == 64
     assert capsys.readouterr().out.strip() == f"{tmp_path}/out.safetensors"

@@ -29,6 +29,7 @@ CONFIG_CASES = [
     ("warm-strength-zero", ["hypernet.warm_strength=0"], "hypernet.warm_strength=0 is invalid: allowed a number in (0.0, 1.0]"),
     ("screen-negative", ["hypernet.screen_candidates=-4"], "hypernet.screen_candidates=-4 is invalid: allowed an integer >= 0 and <= 10000"),
     ("negative-unroll-steps", ["pretrain.unroll_steps=-1"], "pretrain.unroll_steps=-1 is invalid: allowed an integer >= 0"),
+    ("negative-input-noise", ["pretrain.input_noise=-0.5"], "pretrain.input_noise=-0.5 is invalid: allowed a number in [0.0, 10.0]"),
     ("lr-above-1", ["study.lr=[0.5,2.0]"], "study.lr[1]=2.0 is invalid: allowed a number in (0.0, 1.0]"),
     ("lr-zero", ["study.lr=[0.0,0.1]"], "study.lr[0]=0.0 is invalid"),
     ("lr-nan", ["study.lr=[nan,0.1]"], "study.lr[0]=nan is invalid"),
