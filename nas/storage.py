@@ -29,7 +29,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sqlite3
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -72,10 +74,29 @@ def _on_sqlite_connect(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_TIMEOUT_S * 1000}")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(cursor, timeout_s=SQLITE_TIMEOUT_S)
         cursor.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode up to the last checkpoint-free commit
     finally:
         cursor.close()
+
+
+def _enable_wal(cursor, timeout_s: float) -> None:
+    """Switch the database to WAL, retrying while another process holds a lock.
+
+    Why: the switch needs an exclusive lock, and SQLite may answer "database is locked" at once
+    instead of waiting out busy_timeout (seen in CI: two processes opening a fresh database at the
+    same moment). Once the file is in WAL mode (persistent), nothing needs locking."""
+    deadline, delay = time.monotonic() + timeout_s, 0.01
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(0.5, 2 * delay)
 
 
 def _prepare_sqlite_file(url: str) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sqlite3
 import time
 
 import optuna
@@ -81,3 +82,45 @@ def test_unreachable_database_error_masks_the_password():
     with pytest.raises(RuntimeError) as info:
         make_storage(url, heartbeat_interval=None)
     assert "s3cr3t-pw" not in str(info.value) and "127.0.0.1" in str(info.value)
+
+
+class _LockedCursor:
+    """A DBAPI cursor whose first `failures` WAL switches fail the way a contended SQLite file does."""
+
+    def __init__(self, failures: int, message: str = "database is locked") -> None:
+        self.failures, self.message, self.mode, self.calls = failures, message, "delete", 0
+
+    def execute(self, sql: str):
+        if sql == "PRAGMA journal_mode=WAL":
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise sqlite3.OperationalError(self.message)
+            self.mode = "wal"
+        self.row = (self.mode,)
+        return self
+
+    def fetchone(self):
+        return self.row
+
+
+def test_wal_switch_retries_while_another_process_holds_the_lock():
+    from nas.storage import _enable_wal
+
+    cursor = _LockedCursor(failures=3)
+    _enable_wal(cursor, timeout_s=5)
+    assert cursor.mode == "wal" and cursor.calls == 4
+    already = _LockedCursor(failures=99)
+    already.mode = "wal"
+    _enable_wal(already, timeout_s=5)  # already WAL: no switch, no lock needed
+    assert already.calls == 0
+
+
+def test_wal_switch_gives_up_after_the_timeout_and_never_retries_other_errors():
+    from nas.storage import _enable_wal
+
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _enable_wal(_LockedCursor(failures=10**6), timeout_s=0.05)
+    other = _LockedCursor(failures=1, message="disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        _enable_wal(other, timeout_s=5)
+    assert other.calls == 1
