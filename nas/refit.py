@@ -21,6 +21,7 @@ import logging
 import random
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -51,17 +52,23 @@ def config_key(config: ModelConfig) -> str:
 
 # ---- version 0 and loading ----------------------------------------------------------------
 
-UNTRAINED_NOTE = "random init"  # how version 0's note starts when no checkpoint was loaded
+@dataclass(frozen=True)
+class InitialHypernet:
+    """Version 0 before it is recorded: the hypernet, its note, and whether it was loaded from a
+    checkpoint (only a trained hypernet's scores are worth screening architectures with)."""
+    hn: Any
+    note: str
+    pretrained: bool
 
 
-def initial_hypernet(hcfg, space) -> tuple[Any, str]:
-    """(hypernet, note) for version 0, following `hypernet.checkpoint` (auto | none | path)."""
+def initial_hypernet(hcfg, space) -> InitialHypernet:
+    """Version 0 following `hypernet.checkpoint` (auto | none | path)."""
     from hypernet import LoGAH, LoGAHConfig, load_checkpoint, pretrained_path
 
     signature = space.signature()
     if hcfg.checkpoint not in ("auto", "none"):
         hn, _ = load_checkpoint(hcfg.checkpoint, expected_signature=signature)
-        return hn, f"checkpoint {Path(hcfg.checkpoint).name}"
+        return InitialHypernet(hn, f"checkpoint {Path(hcfg.checkpoint).name}", pretrained=True)
     if hcfg.checkpoint == "auto":
         path = pretrained_path(signature)
         if path is not None:
@@ -70,10 +77,11 @@ def initial_hypernet(hcfg, space) -> tuple[Any, str]:
                 _log.warning("using the shipped %s checkpoint %s although hypernet.variant=%s "
                              "(set hypernet.checkpoint=none for a random %s)", hn.config.variant, path.name,
                              hcfg.variant, hcfg.variant)
-            return hn, f"pretrained {path.name}"
+            return InitialHypernet(hn, f"pretrained {path.name}", pretrained=True)
     hn = LoGAH(LoGAHConfig(variant=hcfg.variant, space_signature=signature))
-    return hn, f"{UNTRAINED_NOTE} LoGAH-{hcfg.variant}" + (" (no shipped checkpoint for this space)"
-                                                       if hcfg.checkpoint == "auto" else "")
+    return InitialHypernet(hn, f"random init LoGAH-{hcfg.variant}" + (" (no shipped checkpoint for this space)"
+                                                                       if hcfg.checkpoint == "auto" else ""),
+                           pretrained=False)
 
 
 def _upload_checkpoint(hn, study: optuna.Study, artifact_store, meta: dict[str, Any]) -> tuple[str, str]:
@@ -90,7 +98,7 @@ def _upload_checkpoint(hn, study: optuna.Study, artifact_store, meta: dict[str, 
 
 
 def ensure_initial_version(study: optuna.Study, engine: Engine, artifact_store, hcfg, space,
-                           initial: tuple[Any, str] | None = None) -> HypernetVersion:
+                           initial: InitialHypernet | None = None) -> HypernetVersion:
     """Register version 0 once per study (a no-op when it exists; safe if two processes race).
 
     `initial` is `initial_hypernet(hcfg, space)` when the caller already built it."""
@@ -98,12 +106,12 @@ def ensure_initial_version(study: optuna.Study, engine: Engine, artifact_store, 
     if existing is not None:
         return existing
     t0 = time.perf_counter()
-    hn, note = initial if initial is not None else initial_hypernet(hcfg, space)
-    artifact_id, sha = _upload_checkpoint(hn, study, artifact_store, {"study": study.study_name, "version": 0})
+    initial = initial if initial is not None else initial_hypernet(hcfg, space)
+    artifact_id, sha = _upload_checkpoint(initial.hn, study, artifact_store, {"study": study.study_name, "version": 0})
     try:
         return record_version(engine, study.study_name, version=0, artifact_id=artifact_id, sha256=sha,
                               promoted=True, trials_used=0, device="cpu", seconds=time.perf_counter() - t0,
-                              note=note)
+                              note=initial.note)
     except VersionExistsError:  # another process registered it first: use theirs
         return get_version(engine, study.study_name, 0)
 
@@ -369,6 +377,6 @@ class RefitCallback:
                 _log.exception("refit of study %s failed", study.study_name)
 
 
-__all__ = ["HypernetCache", "RefitCallback", "completed_trials", "ensure_initial_version", "heldout_configs",
+__all__ = ["HypernetCache", "InitialHypernet", "RefitCallback", "completed_trials", "ensure_initial_version", "heldout_configs",
            "heldout_loss", "initial_hypernet", "lease_name", "load_version", "make_distill_loss",
            "make_sample_arch", "refit", "refit_due"]

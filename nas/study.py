@@ -124,7 +124,7 @@ class Session:
 def open_session(cfg: NASConfig, worker_index: int = 0, create: bool = False) -> Session:
     """Load data and space, open (or create) the study, make sure hypernet version 0 exists; a study
     created here with warm trials and a pretrained hypernet gets hypernet-screened startup trials."""
-    from nas.refit import UNTRAINED_NOTE, ensure_initial_version, initial_hypernet
+    from nas.refit import ensure_initial_version, initial_hypernet
 
     dataset = cfg.data.load()
     space = cfg.make_space(**dataset.space_options())
@@ -138,10 +138,10 @@ def open_session(cfg: NASConfig, worker_index: int = 0, create: bool = False) ->
     engine = make_engine(cfg.storage)
     store = make_artifact_store(cfg.artifacts_dir)
     ensure_initial_version(study, engine, store, cfg.hypernet, space, initial=initial)
-    if initial is not None and not initial[1].startswith(UNTRAINED_NOTE):  # an untrained hypernet ranks at random
+    if initial is not None and initial.pretrained:  # an untrained hypernet ranks at random
         from nas.screen import enqueue_screened
 
-        enqueue_screened(study, initial[0], space, dataset, cfg)
+        enqueue_screened(study, initial.hn, space, dataset, cfg)
     return Session(cfg, study, dataset, space, engine, store)
 
 

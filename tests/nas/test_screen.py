@@ -50,7 +50,8 @@ def _screened_session(tmp_path, monkeypatch, *extra):
     """A tiny study whose version 0 counts as pretrained (the screening gate) with fake scores."""
     _fake_scores(monkeypatch)
     real = refit_mod.initial_hypernet
-    monkeypatch.setattr(refit_mod, "initial_hypernet", lambda hcfg, space: (real(hcfg, space)[0], "pretrained test"))
+    monkeypatch.setattr(refit_mod, "initial_hypernet",
+                        lambda hcfg, space: replace(real(hcfg, space), pretrained=True))
     cfg = tiny_config(tmp_path, "space.depth=[1,3]", "space.width=[16,64,16]", "study.n_startup_trials=3",
                       "n_trials=5", "study.control_fraction=0.0", *extra)
     return cfg, open_session(cfg, create=True)
