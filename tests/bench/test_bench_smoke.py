@@ -54,6 +54,17 @@ def test_screen_quality_reports_rank_correlation_against_random_picks():
     assert "Spearman" in human
 
 
+def test_adam_sharpness_probes_prediction_and_trained_baseline_with_the_same_steps():
+    payload, human = run_bench("adam_sharpness.py", "--space", "gpt2", "--data", "pytext", "--archs", "1",
+                               "--steps", "2", "--grad-batches", "1", "--val-batches", "1", "--deltas", "1e-4,1e-3")
+    (row,) = payload["rows"]
+    assert payload["bench"] == "adam_sharpness" and payload["deltas"] == [1e-4, 1e-3]
+    for who in ("predicted", "random_trained", "warm_trained"):
+        assert all(isinstance(row[f"{who}_{d}"], float) for d in ("0.0001", "0.001"))
+    assert row["predicted_val"] < row["random_trained_val"]  # 2 steps from random init stay near ln(256)
+    assert "trained 2 steps from random init" in human
+
+
 @pytest.mark.parametrize("script, args, key", [
     ("hypernet_params.py", [], "rows"),
     ("predict_cost.py", ["--models", "vit_s", "--threads", "1"], "rows"),
@@ -73,3 +84,25 @@ def test_expected_best_of_random_picks_is_exact():
     assert expected_best_of_random([1.0, 2.0, 3.0], 2) == pytest.approx(4 / 3)  # mins of {12, 13, 23}
     assert expected_best_of_random([5.0, 1.0, 3.0, 2.0], 1) == pytest.approx(11 / 4)
     assert expected_best_of_random([5.0, 1.0, 3.0], 3) == 1.0
+
+
+def test_sign_step_probe_restores_the_model_and_measures_from_its_own_loss():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from adam_sharpness import sign_step_increase
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    import torch
+
+    from nas.data import load_dataset
+    from search_spaces import build_model, get_space
+
+    dataset = load_dataset("digits")
+    config = get_space("vit", **dataset.space_options()).sample(__import__("random").Random(0))
+    torch.manual_seed(0)
+    model = build_model(config)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = sign_step_increase(model, dataset, deltas=[0.0, 0.05], grad_batches=1, val_batches=1)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert result["increase"][0.0] == pytest.approx(0.0, abs=1e-6)  # a zero step changes nothing
+    assert result["increase"][0.05] != pytest.approx(0.0, abs=1e-6)
