@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -102,9 +101,9 @@ def main() -> None:
         row = {"arch": describe_arch(config), "predicted": sign_step_increase(predicted, dataset, **probe)}
         torch.manual_seed(0)
         trained = build_model(config)
-        train(trained, dataset, replace(cfg))
+        train(trained, dataset, cfg)
         row["random_trained"] = sign_step_increase(trained, dataset, **probe)
-        train(predicted, dataset, replace(cfg))  # the warm start, trained the same way
+        train(predicted, dataset, cfg)  # the warm start, trained the same way
         row["warm_trained"] = sign_step_increase(predicted, dataset, **probe)
         rows.append(row)
         print(f"# {row['arch']}: {row['predicted']['increase'][deltas[-1]]:+.3f} predicted vs "
