@@ -78,50 +78,52 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from hypernet.checkpoint import load_checkpoint
+    from hypernet.checkpoint import load_checkpoint, pretrained_path
     from hypernet.pretrain import heldout_configs
     from nas.data import load_dataset
     from nas.training import TrainConfig, train
     from search_spaces import build_model, get_space
 
-    path = Path(args.checkpoint) if args.checkpoint else (
-        Path(__file__).resolve().parent.parent / "hypernet" / "pretrained" / f"{args.space}_{args.data}.safetensors")
-    hn, _ = load_checkpoint(path)
-    hn.eval()
     dataset = load_dataset(args.data)
     space = get_space(args.space, **dataset.space_options())
+    path = Path(args.checkpoint) if args.checkpoint else pretrained_path(space.signature())
+    if path is None:
+        raise SystemExit(f"no shipped checkpoint for {args.space} x {args.data}: pass --checkpoint")
+    hn, _ = load_checkpoint(path, expected_signature=space.signature())
+    hn.eval()
     deltas = [float(d) for d in args.deltas.split(",")]
     cfg = TrainConfig(steps=args.steps, batch_size=BATCH, lr=args.lr, warmup_steps=max(1, args.steps // 20),
                       eval_every=args.steps, seed=0, device="cpu")
-    probe = dict(deltas=deltas, grad_batches=args.grad_batches, val_batches=args.val_batches)
+
+    def probe(who: str, model) -> dict[str, float]:  # the row's columns for one model
+        result = sign_step_increase(model, dataset, deltas=deltas, grad_batches=args.grad_batches,
+                                    val_batches=args.val_batches)
+        return {f"{who}_val": result["val_loss"], **{f"{who}_{d:g}": result["increase"][d] for d in deltas}}
+
     rows = []
     for config in heldout_configs(space)[:args.archs]:
         torch.manual_seed(0)
         predicted = hn.apply(build_model(config))
-        row = {"arch": describe_arch(config), "predicted": sign_step_increase(predicted, dataset, **probe)}
+        row = {"arch": describe_arch(config), **probe("predicted", predicted)}
         torch.manual_seed(0)
         trained = build_model(config)
         train(trained, dataset, cfg)
-        row["random_trained"] = sign_step_increase(trained, dataset, **probe)
+        row.update(probe("random_trained", trained))
         train(predicted, dataset, cfg)  # the warm start, trained the same way
-        row["warm_trained"] = sign_step_increase(predicted, dataset, **probe)
+        row.update(probe("warm_trained", predicted))
         rows.append(row)
-        print(f"# {row['arch']}: {row['predicted']['increase'][deltas[-1]]:+.3f} predicted vs "
-              f"{row['random_trained']['increase'][deltas[-1]]:+.3f} trained from random init", file=sys.stderr)
+        print(f"# {row['arch']}: {row[f'predicted_{deltas[-1]:g}']:+.3f} predicted vs "
+              f"{row[f'random_trained_{deltas[-1]:g}']:+.3f} trained from random init", file=sys.stderr)
 
     columns = [("arch", "held-out arch")]
     for who, label in (("predicted", "predicted"), ("random_trained", f"random+{args.steps}"),
                        ("warm_trained", f"warm+{args.steps}")):
         columns.append((f"{who}_val", f"{label} val"))
         columns += [(f"{who}_{d:g}", f"+{d:g}") for d in deltas]
-    flat = [{"arch": r["arch"], **{f"{who}_val": r[who]["val_loss"] for who in ("predicted", "random_trained", "warm_trained")},
-             **{f"{who}_{d:g}": r[who]["increase"][d] for who in ("predicted", "random_trained", "warm_trained")
-                for d in deltas}} for r in rows]
     emit("adam_sharpness", {"space": args.space, "data": args.data, "checkpoint": path.name, "steps": args.steps,
-                            "deltas": deltas, "rows": flat},
-         table(flat, columns) + f"\n\nval-loss change after one step p - delta * sign(mean gradient of "
+                            "deltas": deltas, "rows": rows},
+         table(rows, columns) + f"\n\nval-loss change after one step p - delta * sign(mean gradient of "
          f"{args.grad_batches} train batches); baseline: the same architecture trained {args.steps} steps from random init.")
-
 
 if __name__ == "__main__":
     main()
