@@ -93,7 +93,8 @@ def _enable_wal(cursor, timeout_s: float) -> None:
                 cursor.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() >= deadline:
+            contended = "locked" in str(exc) or "busy" in str(exc)
+            if not contended or time.monotonic() >= deadline:
                 raise
             time.sleep(delay)
             delay = min(0.5, 2 * delay)
