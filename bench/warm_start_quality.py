@@ -49,21 +49,26 @@ def gains(hn) -> dict[str, float] | None:
 def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, eval_every: int, lr: float,
              batch_size: int, seeds: tuple[int, ...], anchor_only: bool = False, path: Path | None = None,
              strength: float = 1.0) -> list[dict]:
-    from hypernet.checkpoint import load_checkpoint
+    from hypernet.checkpoint import CheckpointError, load_checkpoint, pretrained_path
     from hypernet.pretrain import heldout_configs
     from nas.data import load_dataset
     from nas.training import TrainConfig, train
     from search_spaces import build_model, get_space
 
-    if path is None:
-        path = Path(__file__).resolve().parent.parent / "hypernet" / "pretrained" / f"{ckpt}.safetensors"
-    hn, meta = load_checkpoint(path)
-    hn.eval()
-    print(f"# {ckpt}: residual={hn.config.residual} gains {gains(hn)}", file=sys.stderr)
     dataset = load_dataset(data)
     space = get_space(space_name, **dataset.space_options())
-    if meta.get("space_signature") not in (None, space.signature()):
-        raise SystemExit(f"{path} was trained for {meta['space_signature']}, not {space.signature()}")
+    if path is None:  # the shipped checkpoint, found the way studies find it
+        path = pretrained_path(space.signature())
+        if path is None:
+            raise SystemExit(f"no shipped checkpoint for {space_name} x {data}: pass --checkpoint {space_name}=PATH")
+    try:
+        hn, _ = load_checkpoint(path)
+    except CheckpointError as err:
+        raise SystemExit(str(err)) from None
+    if hn.config.space_signature not in (None, space.signature()):  # an unsigned hypernet fits any space
+        raise SystemExit(f"{path} was trained for {hn.config.space_signature}, not {space.signature()}")
+    hn.eval()
+    print(f"# {ckpt} ({path.name}): residual={hn.config.residual} gains {gains(hn)}", file=sys.stderr)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=max(1, steps // 20),
                       eval_every=eval_every, eval_batches=4, seed=seeds[0], device="cpu")
     rows = []
