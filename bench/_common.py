@@ -66,6 +66,16 @@ def emit(name: str, payload: dict[str, Any], human: str) -> None:
     print(human)
 
 
+def shipped_checkpoint(space, data: str) -> Path:
+    """The shipped hypernet for `space`, found the way studies find it (`hypernet.pretrained_path`)."""
+    from hypernet.checkpoint import pretrained_path
+
+    path = pretrained_path(space.signature())
+    if path is None:
+        raise SystemExit(f"no shipped checkpoint for {space.signature()['space']} x {data} in hypernet/pretrained/")
+    return path
+
+
 def describe_arch(config) -> str:
     """A short name of an architecture for tables: L<depth> d<width> h<heads> ..."""
     if config.space == "vit":

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe_arch, emit, table  # noqa: E402
+from _common import describe_arch, emit, shipped_checkpoint, table  # noqa: E402
 
 BATCH = 32
 
@@ -78,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from hypernet.checkpoint import load_checkpoint, pretrained_path
+    from hypernet.checkpoint import load_checkpoint
     from hypernet.pretrain import heldout_configs
     from nas.data import load_dataset
     from nas.training import TrainConfig, train
@@ -86,9 +86,7 @@ def main() -> None:
 
     dataset = load_dataset(args.data)
     space = get_space(args.space, **dataset.space_options())
-    path = Path(args.checkpoint) if args.checkpoint else pretrained_path(space.signature())
-    if path is None:
-        raise SystemExit(f"no shipped checkpoint for {args.space} x {args.data}: pass --checkpoint")
+    path = Path(args.checkpoint) if args.checkpoint else shipped_checkpoint(space, args.data)
     hn, _ = load_checkpoint(path, expected_signature=space.signature())
     hn.eval()
     deltas = [float(d) for d in args.deltas.split(",")]

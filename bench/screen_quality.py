@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe_arch, emit, table  # noqa: E402
+from _common import describe_arch, emit, shipped_checkpoint, table  # noqa: E402
 
 
 def expected_best_of_random(values: list[float], k: int) -> float:
@@ -52,7 +52,7 @@ def main() -> None:
 
     from scipy.stats import spearmanr
 
-    from hypernet import load_checkpoint, pretrained_path
+    from hypernet import load_checkpoint
     from nas.data import load_dataset
     from nas.screen import candidate_architectures, score_architectures
     from nas.training import TrainConfig, train
@@ -60,10 +60,7 @@ def main() -> None:
 
     dataset = load_dataset(args.data)
     space = get_space(args.space, **dataset.space_options())
-    path = pretrained_path(space.signature())
-    if path is None:
-        raise SystemExit(f"no shipped checkpoint for {args.space} x {args.data}")
-    hn, _ = load_checkpoint(path)
+    hn, _ = load_checkpoint(shipped_checkpoint(space, args.data))
     hn.eval()
     configs = candidate_architectures(space, args.archs, seed=args.seed, max_params=args.max_params)
     scored = score_architectures(hn, configs, dataset, batch_size=64, batches=4)

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe_arch, emit, table  # noqa: E402
+from _common import describe_arch, emit, shipped_checkpoint, table  # noqa: E402
 
 CASES = (("vit", "digits", "vit_digits"), ("gpt2", "pytext", "gpt2_pytext"))
 TARGET_FRACTION = 1 / 3
@@ -49,7 +49,7 @@ def gains(hn) -> dict[str, float] | None:
 def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, eval_every: int, lr: float,
              batch_size: int, seeds: tuple[int, ...], anchor_only: bool = False, path: Path | None = None,
              strength: float = 1.0) -> list[dict]:
-    from hypernet.checkpoint import CheckpointError, load_checkpoint, pretrained_path
+    from hypernet.checkpoint import CheckpointError, load_checkpoint
     from hypernet.pretrain import heldout_configs
     from nas.data import load_dataset
     from nas.training import TrainConfig, train
@@ -57,10 +57,8 @@ def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, e
 
     dataset = load_dataset(data)
     space = get_space(space_name, **dataset.space_options())
-    if path is None:  # the shipped checkpoint, found the way studies find it
-        path = pretrained_path(space.signature())
-        if path is None:
-            raise SystemExit(f"no shipped checkpoint for {space_name} x {data}: pass --checkpoint {space_name}=PATH")
+    if path is None:
+        path = shipped_checkpoint(space, data)
     try:
         hn, _ = load_checkpoint(path)
     except CheckpointError as err:

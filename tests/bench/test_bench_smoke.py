@@ -41,6 +41,7 @@ def test_warm_start_quality_refuses_a_checkpoint_of_another_space():
                            "--checkpoint", f"vit={gpt2}"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode != 0 and "was trained for" in proc.stderr and "'space': 'gpt2'" in proc.stderr
 
+
 def test_bench_search_times_both_arms_from_before_opening_the_study():
     payload, human = run_bench("bench_search.py", "--trials", "2", "--steps", "4", "--refit-every", "0",
                                "--screen", "4")
