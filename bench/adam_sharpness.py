@@ -123,5 +123,6 @@ def main() -> None:
          table(rows, columns) + f"\n\nval-loss change after one step p - delta * sign(mean gradient of "
          f"{args.grad_batches} train batches); baseline: the same architecture trained {args.steps} steps from random init.")
 
+
 if __name__ == "__main__":
     main()

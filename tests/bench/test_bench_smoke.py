@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -105,7 +106,7 @@ def test_sign_step_probe_restores_the_model_and_measures_from_its_own_loss():
     from search_spaces import build_model, get_space
 
     dataset = load_dataset("digits")
-    config = get_space("vit", **dataset.space_options()).sample(__import__("random").Random(0))
+    config = get_space("vit", **dataset.space_options()).sample(random.Random(0))
     torch.manual_seed(0)
     model = build_model(config)
     before = {k: v.clone() for k, v in model.state_dict().items()}
