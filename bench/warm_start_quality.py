@@ -9,6 +9,9 @@ its samples), both inits are trained with `nas.training.train` under the same Tr
 - the warm start (`hn.apply`) is trained the same way; we record its step-0 val loss and the first
   eval step at which its val loss <= L_rand ("steps to match").
 Target (issue 3): steps to match <= S / 3.
+Val loss is measured on the whole validation split for images (digits: 360 images; the first 128,
+used until the eighth session, are a subsample too noisy to decide an architecture's verdict on) and
+on 4 batches for text (4 x 32 windows x 64 bytes: 8,192 predicted tokens); `--eval-batches` overrides.
 With several `--seeds` (training seeds: init draw and batch order), L_rand is the mean of the random
 runs' final losses and "steps to match" is read off the warm runs' mean curve; each seed's own
 match (warm vs the random run of the same seed) is reported too.
@@ -21,6 +24,7 @@ adds a third arm, the anchored W0 alone (no correction), to show the gain is the
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
@@ -48,7 +52,7 @@ def gains(hn) -> dict[str, float] | None:
 
 def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, eval_every: int, lr: float,
              batch_size: int, seeds: tuple[int, ...], anchor_only: bool = False, path: Path | None = None,
-             strength: float = 1.0) -> list[dict]:
+             strength: float = 1.0, eval_batches: int | None = None) -> list[dict]:
     from hypernet.checkpoint import CheckpointError, load_checkpoint
     from hypernet.pretrain import heldout_configs
     from nas.data import load_dataset
@@ -68,7 +72,8 @@ def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, e
     hn.eval()
     print(f"# {ckpt} ({path.name}): residual={hn.config.residual} gains {gains(hn)}", file=sys.stderr)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=max(1, steps // 20),
-                      eval_every=eval_every, eval_batches=4, seed=seeds[0], device="cpu")
+                      eval_every=eval_every, eval_batches=default_eval_batches(dataset, batch_size) if eval_batches is None else eval_batches,
+                      seed=seeds[0], device="cpu")
     rows = []
     for config in heldout_configs(space)[:archs]:
         rand_runs, warm_runs, predict_s = [], [], 0.0
@@ -103,6 +108,7 @@ def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, e
             "rand_step0": statistics.mean(r.loss_step0 for r in rand_runs),
             "warm_step0": statistics.mean(w.loss_step0 for w in warm_runs),
             "rand_final": target, "warm_final": warm_curve[-1][1], "seeds": list(seeds),
+            "eval_batches": cfg.eval_batches,
             "per_seed_steps_to_match": per_seed,
             "per_seed_ok": sum(m is not None and m <= TARGET_FRACTION * steps for m in per_seed),
             "steps_to_match": match, "fraction": (match / steps) if match is not None else None,
@@ -114,6 +120,14 @@ def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, e
         print(f"# {row['space']} {row['arch']}: step0 {row['rand_step0']:.3f} -> {row['warm_step0']:.3f}, "
               f"match at {match}/{steps}", file=sys.stderr)
     return rows
+
+
+def default_eval_batches(dataset, batch_size: int) -> int:
+    """The whole validation split for images (a few hundred examples: a subsample is too noisy to
+    compare inits on), 4 batches for text (thousands of predicted tokens each)."""
+    if dataset.kind == "image":
+        return math.ceil(dataset.num_examples("val") / batch_size)
+    return 4
 
 
 def _mean_curve(runs) -> list[tuple[int, float]]:
@@ -130,6 +144,8 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--eval-batches", type=int, default=None,
+                        help="val batches per eval (default: the whole split for images, 4 for text)")
     parser.add_argument("--seeds", default="0",
                         help="comma-separated training seeds; with several, the inits are compared by mean curves")
     parser.add_argument("--threads", type=int, default=1)
@@ -156,7 +172,7 @@ def main() -> None:
     for space_name, data, ckpt in cases:
         rows += run_case(space_name, data, ckpt, steps=args.steps, archs=args.archs, eval_every=args.eval_every,
                          lr=args.lr, batch_size=args.batch_size, seeds=seeds, anchor_only=args.anchor_only, strength=args.strength,
-                         path=Path(overrides[space_name]) if space_name in overrides else None)
+                         eval_batches=args.eval_batches, path=Path(overrides[space_name]) if space_name in overrides else None)
     summary = {}
     for space_name, _, _ in cases:
         sub = [r for r in rows if r["space"] == space_name]
@@ -173,7 +189,7 @@ def main() -> None:
                          ("per_seed_ok", "seeds <= 1/3")]
                   + ([("anchor_step0", "W0-only step0"), ("anchor_final", "W0-only final")] if args.anchor_only else []))
     human += (f"\n\nS = {args.steps} steps, eval every {args.eval_every} (match resolution), lr {args.lr}, "
-              f"batch {args.batch_size}, CPU. Target: warm reaches random's final val loss in <= S/3 steps.")
+              f"batch {args.batch_size}, val: {f'{args.eval_batches} batches' if args.eval_batches else 'whole split (images) / 4 batches (text)'}, CPU. Target: warm reaches random's final val loss in <= S/3 steps.")
     for name, s in summary.items():
         human += (f"\n{name}: median fraction {s['median_fraction']:.3f}, mean step-0 gain "
                   f"{s['mean_step0_gain']:.3f} nats, all <= 1/3: {s['all_ok']}")

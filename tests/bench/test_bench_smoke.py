@@ -33,6 +33,7 @@ def test_warm_start_quality_compares_mean_curves_over_seeds():
     (row,) = payload["rows"]
     assert payload["bench"] == "warm_start_quality" and row["seeds"] == [0, 1]
     assert len(row["per_seed_steps_to_match"]) == 2 and row["warm_step0"] < row["rand_step0"]
+    assert row["eval_batches"] == 12  # digits' whole val split: 360 images in batches of 32
     assert "seeds <= 1/3" in human
 
 
@@ -114,3 +115,21 @@ def test_sign_step_probe_restores_the_model_and_measures_from_its_own_loss():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert result["increase"][0.0] == pytest.approx(0.0, abs=1e-6)  # a zero step changes nothing
     assert result["increase"][0.05] != pytest.approx(0.0, abs=1e-6)
+
+
+def test_warm_start_quality_scores_images_on_the_whole_val_split():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from warm_start_quality import default_eval_batches
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    from types import SimpleNamespace
+
+    from nas.data import load_dataset
+
+    digits = load_dataset("digits")
+    n_val = digits.num_examples("val")
+    for batch_size in (32, 50, n_val, 1000):
+        batches = default_eval_batches(digits, batch_size)
+        assert (batches - 1) * batch_size < n_val <= batches * batch_size  # every val image, no empty batch
+    assert default_eval_batches(SimpleNamespace(kind="text"), 32) == 4
