@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from search_spaces import ConfigError, get_space
+from search_spaces._errors import require_range
 
 from .checkpoint import CheckpointError
 from .training import MetaTrainConfig, meta_train, trainstate_path
@@ -46,13 +47,20 @@ def heldout_configs(space: Any, n: int = HELDOUT_COUNT) -> list:
     return found[:min(n, len(found) // 4)]
 
 
-def sampler_excluding(space: Any, excluded: list):
-    """`sample_arch` for meta_train that never returns one of `excluded` (rejection sampling)."""
+def sampler_excluding(space: Any, excluded: list, shallow_share: float = 0.0):
+    """`sample_arch` for meta_train that never returns one of `excluded` (rejection sampling).
+
+    With `shallow_share` > 0 that share of the draws is made at the space's smallest depth (the
+    rest uniformly over the space, that depth included): the hypernet underfits the shallowest
+    architectures most (bench/RESULTS.md, eighth session), so they get more meta-steps.
+    """
+    require_range("shallow_share", shallow_share, 0.0, 1.0)
     banned = set(excluded)
 
     def sample(rng: random.Random):
         for _ in range(10_000):
-            config = space.sample(rng)
+            depth = space.depth[0] if shallow_share and rng.random() < shallow_share else None
+            config = space.sample(rng, depth=depth)
             if config not in banned:
                 return config
         raise ConfigError("space", space, "a space with more architectures than the held-out ones")
@@ -85,6 +93,7 @@ def pretrain(
     unroll_steps: int = 0,
     unroll_lr: float = 1e-3,
     input_noise: float = 0.0,
+    shallow_share: float = 0.0,
     init: str | Path | None = None,
 ) -> Path:
     """Meta-train a fresh `LoGAH(variant)` (or, with `init`, a copy of that checkpoint) on `space` x
@@ -93,7 +102,8 @@ def pretrain(
     `lookahead` > 0 also scores each prediction after one Adam-like step (`MetaTrainConfig.lookahead`),
     `unroll_steps` > 0 after that many real AdamW steps at a peak lr around `unroll_lr`
     (`MetaTrainConfig.unroll_steps`); `input_noise` > 0 adds that much Gaussian noise to the
-    meta-training images (`MetaTrainConfig.input_noise`).
+    meta-training images (`MetaTrainConfig.input_noise`); `shallow_share` > 0 draws that share of the
+    architectures at the space's smallest depth (`sampler_excluding`).
     With `init` the metadata keeps the init checkpoint's sha256 and command, so a two-stage recipe
     stays reproducible.
     `space_options` override the space ranges (the dataset's `space_options()` are always applied,
@@ -142,6 +152,7 @@ def pretrain(
         "unroll_steps": unroll_steps,
         "unroll_lr": unroll_lr,
         "input_noise": input_noise,
+        "shallow_share": shallow_share,
         "init_checkpoint": parent,
         "anchor_seed": hn.config.anchor_seed,
         "heldout_seed": HELDOUT_SEED,
@@ -152,10 +163,10 @@ def pretrain(
         "command": reproduce_command(space=space, data=data, variant=variant, steps=steps, out=out, seed=seed,
                                      meta_batch=meta_batch, batch_size=batch_size, lr=lr, lookahead=lookahead,
                                      unroll_steps=unroll_steps, unroll_lr=unroll_lr, input_noise=input_noise,
-                                     init=init),
+                                     shallow_share=shallow_share, init=init),
     }
     t0 = time.perf_counter()
-    result = meta_train(hn, the_space, dataset, cfg, sample_arch=sampler_excluding(the_space, held_out),
+    result = meta_train(hn, the_space, dataset, cfg, sample_arch=sampler_excluding(the_space, held_out, shallow_share),
                         checkpoint_path=out, checkpoint_meta=meta, resume=True, progress=progress)
     meta.update({
         "seconds": round(time.perf_counter() - t0, 1),  # this call; a resumed run adds to its earlier part
@@ -173,7 +184,7 @@ def pretrain(
 def reproduce_command(*, space: str, data: str, variant: str, steps: int, out: str | Path, seed: int,
                       meta_batch: int, batch_size: int, lr: float, lookahead: float = 0.0,
                       unroll_steps: int = 0, unroll_lr: float = 1e-3, input_noise: float = 0.0,
-                      init: str | Path | None = None) -> str:
+                      shallow_share: float = 0.0, init: str | Path | None = None) -> str:
     args = ["python", "-m", "hypernet.pretrain", "--space", space, "--data", data, "--variant", variant,
             "--steps", str(steps), "--seed", str(seed), "--meta-batch", str(meta_batch),
             "--batch-size", str(batch_size), "--lr", repr(lr), "--out", str(out)]
@@ -183,6 +194,8 @@ def reproduce_command(*, space: str, data: str, variant: str, steps: int, out: s
         args += ["--unroll-steps", str(unroll_steps), "--unroll-lr", repr(unroll_lr)]
     if input_noise:
         args += ["--input-noise", repr(input_noise)]
+    if shallow_share:
+        args += ["--shallow-share", repr(shallow_share)]
     if init is not None:
         args += ["--init", str(init)]
     return shlex.join(args)
@@ -228,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="peak lr of those steps, drawn log-uniformly in [lr / sqrt(10), lr * sqrt(10)]")
     parser.add_argument("--input-noise", type=float, default=0.0,
                         help="std of Gaussian noise added to the meta-training images (0: off; images only)")
+    parser.add_argument("--shallow-share", type=float, default=0.0,
+                        help="share of meta-steps whose architecture has the space's smallest depth (0: uniform)")
     parser.add_argument("--init", default=None, help="start from this checkpoint instead of a fresh hypernet")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -237,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                         seed=args.seed, device=args.device, meta_batch=args.meta_batch, batch_size=args.batch_size,
                         lr=args.lr, progress=not args.no_progress, lookahead=args.lookahead,
                         unroll_steps=args.unroll_steps, unroll_lr=args.unroll_lr, input_noise=args.input_noise,
-                        init=args.init)
+                        shallow_share=args.shallow_share, init=args.init)
     except (ConfigError, FileNotFoundError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -282,7 +282,8 @@ def cmd_pretrain(overrides: Sequence[str]) -> int:
                     out=p.out, seed=cfg.seed, device=cfg.device, meta_batch=p.meta_batch, batch_size=p.batch_size,
                     lr=p.lr, data_options=cfg.data.options, space_options=space_options,
                     progress=sys.stderr.isatty(), lookahead=p.lookahead,
-                    unroll_steps=p.unroll_steps, unroll_lr=p.unroll_lr, input_noise=p.input_noise, init=p.init)
+                    unroll_steps=p.unroll_steps, unroll_lr=p.unroll_lr, input_noise=p.input_noise,
+                    shallow_share=p.shallow_share, init=p.init)
     _print(str(path))
     return 0
 

@@ -169,6 +169,7 @@ class PretrainConfig:
     unroll_steps: int = 0
     unroll_lr: float = 1e-3
     input_noise: float = 0.0
+    shallow_share: float = 0.0
     init: str | None = None
 
     def __post_init__(self) -> None:
@@ -180,6 +181,7 @@ class PretrainConfig:
         _int("pretrain.unroll_steps", self.unroll_steps, 0)
         _float("pretrain.unroll_lr", self.unroll_lr, 0.0, 1.0, lo_open=True)
         _float("pretrain.input_noise", self.input_noise, 0.0, 10.0)
+        _float("pretrain.shallow_share", self.shallow_share, 0.0, 1.0)
         for name in ("out", "init"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):

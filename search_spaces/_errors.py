@@ -31,6 +31,14 @@ def require_range(field: str, value: Any, lo: float, hi: float, *, lo_open: bool
         raise ConfigError(field, value, f"a number in {bracket}{lo}, {hi}]")
 
 
+def require_depth_in(depth: Any, depth_range: tuple[int, int]) -> int:
+    """`depth` itself, if it is one of a space's depths."""
+    lo, hi = depth_range
+    if isinstance(depth, bool) or not isinstance(depth, int) or not lo <= depth <= hi:
+        raise ConfigError("depth", depth, f"an integer in [{lo}, {hi}] (the space's depth range)")
+    return depth
+
+
 def validate_block_dims(width: int, heads: int, mlp_ratio: float, dropout: float) -> None:
     """The checks every transformer block config needs (ViT and GPT-2 share the block)."""
     if width % heads:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._errors import ConfigError, require_positive_int, validate_block_dims
+from ._errors import ConfigError, require_depth_in, require_positive_int, validate_block_dims
 from ._transformer import Block, init_weights
 
 
@@ -154,8 +154,9 @@ class GPT2Space:
         return {"depth": config.depth, "width": config.width, "heads_index": options.index(config.heads),
                 "mlp_ratio": config.mlp_ratio, "tied_embeddings": config.tied_embeddings}
 
-    def sample(self, rng: random.Random) -> GPT2Config:
-        depth = rng.randint(*self.depth)
+    def sample(self, rng: random.Random, depth: int | None = None) -> GPT2Config:
+        """An architecture for hypernet training (uniform over the space, or over one `depth` of it)."""
+        depth = rng.randint(*self.depth) if depth is None else require_depth_in(depth, self.depth)
         width = rng.choice(self._widths(depth))
         return self._build(depth=depth, width=width, heads=rng.choice([h for h in self.heads if width % h == 0]),
                            mlp_ratio=rng.choice(self.mlp_ratios), tied_embeddings=rng.choice(self.tied_embeddings))

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ._errors import ConfigError, require_positive_int, validate_block_dims
+from ._errors import ConfigError, require_depth_in, require_positive_int, validate_block_dims
 from ._transformer import Block, init_weights
 
 
@@ -215,9 +215,9 @@ class ViTSpace:
                 "heads_index": self._heads_for(config.width).index(config.heads),
                 "patch_size": config.patch_size, "mlp_ratio": config.mlp_ratio}
 
-    def sample(self, rng: random.Random) -> ViTConfig:
-        """An architecture for hypernet training (uniform over the space)."""
-        depth = rng.randint(*self.depth)
+    def sample(self, rng: random.Random, depth: int | None = None) -> ViTConfig:
+        """An architecture for hypernet training (uniform over the space, or over one `depth` of it)."""
+        depth = rng.randint(*self.depth) if depth is None else require_depth_in(depth, self.depth)
         width = rng.choice(self._widths(depth))
         return self._build(depth=depth, width=width, heads=rng.choice(self._heads_for(width)),
                            patch_size=rng.choice(self.patch_sizes), mlp_ratio=rng.choice(self.mlp_ratios))
