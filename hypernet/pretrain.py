@@ -68,6 +68,11 @@ def sampler_excluding(space: Any, excluded: list, shallow_share: float = 0.0):
     return sample
 
 
+# What a restarted run must share with the one it resumes, besides MetaTrainConfig (checked there).
+_RUN_DEFINING = ("space_signature", "space_ranges", "data", "data_options", "variant", "shallow_share",
+                 "init_checkpoint")
+
+
 def default_out(space: str, data: str) -> Path:
     return Path("logah_runs") / "pretrained" / f"{space}_{data}.safetensors"
 
@@ -167,7 +172,8 @@ def pretrain(
     }
     t0 = time.perf_counter()
     result = meta_train(hn, the_space, dataset, cfg, sample_arch=sampler_excluding(the_space, held_out, shallow_share),
-                        checkpoint_path=out, checkpoint_meta=meta, resume=True, progress=progress)
+                        checkpoint_path=out, checkpoint_meta=meta, resume=True, progress=progress,
+                        resume_must_match={k: meta[k] for k in _RUN_DEFINING})
     meta.update({
         "seconds": round(time.perf_counter() - t0, 1),  # this call; a resumed run adds to its earlier part
         "device": result.device,

@@ -125,6 +125,7 @@ def meta_train(
     init_for: InitFor | None = None,
     checkpoint_path: str | Path | None = None,
     checkpoint_meta: dict[str, Any] | None = None,
+    resume_must_match: dict[str, Any] | None = None,
     resume: bool = True,
     progress: bool = True,
 ) -> MetaTrainResult:
@@ -138,6 +139,8 @@ def meta_train(
     None, or no `init_for`, draws W0 fresh. With `checkpoint_path` the run
     is checkpointed every `cfg.checkpoint_every` steps and at the end, and, if `resume`, continues
     from an existing train state. `checkpoint_meta` is merged into the checkpoint's metadata.
+    `resume_must_match` names what the caller decides outside `cfg` (its data, space, architecture
+    sampling): it is stored in the train state, and a resume with other values is a ConfigError.
     The hypernet is left on `cfg.device` in train mode.
     """
     from nas.training import resolve_device  # nas.training imports nothing from hypernet
@@ -165,7 +168,8 @@ def meta_train(
         torch.manual_seed(cfg.seed)  # the caller's global RNG is restored on exit
         state_file = trainstate_path(checkpoint_path) if checkpoint_path is not None else None
         if resume and state_file is not None and state_file.exists():
-            start, losses = _load_trainstate(state_file, hn, optimizer, arch_rng, data_gen, cfg, device)
+            start, losses = _load_trainstate(state_file, hn, optimizer, arch_rng, data_gen, cfg, device,
+                                             resume_must_match or {})
             log.info("resuming meta-training from step %d (%s)", start, state_file)
 
         def draw(configs: list) -> tuple[torch.Tensor, torch.Tensor]:  # the next batch for `configs`, on device
@@ -205,7 +209,7 @@ def meta_train(
                     done == cfg.steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
                 ):
                     _save(checkpoint_path, hn, optimizer, arch_rng, data_gen, cfg, done, losses,
-                          checkpoint_meta, device)
+                          checkpoint_meta, device, resume_must_match or {})
 
     return MetaTrainResult(steps=max(start, cfg.steps), start_step=start, losses=losses,
                            seconds=time.perf_counter() - t0, device=str(device),
@@ -348,7 +352,7 @@ def _progress_bar(start: int, total: int, enabled: bool):
 
 def _save(checkpoint_path: str | Path, hn: nn.Module, optimizer: torch.optim.Optimizer, arch_rng: random.Random,
           data_gen: torch.Generator, cfg: MetaTrainConfig, step: int, losses: list[float],
-          extra_meta: dict[str, Any] | None, device: torch.device) -> None:
+          extra_meta: dict[str, Any] | None, device: torch.device, must_match: dict[str, Any]) -> None:
     from safetensors.torch import save
 
     from nas.io import atomic_write_bytes
@@ -369,7 +373,7 @@ def _save(checkpoint_path: str | Path, hn: nn.Module, optimizer: torch.optim.Opt
     version, internal, gauss = arch_rng.getstate()
     groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in opt["param_groups"]]
     meta = {"format": TRAINSTATE_FORMAT, "step": step, "config": asdict(cfg), "losses": losses,
-            "param_groups": groups, "arch_rng": [version, list(internal), gauss]}
+            "param_groups": groups, "arch_rng": [version, list(internal), gauss], "must_match": must_match}
     # Train state first: if we die between the two writes, the resumable state is the newer one.
     atomic_write_bytes(trainstate_path(checkpoint_path), save(tensors, metadata={"logah_trainstate": json.dumps(meta)}))
     ckpt_meta = dict(extra_meta or {})
@@ -381,7 +385,8 @@ def _save(checkpoint_path: str | Path, hn: nn.Module, optimizer: torch.optim.Opt
 
 
 def _load_trainstate(path: Path, hn: nn.Module, optimizer: torch.optim.Optimizer, arch_rng: random.Random,
-                     data_gen: torch.Generator, cfg: MetaTrainConfig, device: torch.device):
+                     data_gen: torch.Generator, cfg: MetaTrainConfig, device: torch.device,
+                     must_match: dict[str, Any]):
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -402,6 +407,12 @@ def _load_trainstate(path: Path, hn: nn.Module, optimizer: torch.optim.Optimizer
             raise ConfigError(name, getattr(cfg, name),
                               f"{was!r}, the value the run in {path} was started with "
                               "(or pass resume=False to start over)")
+    saved_run = meta.get("must_match", {})
+    for name, value in must_match.items():
+        value = json.loads(json.dumps(value))  # as stored: tuples become lists
+        if name in saved_run and saved_run[name] != value:  # absent: a state from before the key existed
+            raise ConfigError(name, value, f"{saved_run[name]!r}, the value the run in {path} was started with "
+                                           "(or pass resume=False to start over)")
 
     weights = {k[3:]: v for k, v in tensors.items() if k.startswith("hn.")}
     own = hn.state_dict()

@@ -44,6 +44,34 @@ def test_heldout_architectures_are_never_sampled_for_training():
     assert len(heldout_configs(tiny)) == 1  # most of a tiny space stays available for training
 
 
+def test_shallow_share_draws_that_share_at_the_smallest_depth_and_zero_keeps_old_draws():
+    space = get_space("vit", image_size=8, channels=1, num_classes=10)
+    held = heldout_configs(space)
+    rng_plain, rng_zero = random.Random(5), random.Random(5)
+    plain, zero = sampler_excluding(space, held), sampler_excluding(space, held, shallow_share=0.0)
+    assert [plain(rng_plain) for _ in range(100)] == [zero(rng_zero) for _ in range(100)]  # old commands reproduce
+    everything = sampler_excluding(space, held, shallow_share=1.0)
+    rng = random.Random(0)
+    drawn = [everything(rng) for _ in range(200)]
+    assert {c.depth for c in drawn} == {1} and len(set(drawn)) > 10 and not set(drawn) & set(held)
+    half = sampler_excluding(space, held, shallow_share=0.5)
+    rng = random.Random(0)
+    share = sum(half(rng).depth == 1 for _ in range(3000)) / 3000
+    assert share == pytest.approx(0.5 + 0.5 / 6, abs=0.03)  # forced draws plus depth 1's share of the uniform ones
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ConfigError, match=r"shallow_share.*\[0.0, 1.0\]"):
+            sampler_excluding(space, held, shallow_share=bad)
+
+
+def test_a_restarted_run_must_keep_its_architecture_sampling(tmp_path):
+    out = tmp_path / "vit.safetensors"
+    pretrain(space="vit", data="digits", steps=1, out=out, device="cpu", batch_size=8, space_options=SMALL_VIT,
+             progress=False, keep_trainstate=True, shallow_share=0.5)
+    with pytest.raises(ConfigError, match=r"shallow_share=0.0 is invalid: allowed 0.5, the value the run"):
+        pretrain(space="vit", data="digits", steps=2, out=out, device="cpu", batch_size=8,
+                 space_options=SMALL_VIT, progress=False)
+
+
 def test_the_heldout_seed_cannot_be_used_for_pretraining(tmp_path):
     with pytest.raises(ConfigError, match="seed"):
         pretrain(steps=1, out=tmp_path / "x.safetensors", seed=HELDOUT_SEED, progress=False)
@@ -67,13 +95,14 @@ def test_pretrain_from_a_checkpoint_records_its_parent(tmp_path):
     parent, parent_meta = load_checkpoint(first)
     second = pretrain(space="vit", data="digits", steps=2, out=tmp_path / "b.safetensors", device="cpu",
                       batch_size=8, space_options=SMALL_VIT, progress=False, init=first, lookahead=0.002,
-                      unroll_steps=2, input_noise=0.25)
+                      unroll_steps=2, input_noise=0.25, shallow_share=0.5)
     hn, meta = load_checkpoint(second)
     assert meta["init_checkpoint"]["sha256"] == parent_meta["sha256"]
     assert meta["init_checkpoint"]["command"] == parent_meta["command"]
     assert "--init" in meta["command"] and "--lookahead 0.002" in meta["command"] and meta["lookahead"] == 0.002
     assert "--unroll-steps 2 --unroll-lr 0.001" in meta["command"] and meta["unroll_steps"] == 2
     assert "--input-noise 0.25" in meta["command"] and meta["input_noise"] == 0.25
+    assert "--shallow-share 0.5" in meta["command"] and meta["shallow_share"] == 0.5
     assert hn.config == parent.config
     assert any(not torch.equal(a, b) for a, b in zip(hn.state_dict().values(), parent.state_dict().values()))
     with pytest.raises(ConfigError, match="hypernet_options"):

@@ -189,6 +189,18 @@ def test_resume_refuses_a_changed_config(space, digits, tmp_path):
     assert result.start_step == 0
 
 
+def test_resume_refuses_changed_caller_settings(space, digits, tmp_path):
+    path = tmp_path / "hn.safetensors"
+    run = {"data": "digits", "space_ranges": {"depth": (1, 2)}}
+    meta_train(_hn(), space, digits, _cfg(steps=1), checkpoint_path=path, resume_must_match=run, progress=False)
+    with pytest.raises(ConfigError, match=r"data='pytext' is invalid: allowed 'digits', the value the run"):
+        meta_train(_hn(), space, digits, _cfg(steps=2), checkpoint_path=path,
+                   resume_must_match={**run, "data": "pytext"}, progress=False)
+    result = meta_train(_hn(), space, digits, _cfg(steps=2), checkpoint_path=path, resume_must_match=run,
+                        progress=False)  # the same settings (tuples stored as JSON lists) resume
+    assert result.start_step == 1
+
+
 @pytest.mark.parametrize("field, value", [
     ("steps", 0), ("meta_batch", 0), ("lr", 0.0), ("lr", 2.0), ("weight_decay", -0.1), ("warmup_steps", -1),
     ("grad_clip", -1.0), ("param_norm_reg", -1e-5), ("batch_size", 0), ("seed", -1), ("checkpoint_every", -5),

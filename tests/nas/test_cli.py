@@ -22,6 +22,7 @@ from nas.cli import main
     (["search", "n_trials"], "an override of the form key=value"),
     (["frobnicate"], "unknown command 'frobnicate'"),
     (["worker", "space=gpt2"], "space='gpt2' is invalid"),
+    (["pretrain", "pretrain.shallow_share=1.5"], "pretrain.shallow_share=1.5 is invalid: allowed a number in [0.0, 1.0]"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(argv, needle, capsys, monkeypatch):
     monkeypatch.delenv("LOGAH_DEBUG", raising=False)
@@ -126,8 +127,9 @@ def test_pretrain_passes_space_data_and_options(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr("hypernet.pretrain.pretrain", fake_pretrain)
     assert main(["pretrain", "space=gpt2", "data=pytext", "hypernet=small", "pretrain.steps=7", "seed=3",
-                 "pretrain.unroll_steps=4", "pretrain.unroll_lr=3e-4", "pretrain.input_noise=0.3", f"pretrain.out={tmp_path}/out.safetensors"]) == 0
+                 "pretrain.unroll_steps=4", "pretrain.unroll_lr=3e-4", "pretrain.input_noise=0.3", "pretrain.shallow_share=0.25",
+                 f"pretrain.out={tmp_path}/out.safetensors"]) == 0
     assert (seen["space"], seen["data"], seen["variant"], seen["steps"], seen["seed"]) == ("gpt2", "pytext", "small", 7, 3)
-    assert (seen["unroll_steps"], seen["unroll_lr"], seen["input_noise"]) == (4, 3e-4, 0.3)
+    assert (seen["unroll_steps"], seen["unroll_lr"], seen["input_noise"], seen["shallow_share"]) == (4, 3e-4, 0.3, 0.25)
     assert seen["space_options"]["depth"] == (1, 4) and seen["data_options"]["context"] == 64
     assert capsys.readouterr().out.strip() == f"{tmp_path}/out.safetensors"

@@ -94,6 +94,20 @@ def test_sample_is_seeded_and_within_ranges(space, check):
     assert {c.depth for c in seq1} == set(range(space.depth[0], space.depth[1] + 1))
 
 
+@pytest.mark.parametrize("space, check", SPACES, ids=["vit", "vits_1k", "gpt2", "gpts_1k"])
+def test_sample_at_a_given_depth(space, check):
+    lo, hi = space.depth
+    rng = random.Random(0)
+    for depth in (lo, hi):
+        drawn = [space.sample(rng, depth=depth) for _ in range(50)]
+        assert {c.depth for c in drawn} == {depth} and len({c.width for c in drawn}) > 1
+        for c in drawn:
+            check(space, c)
+    for bad in (lo - 1, hi + 1, 2.0, True):
+        with pytest.raises(ConfigError, match=rf"depth.*\[{lo}, {hi}\]"):
+            space.sample(rng, depth=bad)
+
+
 @pytest.mark.parametrize("space", [s for s, _ in SPACES], ids=["vit", "vits_1k", "gpt2", "gpts_1k"])
 def test_params_of_is_the_inverse_of_suggest(space):
     """What an enqueued trial (e.g. a hypernet-screened architecture) relies on."""
