@@ -16,13 +16,14 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from search_spaces import ConfigError, get_space
-from search_spaces._errors import require_range
+from search_spaces._errors import require_positive_int, require_range
 
 from .checkpoint import CheckpointError
 from .training import MetaTrainConfig, meta_train, trainstate_path
@@ -77,59 +78,99 @@ def default_out(space: str, data: str) -> Path:
     return Path("logah_runs") / "pretrained" / f"{space}_{data}.safetensors"
 
 
-def pretrain(
-    space: str = "vit",
-    data: str = "digits",
-    variant: str = "tiny",
-    steps: int = DEFAULT_STEPS,
-    out: str | Path | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    meta_batch: int = 1,
-    batch_size: int = 32,
-    lr: float = 1e-3,
-    checkpoint_every: int | None = None,
-    data_options: dict[str, Any] | None = None,
-    space_options: dict[str, Any] | None = None,
-    hypernet_options: dict[str, Any] | None = None,
-    progress: bool = True,
-    keep_trainstate: bool = False,
-    lookahead: float = 0.0,
-    unroll_steps: int = 0,
-    unroll_lr: float = 1e-3,
-    input_noise: float = 0.0,
-    shallow_share: float = 0.0,
-    init: str | Path | None = None,
-) -> Path:
-    """Meta-train a fresh `LoGAH(variant)` (or, with `init`, a copy of that checkpoint) on `space` x
-    `data` and write its checkpoint to `out`.
+@dataclass(frozen=True)
+class Recipe:
+    """How a hypernet is meta-trained: what a checkpoint's metadata records and its command replays.
 
     `lookahead` > 0 also scores each prediction after one Adam-like step (`MetaTrainConfig.lookahead`),
     `unroll_steps` > 0 after that many real AdamW steps at a peak lr around `unroll_lr`
     (`MetaTrainConfig.unroll_steps`); `input_noise` > 0 adds that much Gaussian noise to the
     meta-training images (`MetaTrainConfig.input_noise`); `shallow_share` > 0 draws that share of the
     architectures at the space's smallest depth (`sampler_excluding`).
-    With `init` the metadata keeps the init checkpoint's sha256 and command, so a two-stage recipe
+    """
+
+    steps: int = DEFAULT_STEPS
+    seed: int = 0
+    meta_batch: int = 1
+    batch_size: int = 32
+    lr: float = 1e-3
+    lookahead: float = 0.0
+    unroll_steps: int = 0
+    unroll_lr: float = 1e-3
+    input_noise: float = 0.0
+    shallow_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        require_positive_int("steps", self.steps)  # the schedule below divides it
+        if self.seed == HELDOUT_SEED:
+            raise ConfigError("seed", self.seed,
+                              f"any integer >= 0 except {HELDOUT_SEED} (reserved for held-out architectures)")
+        require_range("shallow_share", self.shallow_share, 0.0, 1.0)
+
+    def meta_train_config(self, device: str, checkpoint_every: int | None = None) -> MetaTrainConfig:
+        """The MetaTrainConfig (which validates the rest): warmup 5% of the steps (at most 100),
+        checkpoints every 5% (at least every 50 steps) unless `checkpoint_every` says otherwise."""
+        steps = self.steps
+        return MetaTrainConfig(
+            steps=steps, meta_batch=self.meta_batch, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
+            device=device, warmup_steps=min(100, max(1, steps // 20)),
+            lookahead=self.lookahead, unroll_steps=self.unroll_steps, unroll_lr=self.unroll_lr,
+            input_noise=self.input_noise,
+            checkpoint_every=checkpoint_every if checkpoint_every is not None else max(50, steps // 20),
+            log_every=max(1, min(50, steps // 10)))
+
+    def cli_args(self) -> list[str]:
+        """The `python -m hypernet.pretrain` flags that give this recipe (optional ones only when on)."""
+        args = ["--steps", str(self.steps), "--seed", str(self.seed), "--meta-batch", str(self.meta_batch),
+                "--batch-size", str(self.batch_size), "--lr", repr(self.lr)]
+        if self.lookahead:
+            args += ["--lookahead", repr(self.lookahead)]
+        if self.unroll_steps:
+            args += ["--unroll-steps", str(self.unroll_steps), "--unroll-lr", repr(self.unroll_lr)]
+        if self.input_noise:
+            args += ["--input-noise", repr(self.input_noise)]
+        if self.shallow_share:
+            args += ["--shallow-share", repr(self.shallow_share)]
+        return args
+
+
+def pretrain(
+    space: str = "vit",
+    data: str = "digits",
+    variant: str = "tiny",
+    out: str | Path | None = None,
+    device: str = "auto",
+    checkpoint_every: int | None = None,
+    data_options: dict[str, Any] | None = None,
+    space_options: dict[str, Any] | None = None,
+    hypernet_options: dict[str, Any] | None = None,
+    progress: bool = True,
+    keep_trainstate: bool = False,
+    init: str | Path | None = None,
+    **recipe: Any,
+) -> Path:
+    """Meta-train a fresh `LoGAH(variant)` (or, with `init`, a copy of that checkpoint) on `space` x
+    `data` and write its checkpoint to `out`; `recipe` holds the fields of `Recipe` (steps, seed, lr, ...).
+
+    With `init` the metadata keeps the init checkpoint's sha256 and command, so a multi-stage recipe
     stays reproducible.
     `space_options` override the space ranges (the dataset's `space_options()` are always applied,
     so models fit the data). Returns the checkpoint path; its metadata records the space signature,
-    the data, steps, seed, wall time, git commit and the command that reproduces it.
+    the data, the recipe, wall time, git commit and the command that reproduces it.
     """
     from nas.data import load_dataset
 
     from .checkpoint import load_checkpoint, save_checkpoint
     from .model import LoGAH, LoGAHConfig
 
-    if seed == HELDOUT_SEED:
-        raise ConfigError("seed", seed, f"any integer >= 0 except {HELDOUT_SEED} (reserved for held-out architectures)")
+    unknown = set(recipe) - {f.name for f in fields(Recipe)}
+    if unknown:
+        raise TypeError(f"pretrain() got unknown arguments {sorted(unknown)}")
+    the_recipe = Recipe(**recipe)
     out = Path(out) if out is not None else default_out(space, data)
     dataset = load_dataset(data, **(data_options or {}))
     the_space = get_space(space, **{**(space_options or {}), **dataset.space_options()})
-    cfg = MetaTrainConfig(steps=steps, meta_batch=meta_batch, batch_size=batch_size, lr=lr, seed=seed,
-                          device=device, warmup_steps=min(100, max(1, steps // 20)), lookahead=lookahead,
-                          unroll_steps=unroll_steps, unroll_lr=unroll_lr, input_noise=input_noise,
-                          checkpoint_every=checkpoint_every if checkpoint_every is not None else max(50, steps // 20),
-                          log_every=max(1, min(50, steps // 10)))
+    cfg = the_recipe.meta_train_config(device, checkpoint_every)
     parent: dict[str, Any] | None = None
     if init is not None:
         if hypernet_options:
@@ -139,7 +180,7 @@ def pretrain(
         parent = {"path": Path(init).name, "sha256": init_meta.get("sha256"), "command": init_meta.get("command"),
                   "steps": init_meta.get("steps"), "parent": init_meta.get("init_checkpoint")}
     else:
-        torch.manual_seed(seed)  # hypernet initialisation
+        torch.manual_seed(the_recipe.seed)  # hypernet initialisation
         hn = LoGAH(LoGAHConfig(variant=variant, space_signature=the_space.signature(), **(hypernet_options or {})))
     held_out = heldout_configs(the_space)
     meta: dict[str, Any] = {
@@ -148,16 +189,7 @@ def pretrain(
         "data": data,
         "data_options": data_options or {},
         "variant": variant,
-        "seed": seed,
-        "steps": steps,
-        "meta_batch": meta_batch,
-        "batch_size": batch_size,
-        "lr": lr,
-        "lookahead": lookahead,
-        "unroll_steps": unroll_steps,
-        "unroll_lr": unroll_lr,
-        "input_noise": input_noise,
-        "shallow_share": shallow_share,
+        **asdict(the_recipe),
         "init_checkpoint": parent,
         "anchor_seed": hn.config.anchor_seed,
         "heldout_seed": HELDOUT_SEED,
@@ -165,21 +197,19 @@ def pretrain(
         "git_commit": _git_commit(),
         "torch": torch.__version__,
         # exact for the default data/space options; others are recorded in data_options / space_ranges
-        "command": reproduce_command(space=space, data=data, variant=variant, steps=steps, out=out, seed=seed,
-                                     meta_batch=meta_batch, batch_size=batch_size, lr=lr, lookahead=lookahead,
-                                     unroll_steps=unroll_steps, unroll_lr=unroll_lr, input_noise=input_noise,
-                                     shallow_share=shallow_share, init=init),
+        "command": reproduce_command(space=space, data=data, variant=variant, out=out, recipe=the_recipe, init=init),
     }
     t0 = time.perf_counter()
-    result = meta_train(hn, the_space, dataset, cfg, sample_arch=sampler_excluding(the_space, held_out, shallow_share),
-                        checkpoint_path=out, checkpoint_meta=meta, resume=True, progress=progress,
+    sample_arch = sampler_excluding(the_space, held_out, the_recipe.shallow_share)
+    result = meta_train(hn, the_space, dataset, cfg, sample_arch=sample_arch, checkpoint_path=out,
+                        checkpoint_meta=meta, resume=True, progress=progress,
                         resume_must_match={k: meta[k] for k in _RUN_DEFINING})
     meta.update({
         "seconds": round(time.perf_counter() - t0, 1),  # this call; a resumed run adds to its earlier part
         "device": result.device,
         "loss_first": _mean(result.losses[:20]),
         "loss_last": _mean(result.losses[-50:]),
-        "meta_train": {"step": result.steps, "steps": steps, "resumed_from": result.start_step},
+        "meta_train": {"step": result.steps, "steps": the_recipe.steps, "resumed_from": result.start_step},
     })
     save_checkpoint(hn.to("cpu").eval(), out, meta)
     if not keep_trainstate:
@@ -187,21 +217,10 @@ def pretrain(
     return out
 
 
-def reproduce_command(*, space: str, data: str, variant: str, steps: int, out: str | Path, seed: int,
-                      meta_batch: int, batch_size: int, lr: float, lookahead: float = 0.0,
-                      unroll_steps: int = 0, unroll_lr: float = 1e-3, input_noise: float = 0.0,
-                      shallow_share: float = 0.0, init: str | Path | None = None) -> str:
+def reproduce_command(*, space: str, data: str, variant: str, out: str | Path, recipe: Recipe,
+                      init: str | Path | None = None) -> str:
     args = ["python", "-m", "hypernet.pretrain", "--space", space, "--data", data, "--variant", variant,
-            "--steps", str(steps), "--seed", str(seed), "--meta-batch", str(meta_batch),
-            "--batch-size", str(batch_size), "--lr", repr(lr), "--out", str(out)]
-    if lookahead:
-        args += ["--lookahead", repr(lookahead)]
-    if unroll_steps:
-        args += ["--unroll-steps", str(unroll_steps), "--unroll-lr", repr(unroll_lr)]
-    if input_noise:
-        args += ["--input-noise", repr(input_noise)]
-    if shallow_share:
-        args += ["--shallow-share", repr(shallow_share)]
+            *recipe.cli_args(), "--out", str(out)]
     if init is not None:
         args += ["--init", str(init)]
     return shlex.join(args)
@@ -227,7 +246,7 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hypernet.pretrain", description=__doc__.splitlines()[0])
     parser.add_argument("--space", default="vit", help="vit | gpt2")
     parser.add_argument("--data", default="digits", help="digits | pytext | cifar10 | cifar100 | wikitext103")
@@ -251,14 +270,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of meta-steps whose architecture has the space's smallest depth (0: uniform)")
     parser.add_argument("--init", default=None, help="start from this checkpoint instead of a fresh hypernet")
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        path = pretrain(space=args.space, data=args.data, variant=args.variant, steps=args.steps, out=args.out,
-                        seed=args.seed, device=args.device, meta_batch=args.meta_batch, batch_size=args.batch_size,
-                        lr=args.lr, progress=not args.no_progress, lookahead=args.lookahead,
-                        unroll_steps=args.unroll_steps, unroll_lr=args.unroll_lr, input_noise=args.input_noise,
-                        shallow_share=args.shallow_share, init=args.init)
+        path = pretrain(space=args.space, data=args.data, variant=args.variant, out=args.out, device=args.device,
+                        progress=not args.no_progress, init=args.init,
+                        **{f.name: getattr(args, f.name) for f in fields(Recipe)})
     except (ConfigError, FileNotFoundError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import fields
 from typing import Sequence
 
 from search_spaces import ConfigError
@@ -272,18 +273,16 @@ def cmd_pretrain(overrides: Sequence[str]) -> int:
 
     cfg = compose(overrides)
     try:
-        from hypernet.pretrain import pretrain
+        from hypernet.pretrain import Recipe, pretrain
     except ImportError as exc:
         raise UsageError(f"pretraining is unavailable: {exc}") from None
     p = cfg.pretrain
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     space_options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.space.items() if k != "name"}
-    path = pretrain(space=cfg.space["name"], data=cfg.data.name, variant=cfg.hypernet.variant, steps=p.steps,
-                    out=p.out, seed=cfg.seed, device=cfg.device, meta_batch=p.meta_batch, batch_size=p.batch_size,
-                    lr=p.lr, data_options=cfg.data.options, space_options=space_options,
-                    progress=sys.stderr.isatty(), lookahead=p.lookahead,
-                    unroll_steps=p.unroll_steps, unroll_lr=p.unroll_lr, input_noise=p.input_noise,
-                    shallow_share=p.shallow_share, init=p.init)
+    recipe = {f.name: getattr(p, f.name) for f in fields(Recipe) if f.name != "seed"}
+    path = pretrain(space=cfg.space["name"], data=cfg.data.name, variant=cfg.hypernet.variant, out=p.out,
+                    device=cfg.device, data_options=cfg.data.options, space_options=space_options,
+                    progress=sys.stderr.isatty(), init=p.init, seed=cfg.seed, **recipe)
     _print(str(path))
     return 0
 

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import random
+from dataclasses import fields
 
 import pytest
 import torch
 
-from hypernet.pretrain import HELDOUT_SEED, heldout_configs, main, pretrain, sampler_excluding
+from hypernet.pretrain import HELDOUT_SEED, Recipe, _parser, heldout_configs, main, pretrain, sampler_excluding
 from hypernet.training import trainstate_path
 from search_spaces import ConfigError, build_model, get_space
 
@@ -70,6 +71,22 @@ def test_a_restarted_run_must_keep_its_architecture_sampling(tmp_path):
     with pytest.raises(ConfigError, match=r"shallow_share=0.0 is invalid: allowed 0.5, the value the run"):
         pretrain(space="vit", data="digits", steps=2, out=out, device="cpu", batch_size=8,
                  space_options=SMALL_VIT, progress=False)
+
+
+@pytest.mark.parametrize("recipe", [Recipe(), Recipe(steps=7, seed=3, meta_batch=2, batch_size=16, lr=3e-4),
+                                    Recipe(lookahead=1e-3, unroll_steps=2, unroll_lr=3e-4, input_noise=0.5,
+                                           shallow_share=0.67)])
+def test_the_recorded_command_replays_the_recipe(recipe):
+    args = _parser().parse_args(recipe.cli_args())
+    assert Recipe(**{f.name: getattr(args, f.name) for f in fields(Recipe)}) == recipe
+
+
+def test_a_bad_recipe_is_refused_before_any_work(tmp_path):
+    with pytest.raises(TypeError, match="unknown arguments"):
+        pretrain(out=tmp_path / "x.safetensors", step=3)
+    with pytest.raises(ConfigError, match="shallow_share"):
+        pretrain(out=tmp_path / "x.safetensors", shallow_share=2.0)
+    assert not (tmp_path / "x.safetensors").exists()
 
 
 def test_the_heldout_seed_cannot_be_used_for_pretraining(tmp_path):
