@@ -9,7 +9,7 @@ its samples), both inits are trained with `nas.training.train` under the same Tr
 - the warm start (`hn.apply`) is trained the same way; we record its step-0 val loss and the first
   eval step at which its val loss <= L_rand ("steps to match").
 Target (issue 3): steps to match <= S / 3.
-Val loss is measured on the whole validation split for images (digits: 360 images; the first 128,
+Val loss is measured on the whole validation split for images (digits: 359 images; the first 128,
 used until the eighth session, are a subsample too noisy to decide an architecture's verdict on) and
 on 4 batches for text (4 x 32 windows x 64 bytes: 8,192 predicted tokens); `--eval-batches` overrides.
 With several `--seeds` (training seeds: init draw and batch order), L_rand is the mean of the random
@@ -71,9 +71,10 @@ def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, e
         raise SystemExit(f"{path} was trained for {hn.config.space_signature}, not {space.signature()}")
     hn.eval()
     print(f"# {ckpt} ({path.name}): residual={hn.config.residual} gains {gains(hn)}", file=sys.stderr)
+    if eval_batches is None:
+        eval_batches = default_eval_batches(dataset, batch_size)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=max(1, steps // 20),
-                      eval_every=eval_every, eval_batches=default_eval_batches(dataset, batch_size) if eval_batches is None else eval_batches,
-                      seed=seeds[0], device="cpu")
+                      eval_every=eval_every, eval_batches=eval_batches, seed=seeds[0], device="cpu")
     rows = []
     for config in heldout_configs(space)[:archs]:
         rand_runs, warm_runs, predict_s = [], [], 0.0
@@ -188,8 +189,9 @@ def main() -> None:
                          ("fraction", "fraction"), ("ok", "<= 1/3"),
                          ("per_seed_ok", "seeds <= 1/3")]
                   + ([("anchor_step0", "W0-only step0"), ("anchor_final", "W0-only final")] if args.anchor_only else []))
+    val = f"{args.eval_batches} batches" if args.eval_batches else "whole split (images) / 4 batches (text)"
     human += (f"\n\nS = {args.steps} steps, eval every {args.eval_every} (match resolution), lr {args.lr}, "
-              f"batch {args.batch_size}, val: {f'{args.eval_batches} batches' if args.eval_batches else 'whole split (images) / 4 batches (text)'}, CPU. Target: warm reaches random's final val loss in <= S/3 steps.")
+              f"batch {args.batch_size}, val: {val}, CPU. Target: warm reaches random's final val loss in <= S/3 steps.")
     for name, s in summary.items():
         human += (f"\n{name}: median fraction {s['median_fraction']:.3f}, mean step-0 gain "
                   f"{s['mean_step0_gain']:.3f} nats, all <= 1/3: {s['all_ok']}")
