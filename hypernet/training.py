@@ -399,20 +399,18 @@ def _load_trainstate(path: Path, hn: nn.Module, optimizer: torch.optim.Optimizer
     except (KeyError, json.JSONDecodeError) as err:
         raise ValueError(f"{path} is not a meta-training state file ({TRAINSTATE_FORMAT}); delete it or pass "
                          f"resume=False") from err
-    saved = meta["config"]
-    for name in _RESUME_MUST_MATCH:
-        # a state written before a field existed was written with that field's default
-        was = saved.get(name, MetaTrainConfig.__dataclass_fields__[name].default)
-        if was != getattr(cfg, name):
-            raise ConfigError(name, getattr(cfg, name),
-                              f"{was!r}, the value the run in {path} was started with "
-                              "(or pass resume=False to start over)")
-    saved_run = meta.get("must_match", {})
-    for name, value in must_match.items():
-        value = json.loads(json.dumps(value))  # as stored: tuples become lists
-        if name in saved_run and saved_run[name] != value:  # absent: a state from before the key existed
-            raise ConfigError(name, value, f"{saved_run[name]!r}, the value the run in {path} was started with "
-                                           "(or pass resume=False to start over)")
+    saved, saved_run = meta["config"], meta.get("must_match", {})
+    # (name, value now, value the run started with). A state written before a config field existed was
+    # written with its default; a caller setting the state does not hold (written before it was stored)
+    # is not checked. Caller settings are compared as stored: JSON, so tuples become lists.
+    pairs = [(name, getattr(cfg, name), saved.get(name, MetaTrainConfig.__dataclass_fields__[name].default))
+             for name in _RESUME_MUST_MATCH]
+    pairs += [(name, json.loads(json.dumps(value)), saved_run[name])
+              for name, value in must_match.items() if name in saved_run]
+    for name, now, was in pairs:
+        if was != now:
+            raise ConfigError(name, now, f"{was!r}, the value the run in {path} was started with "
+                                         "(or pass resume=False to start over)")
 
     weights = {k[3:]: v for k, v in tensors.items() if k.startswith("hn.")}
     own = hn.state_dict()
