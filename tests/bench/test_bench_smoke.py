@@ -86,12 +86,20 @@ def test_adam_sharpness_probes_prediction_and_trained_baseline_with_the_same_ste
 
 @pytest.mark.parametrize("script, args, key", [
     ("hypernet_params.py", [], "rows"),
-    ("predict_cost.py", ["--models", "vit_s", "--threads", "1"], "rows"),
     ("rank_ablation.py", ["--steps", "2", "--ranks", "4,8"], "rows"),
 ])
 def test_other_benches_run(script, args, key):
     payload, _ = run_bench(script, *args)
     assert payload[key]
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["residual", "pure"])
+def test_predict_cost_splits_the_time_into_the_vms_part_and_the_codes(pure):
+    payload, human = run_bench("predict_cost.py", "--models", "vit_s", "--threads", "1", *["--pure"] * pure)
+    (row,) = payload["rows"]
+    assert payload["pure"] is pure and row["model"] == "vit_s"
+    assert all(row[k] > 0 for k in ("init_s", "touch_s", "predict_s", "again_s"))
+    assert row["peak_over_model"] > 1 and "again s" in human and "touch s" in human
 
 
 def test_expected_best_of_random_picks_is_exact():
