@@ -17,14 +17,16 @@ of a narrow model are the q rows of a wide one, not its k rows). Each part is co
 TILE x TILE blocks; block (i, j) is drawn on the CPU from its own generator, seeded by a hash of
 (seed, name, part, i, j), and cropped at the edges. Values therefore do not depend on the device,
 the thread count or which other parameters are drawn, and a parameter costs one small draw per
-block (GPT-2-L: ~47k blocks of 16k numbers), block rows of big tensors spread over torch's
-intra-op threads.
+block (GPT-2-L: ~47k blocks of 16k numbers); `anchored_fill_` deals the block rows of all the
+parameters it is given over torch's intra-op threads.
 """
 from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import torch
 
@@ -41,45 +43,80 @@ def _block_seed(seed: int, name: str, part: int, i: int, j: int) -> int:
     return int.from_bytes(digest, "little") >> 1  # a non-negative int64
 
 
-@torch.no_grad()
-def anchored_normal_(out: torch.Tensor, name: str, std: float, seed: int) -> torch.Tensor:
-    """Fill `out` (any device, contiguous, >= 1-D) with the anchored N(0, std^2) init of `name`."""
-    if not out.is_contiguous():
-        raise ValueError(f"anchored_normal_ needs a contiguous tensor for {name!r}")
-    n_in = out.shape[-1] if out.dim() else 1
-    n_out = out.numel() // max(1, n_in)
+@dataclass(frozen=True)
+class _Strip:
+    """One band of TILE rows of one parameter part: the unit of work (drawn block by block)."""
+    dest: torch.Tensor  # [n_out, n_in] view of the output (or its CPU stand-in)
+    name: str
+    std: float
+    part: int
+    i: int
+    r0: int  # first row of the band in `dest`
+    h: int  # rows in the band (< TILE at a part's edge)
+
+
+def _strips(dest: torch.Tensor, name: str, std: float) -> list[_Strip]:
+    n_out = dest.shape[0]
     parts = segments(name)
     if n_out % parts:
         parts = 1
     rows = n_out // parts
-    on_cpu = out.device.type == "cpu"
-    dest = out.view(n_out, n_in) if on_cpu else torch.empty(n_out, n_in)
-    strips = [(part, i) for part in range(parts) for i in range(math.ceil(rows / TILE))]
+    return [_Strip(dest, name, std, part, i, part * rows + i * TILE, min(TILE, rows - i * TILE))
+            for part in range(parts) for i in range(math.ceil(rows / TILE))]
 
-    n_blocks, full = math.ceil(n_in / TILE), n_in // TILE
 
-    def fill(todo: list[tuple[int, int]]) -> None:
-        gen, strip = torch.Generator(), torch.empty(n_blocks, TILE, TILE)  # one block row, drawn block by block
-        for part, i in todo:
-            r0, h = part * rows + i * TILE, min(TILE, rows - i * TILE)
-            for j in range(n_blocks):
-                gen.manual_seed(_block_seed(seed, name, part, i, j))
-                strip[j].normal_(0.0, std, generator=gen)
-            band = dest[r0: r0 + h]  # [h, n_in]
-            if full:  # all full-width blocks of the row in one strided copy
-                band[:, : full * TILE].view(h, full, TILE).copy_(strip[:full, :h].transpose(0, 1))
-            if full < n_blocks:
-                band[:, full * TILE:].copy_(strip[full, :h, : n_in - full * TILE])
+def _fill(strips: list[_Strip], seed: int) -> None:
+    """Draw `strips` in order on this thread, one generator re-seeded per block."""
+    gen, buffers = torch.Generator(), {}
+    for s in strips:
+        n_in = s.dest.shape[1]
+        n_blocks, full = math.ceil(n_in / TILE), n_in // TILE
+        if n_blocks not in buffers:  # one block row, drawn block by block
+            buffers[n_blocks] = torch.empty(n_blocks, TILE, TILE)
+        strip = buffers[n_blocks]
+        for j in range(n_blocks):
+            gen.manual_seed(_block_seed(seed, s.name, s.part, s.i, j))
+            strip[j].normal_(0.0, s.std, generator=gen)
+        band = s.dest[s.r0: s.r0 + s.h]  # [h, n_in]
+        if full:  # all full-width blocks of the row in one strided copy
+            band[:, : full * TILE].view(s.h, full, TILE).copy_(strip[:full, : s.h].transpose(0, 1))
+        if full < n_blocks:
+            band[:, full * TILE:].copy_(strip[full, : s.h, : n_in - full * TILE])
 
+
+@torch.no_grad()
+def anchored_fill_(targets: Sequence[tuple[torch.Tensor, str, float]], seed: int) -> None:
+    """Fill each `(out, name, std)` (any device, contiguous, >= 1-D) with the anchored N(0, std^2) init of `name`.
+
+    All targets' strips go through one pass over torch's intra-op threads, dealt out in turn, so a
+    model with many mid-sized parameters keeps both threads busy to the end instead of joining
+    after every parameter (values never depend on the split)."""
+    strips, on_device = [], []
+    for out, name, std in targets:
+        if not out.is_contiguous():
+            raise ValueError(f"anchored_fill_ needs a contiguous tensor for {name!r}")
+        n_in = out.shape[-1] if out.dim() else 1
+        n_out = out.numel() // max(1, n_in)
+        if out.device.type == "cpu":
+            dest = out.view(n_out, n_in)
+        else:  # drawn on the CPU (values do not depend on the device), copied over below
+            dest = torch.empty(n_out, n_in)
+            on_device.append((out, dest))
+        strips += _strips(dest, name, std)
     workers = min(torch.get_num_threads(), len(strips))
-    if workers > 1 and n_out * n_in >= 1 << 20:  # big tensors: strips in parallel (the ops release the GIL)
+    if workers > 1 and sum(s.h * s.dest.shape[1] for s in strips) >= 1 << 20:  # the ops release the GIL
         with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(fill, [strips[k::workers] for k in range(workers)]))
+            list(pool.map(_fill, [strips[k::workers] for k in range(workers)], [seed] * workers))
     else:
-        fill(strips)
-    if not on_cpu:
-        out.view(n_out, n_in).copy_(dest)
+        _fill(strips, seed)
+    for out, dest in on_device:
+        out.view(dest.shape).copy_(dest)
+
+
+def anchored_normal_(out: torch.Tensor, name: str, std: float, seed: int) -> torch.Tensor:
+    """`anchored_fill_` for one tensor; returns `out`."""
+    anchored_fill_([(out, name, std)], seed)
     return out
 
 
-__all__ = ["TILE", "anchored_normal_", "segments"]
+__all__ = ["TILE", "anchored_fill_", "anchored_normal_", "segments"]

@@ -35,7 +35,7 @@ from torch import nn
 from search_spaces import ConfigError, ModelConfig
 from search_spaces._errors import require_range
 
-from .anchor import anchored_normal_
+from .anchor import anchored_fill_
 from .decoder import RESIDUAL_ROLES, LowRankDecoder, init_std
 from .encoder import GraphEncoder
 from .graph import DEFAULT_SPD_CUTOFF, Op, build_graph
@@ -206,13 +206,13 @@ class LoGAH(nn.Module):
         `param_order`, so one generator state always gives the same W0 whichever path draws it."""
         role_of = {name: role for names, roles in zip(graph.param_names, graph.param_roles)
                    for name, role in zip(names, roles)}
-        for name in graph.param_order:
-            if role_of[name] in RESIDUAL_ROLES:
-                std = init_std(role_of[name], graph.depth)
-                if self.config.anchor_seed is not None:
-                    anchored_normal_(outputs[name], name, std, self.config.anchor_seed)
-                else:
-                    outputs[name].normal_(0.0, std, generator=generator)
+        targets = [(outputs[name], name, init_std(role_of[name], graph.depth))
+                   for name in graph.param_order if role_of[name] in RESIDUAL_ROLES]
+        if self.config.anchor_seed is not None:
+            anchored_fill_(targets, self.config.anchor_seed)  # all parameters in one threaded pass
+        else:
+            for out, _, std in targets:
+                out.normal_(0.0, std, generator=generator)
 
     @torch.no_grad()
     def base_init(self, config: ModelConfig, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:

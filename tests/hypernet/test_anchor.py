@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hypernet import LoGAH, LoGAHConfig
-from hypernet.anchor import TILE, anchored_normal_
+from hypernet.anchor import TILE, anchored_fill_, anchored_normal_
 from search_spaces import ConfigError, GPT2Config, ViTConfig, build_model
 
 
@@ -100,3 +100,19 @@ def _reference(shape, name, std, seed):
 def test_matches_the_block_by_block_definition(shape, name):
     torch.testing.assert_close(anchored_normal_(torch.empty(shape), name, 0.03, seed=11),
                                _reference(shape, name, 0.03, 11), rtol=0, atol=0)
+
+
+def test_many_targets_in_one_pass_equal_one_at_a_time():
+    targets = [((300, 700), "blocks.0.mlp.c_fc.weight", 0.02), ((3 * 200, 200), "blocks.2.attn.c_attn.weight", 0.01),
+               ((1, 1, 112), "cls_token", 0.02), ((1100, 1000), "wte.weight", 0.03)]
+    outs = [torch.empty(shape) for shape, _, _ in targets]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # big enough for the threaded path
+        anchored_fill_([(out, name, std) for out, (_, name, std) in zip(outs, targets)], seed=4)
+    finally:
+        torch.set_num_threads(before)
+    for out, (shape, name, std) in zip(outs, targets):
+        torch.testing.assert_close(out, _reference(shape, name, std, 4), rtol=0, atol=0, msg=name)
+    with pytest.raises(ValueError, match="contiguous"):
+        anchored_fill_([(torch.empty(8, 8).t(), "wte.weight", 0.02)], seed=0)
