@@ -84,33 +84,37 @@ def _fill(strips: list[_Strip], seed: int) -> None:
             band[:, full * TILE:].copy_(strip[full, : s.h, : n_in - full * TILE])
 
 
-@torch.no_grad()
-def anchored_fill_(targets: Sequence[tuple[torch.Tensor, str, float]], seed: int) -> None:
-    """Fill each `(out, name, std)` (any device, contiguous, >= 1-D) with the anchored N(0, std^2) init of `name`.
-
-    All targets' strips go through one pass over torch's intra-op threads, dealt out in turn, so a
-    model with many mid-sized parameters keeps both threads busy to the end instead of joining
-    after every parameter (values never depend on the split)."""
-    strips, on_device = [], []
-    for out, name, std in targets:
-        if not out.is_contiguous():
-            raise ValueError(f"anchored_fill_ needs a contiguous tensor for {name!r}")
-        n_in = out.shape[-1] if out.dim() else 1
-        n_out = out.numel() // max(1, n_in)
-        if out.device.type == "cpu":
-            dest = out.view(n_out, n_in)
-        else:  # drawn on the CPU (values do not depend on the device), copied over below
-            dest = torch.empty(n_out, n_in)
-            on_device.append((out, dest))
-        strips += _strips(dest, name, std)
+def _draw(targets: list[tuple[torch.Tensor, str, float]], seed: int) -> None:
+    """Draw into CPU `[n_out, n_in]` views: one pass, block rows dealt over torch's intra-op threads."""
+    strips = [s for dest, name, std in targets for s in _strips(dest, name, std)]
     workers = min(torch.get_num_threads(), len(strips))
     if workers > 1 and sum(s.h * s.dest.shape[1] for s in strips) >= 1 << 20:  # the ops release the GIL
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(_fill, [strips[k::workers] for k in range(workers)], [seed] * workers))
     else:
         _fill(strips, seed)
-    for out, dest in on_device:
-        out.view(dest.shape).copy_(dest)
+
+
+@torch.no_grad()
+def anchored_fill_(targets: Sequence[tuple[torch.Tensor, str, float]], seed: int) -> None:
+    """Fill each `(out, name, std)` (any device, contiguous, >= 1-D) with the anchored N(0, std^2) init of `name`.
+
+    The CPU targets' strips go through one pass over torch's intra-op threads, dealt out in turn,
+    so a model with many mid-sized parameters keeps both threads busy to the end instead of joining
+    after every parameter (values never depend on the split). Targets on another device are drawn
+    on the CPU one at a time and copied over, so the CPU holds one parameter's draw at most."""
+    on_cpu, elsewhere = [], []
+    for out, name, std in targets:
+        if not out.is_contiguous():
+            raise ValueError(f"anchored_fill_ needs a contiguous tensor for {name!r}")
+        n_in = out.shape[-1] if out.dim() else 1
+        view = out.view(out.numel() // max(1, n_in), n_in)
+        (on_cpu if out.device.type == "cpu" else elsewhere).append((view, name, std))
+    _draw(on_cpu, seed)
+    for view, name, std in elsewhere:
+        dest = torch.empty(view.shape)
+        _draw([(dest, name, std)], seed)
+        view.copy_(dest)
 
 
 def anchored_normal_(out: torch.Tensor, name: str, std: float, seed: int) -> torch.Tensor:

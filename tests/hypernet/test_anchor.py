@@ -116,3 +116,11 @@ def test_many_targets_in_one_pass_equal_one_at_a_time():
         torch.testing.assert_close(out, _reference(shape, name, std, 4), rtol=0, atol=0, msg=name)
     with pytest.raises(ValueError, match="contiguous"):
         anchored_fill_([(torch.empty(8, 8).t(), "wte.weight", 0.02)], seed=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_device_targets_get_the_cpu_values():
+    shape, name = (300, 700), "blocks.0.mlp.c_fc.weight"
+    on_gpu, on_cpu = torch.empty(shape, device="cuda"), torch.empty(shape)
+    anchored_fill_([(on_gpu, name, 0.02), (on_cpu, name, 0.02)], seed=2)
+    assert torch.equal(on_gpu.cpu(), on_cpu)
