@@ -43,7 +43,7 @@ def _block_seed(seed: int, name: str, part: int, i: int, j: int) -> int:
     return int.from_bytes(digest, "little") >> 1  # a non-negative int64
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Strip:
     """One band of TILE rows of one parameter part: the unit of work (drawn block by block)."""
     dest: torch.Tensor  # [n_out, n_in] view of the output (or its CPU stand-in)
