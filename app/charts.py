@@ -129,10 +129,22 @@ def importances(values: dict[str, float]) -> go.Figure:
 
 def versions(versions_df: pd.DataFrame) -> go.Figure:
     """Hypernet versions over time: a dotted line per version (also those never evaluated, such as
-    a pretrained v0), validation loss where known, the versions in use joined by a step line."""
+    a pretrained v0), validation loss where known, the versions in use joined by a step line, and
+    for each refit its parent's loss on the same held-out set (the comparison that decided the
+    promotion; the held-out set grows with the study, so only these pairs are like for like)."""
     df = versions_df.sort_values("version")
     promoted_mask = df["promoted"].astype(bool)
     fig = go.Figure()
+    pairs = df[df["val_loss"].notna() & df["parent_val_loss"].notna()]
+    if len(pairs):
+        xs = [x for t in pairs["created_at"] for x in (t, t, None)]
+        ys = [y for a, b in zip(pairs["parent_val_loss"], pairs["val_loss"]) for y in (a, b, None)]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=COLORS["unknown"], width=1),
+                                 hoverinfo="skip", showlegend=False))
+        fig.add_trace(go.Scatter(
+            x=pairs["created_at"], y=pairs["parent_val_loss"], mode="markers", name="parent, same held-out set",
+            text=[f"v{v}" for v in pairs["version"]], marker=dict(color=COLORS["unknown"], size=9, symbol="circle-open"),
+            hovertemplate="parent of %{text}<br>val loss %{y:.4f}<extra></extra>"))
     for _, row in df.iterrows():
         color = COLORS["warm"] if row["promoted"] else COLORS["unknown"]
         fig.add_shape(type="line", x0=row["created_at"], x1=row["created_at"], y0=0, y1=1, yref="paper",
@@ -156,7 +168,8 @@ def versions(versions_df: pd.DataFrame) -> go.Figure:
                           "%{customdata[2]:.1f} s<extra></extra>"))
     fig.update_xaxes(title="created (UTC)")
     if len(known):
-        lo, hi = known["val_loss"].min(), known["val_loss"].max()
+        scores = pd.concat([known["val_loss"], pairs["parent_val_loss"]])
+        lo, hi = scores.min(), scores.max()
         pad = 0.2 * (hi - lo) if hi > lo else 0.1 * abs(hi) + 0.1  # room for the version labels
         fig.update_yaxes(range=[lo - pad, hi + 2 * pad])
     else:
