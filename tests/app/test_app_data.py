@@ -333,4 +333,3 @@ def test_screened_trials_show_their_screening_score():
     df = data.trials_frame([screened, plain])
     assert df["screen_loss"].iloc[0] == pytest.approx(0.25) and pd.isna(df["screen_loss"].iloc[1])
 
-
