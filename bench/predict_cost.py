@@ -7,8 +7,8 @@ Baselines, measured in the same run: the model's own random initialisation (`bui
 and its parameter bytes, and the floor any predictor pays on this machine: allocating and zeroing
 that many fresh bytes ("touch s"; on this VM first touch of fresh memory varies several-fold
 between runs). The predict worker then predicts a second time into memory the first prediction
-just freed ("again s": the same work with cheap page faults), so every row splits its time into
-the VM's part and the code's. Targets (issue 3): GPT-2-L prediction <= 5 s and peak RSS <= 1.3x the
+just freed ("again s": the same work with cheaper page faults). Both are separate measurements
+beside "predict s", not parts that add up to it: they show how much of a row is this VM's memory. Targets (issue 3): GPT-2-L prediction <= 5 s and peak RSS <= 1.3x the
 model's parameter bytes; the released LoGAH code takes ~37 s and 10.2 GB there (LOGAH_NOTES §6).
 The hypernet is randomly initialised: its cost does not depend on its weights. With the residual
 hypernet (default) `predict` includes drawing the random-init part W0 (seeded generator, written
@@ -142,8 +142,9 @@ def main() -> None:
                          ("time_ok", f"<= {TARGET_SECONDS:g}s"), ("rss_ok", f"<= {TARGET_RSS_RATIO}x")])
     human += (f"\n\nTargets (GPT-2-L only): prediction <= {TARGET_SECONDS:g} s, peak RSS <= {TARGET_RSS_RATIO}x model "
               f"bytes (whole process, interpreter and imports included). Released LoGAH: ~37 s, 10.2 GB.\n"
-              f"touch s: allocating and zeroing the model's bytes in a fresh process (the VM's part of any "
-              f"prediction); again s: a second prediction into just-freed memory (the code's part).")
+              f"touch s: allocating and zeroing the model's bytes in a fresh process (what this VM charges any "
+              f"predictor for fresh memory); again s: a second prediction into just-freed memory. Separate "
+              f"measurements, not parts of predict s.")
     emit("predict_cost", {"threads": args.threads, "variant": args.variant, "pure": args.pure, "rows": rows,
                           "targets": targets}, human)
 
