@@ -1,6 +1,6 @@
 """A trial's model as a downloadable .zip, built without touching the study database.
 
-The work is `nas.artifacts.export_trial` (weights from the artifact store, checked against the
+The work is `nas.artifacts.export_trial_from` (weights from the artifact store, checked against the
 trial's `config` attr, written by `nas.export.export_model` with provenance). Here it runs in a
 temporary directory, is zipped in memory, and every way it can fail becomes an `ArtifactError`
 the page can show while the rest of the page keeps working.
@@ -18,7 +18,9 @@ import sqlalchemy as sa
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial
 
-from app.data import ENV_ARTIFACTS, ArtifactError, short_error
+from app.reader import ArtifactError, short_error
+from nas.attrs import CONFIG, WEIGHTS
+from nas.storage import ARTIFACTS_ENV
 
 
 def export_name(study_name: str, number: int) -> str:
@@ -35,22 +37,23 @@ def export_zip(study: optuna.Study, trial: FrozenTrial, artifact_dir: str | os.P
     """
     from safetensors import SafetensorError
 
-    from nas.artifacts import export_trial
+    from nas.artifacts import export_trial_from
     from search_spaces import ConfigError
 
     what = f"trial {trial.number}"
-    artifact_id = trial.user_attrs.get("weights_artifact_id")
+    artifact_id = trial.user_attrs.get(WEIGHTS)
     if not artifact_id:
-        raise ArtifactError(f"{what} has no weights (no 'weights_artifact_id' attr)")
-    if not isinstance(trial.user_attrs.get("config"), dict):
-        raise ArtifactError(f"{what} has no 'config' attr to rebuild its model from")
+        raise ArtifactError(f"{what} has no weights (no {WEIGHTS!r} attr)")
+    if not isinstance(trial.user_attrs.get(CONFIG), dict):
+        raise ArtifactError(f"{what} has no {CONFIG!r} attr to rebuild its model from")
     base = Path(artifact_dir)
     if not base.is_dir():
-        raise ArtifactError(f"artifact store {base} does not exist (set --artifacts DIR or {ENV_ARTIFACTS})")
+        raise ArtifactError(f"artifact store {base} does not exist (set --artifacts DIR or {ARTIFACTS_ENV})")
     store = optuna.artifacts.FileSystemArtifactStore(str(base))
     with tempfile.TemporaryDirectory(prefix="logah-dashboard-") as tmp:
         try:
-            out = export_trial(study, store, tmp, storage_url=storage_url, engine=engine, trial_number=trial.number)
+            out = export_trial_from(study, store, tmp, storage_url=storage_url, engine=engine,
+                                    trial_number=trial.number)
         except (ArtifactNotFound, FileNotFoundError) as e:
             raise ArtifactError(f"weights artifact {artifact_id} of {what} not found in {base}: "
                                 f"{short_error(e)}") from None

@@ -1,6 +1,8 @@
 """Dashboard entry point: `streamlit run app/main.py -- --storage URL [--artifacts DIR]`.
 
-Reads the study storage read-only (see `app.data`); every page is a file in `app/pages/`.
+Reads the study storage read-only (see `app.reader`); every page is a file in `app/views/`.
+`app` is not an installed package: this script runs from the source tree (`logah-nas dashboard`
+starts it through `nas.dashboard`) and puts the repository root on `sys.path` itself.
 """
 from __future__ import annotations
 

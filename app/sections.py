@@ -9,7 +9,9 @@ import pandas as pd
 import streamlit as st
 from optuna.trial import FrozenTrial
 
-from app import charts, data, export, state
+from app import analysis, charts, export, frames, state
+from app.reader import ArtifactError, Reader, StorageError
+from nas.attrs import CONFIG, HYPERNET_VERSION, N_PARAMS, WARM_START, WEIGHTS
 from nas.screen import describe_screening
 
 
@@ -17,7 +19,7 @@ from nas.screen import describe_screening
 class StudyView:
     """What every tab needs about the study on screen."""
 
-    reader: data.Reader
+    reader: Reader
     name: str
     study: optuna.Study
     trials_df: pd.DataFrame
@@ -62,15 +64,16 @@ def warm_start(v: StudyView) -> None:
         st.info("No intermediate values reported: trials of this study have no val-loss curves.")
     else:
         if not v.known.any():
-            st.info("No trial has the `warm_start` attr, so warm-started and random-init trials cannot be told apart.")
-        bands = data.mean_curves(v.curves_df)
+            st.info(f"No trial has the `{WARM_START}` attr, so warm-started and random-init trials "
+                    "cannot be told apart.")
+        bands = analysis.mean_curves(v.curves_df)
         st.plotly_chart(charts.curves(v.curves_df, bands), key="curves")
-        default = data.default_target(v.trials_df)
+        default = analysis.default_target(v.trials_df)
         m = st.columns([1.2, 1, 1, 1, 1], vertical_alignment="center")
         target = m[0].number_input(
             "Target val loss", value=default if default is not None else float(v.curves_df["value"].median()),
             format="%.4f", help="Default: the median final val loss of random-init trials.")
-        gain = data.warm_start_gain(v.trials_df, v.curves_df, target)
+        gain = analysis.warm_start_gain(v.trials_df, v.curves_df, target)
         w, r, g = gain["warm"], gain["random"], gain["gain"]
         m[1].metric("Loss at step 0 (warm)", _fmt(w["loss at step 0 (mean)"]),
                     delta=_fmt(-g["loss at step 0 (mean)"], "{:+.3f} vs random"), delta_color="inverse")
@@ -95,8 +98,8 @@ def trials(v: StudyView) -> None:
         return [x for x in values if (v.trials_df[column] == x).any()]
 
     f = st.columns([2, 2, 3])
-    states = f[0].multiselect("State", data.STATES, default=present("state", data.STATES))
-    inits = f[1].multiselect("Init", data.INITS, default=present("init", data.INITS))
+    states = f[0].multiselect("State", frames.STATES, default=present("state", frames.STATES))
+    inits = f[1].multiselect("Init", frames.INITS, default=present("init", frames.INITS))
     values = v.trials_df["value"].dropna()
     value_range = None
     if len(values) and values.min() < values.max():
@@ -104,12 +107,12 @@ def trials(v: StudyView) -> None:
         picked = f[2].slider("Value range", lo, hi, (lo, hi), format="%.4f")
         if picked != (lo, hi):
             value_range = picked
-    shown = data.filter_trials(v.trials_df, states, inits, value_range)
+    shown = frames.filter_trials(v.trials_df, states, inits, value_range)
     p = st.columns([1, 1, 4])
     size = p[0].selectbox("Rows per page", [25, 50, 100, 250], index=1)
     pages = max(1, math.ceil(len(shown) / size))
     number = p[1].number_input("Page", min_value=1, max_value=pages, value=1, step=1)
-    rows, pages = data.page(shown, number, size)
+    rows, pages = frames.page(shown, number, size)
     p[2].caption(f"Trials {0 if rows.empty else (number - 1) * size + 1}–{(number - 1) * size + len(rows)} "
                  f"of {len(shown)} shown ({len(v.trials_df)} in the study) · select a row for its details")
     event = st.dataframe(rows, hide_index=True, on_select="rerun", selection_mode="single-row",
@@ -125,7 +128,7 @@ def trials(v: StudyView) -> None:
         v.best.number if v.best is not None else numbers[-1])
     st.subheader("Trial detail")
     chosen = st.selectbox("Trial", numbers, index=numbers.index(default_number), key=f"detail_{default_number}")
-    detail = data.trial_detail(v.reader.trial(v.name, int(chosen)))
+    detail = frames.trial_detail(v.reader.trial(v.name, int(chosen)))
     if detail["fail_reason"]:
         st.warning(f"**{detail['state']}:** {detail['fail_reason']}")
     d = st.columns(3)
@@ -142,7 +145,7 @@ def trials(v: StudyView) -> None:
         st.markdown("**User attrs**")
         st.json(detail["user_attrs"], expanded=False)
         st.markdown("**Artifacts**")
-        arts = data.artifacts(v.reader.trial(v.name, int(chosen)))
+        arts = frames.artifacts(v.reader.trial(v.name, int(chosen)))
         if arts.empty:
             st.caption("No artifacts recorded for this trial.")
         else:
@@ -153,7 +156,7 @@ def versions(v: StudyView) -> None:
     """Hypernet versions timeline and table (nas.versions)."""
     try:
         versions = state.versions(v.reader.url, v.name)
-    except data.StorageError as e:
+    except StorageError as e:
         st.error(str(e))
         versions = None
     if versions is not None and versions.empty:
@@ -176,7 +179,7 @@ def versions(v: StudyView) -> None:
 
 def best_model(v: StudyView) -> None:
     """Best (and best warm-started) trial with a .zip export of its weights."""
-    best_warm = data.best_trial(v.study, warm_only=True)
+    best_warm = analysis.best_trial(v.study, warm_only=True)
     if v.best is None:
         st.info("No completed trial yet: nothing to export.")
     seen = set()
@@ -188,22 +191,22 @@ def best_model(v: StudyView) -> None:
         a = t.user_attrs
         k = st.columns(4)
         k[0].metric("Val loss", f"{t.values[0]:.4f}")
-        k[1].metric("Init", {"warm": "hypernet", "random": "random", "unknown": "—"}[data.init_of(a)])
-        k[2].metric("Hypernet version", "—" if a.get("hypernet_version") is None else a["hypernet_version"])
-        k[3].metric("Parameters", f"{a['n_params']:,}" if isinstance(a.get("n_params"), int) else "—")
-        if a.get("config"):
+        k[1].metric("Init", {"warm": "hypernet", "random": "random", "unknown": "—"}[frames.init_of(a)])
+        k[2].metric("Hypernet version", "—" if a.get(HYPERNET_VERSION) is None else a[HYPERNET_VERSION])
+        k[3].metric("Parameters", f"{a[N_PARAMS]:,}" if isinstance(a.get(N_PARAMS), int) else "—")
+        if a.get(CONFIG):
             with st.expander("Config"):
-                st.json(a["config"])
-        artifact_id = a.get("weights_artifact_id")
+                st.json(a[CONFIG])
+        artifact_id = a.get(WEIGHTS)
         if not artifact_id:
-            st.info("This trial has no stored weights (`weights_artifact_id` attr), so it cannot be exported here.")
+            st.info(f"This trial has no stored weights (`{WEIGHTS}` attr), so it cannot be exported here.")
             continue
         if st.button("Build export (.zip)", key=f"build_{t.number}", icon=":material/package_2:"):
             st.session_state[f"export_{v.name}_{t.number}"] = True
         if st.session_state.get(f"export_{v.name}_{t.number}"):
             try:
                 blob = state.export_zip(v.reader.url, v.name, t.number, artifact_id, state.artifacts_dir())
-            except data.ArtifactError as e:
+            except ArtifactError as e:
                 st.error(f"Cannot export trial {t.number}: {e}")
             else:
                 st.download_button("Download model (.zip)", blob, key=f"download_{t.number}",

@@ -1,4 +1,5 @@
-"""Streamlit glue shared by the pages: which storage to show, and the caches around `app.data`.
+"""Streamlit glue shared by the pages: which storage to show, and the caches around `app.reader`,
+`app.frames` and `app.analysis`.
 
 Caching: one `Reader` per storage URL lives for the server's lifetime (`st.cache_resource`);
 frames are `st.cache_data` keyed on (storage, study, trials key), where the trials key changes
@@ -13,7 +14,11 @@ import sys
 import pandas as pd
 import streamlit as st
 
-from app import data, export
+from app import analysis, export
+from app import frames as _frames  # `frames` below is the cached function
+from app.reader import Reader, StorageError
+from nas.secrets import mask_url
+from nas.storage import ARTIFACTS_ENV, DEFAULT_ARTIFACTS, STORAGE_ENV
 
 
 def _args() -> argparse.Namespace:
@@ -26,46 +31,46 @@ def _args() -> argparse.Namespace:
 
 
 def storage_url() -> str | None:
-    return _args().storage or os.environ.get(data.ENV_STORAGE) or None
+    return _args().storage or os.environ.get(STORAGE_ENV) or None
 
 
 def artifacts_dir() -> str:
-    return _args().artifacts or os.environ.get(data.ENV_ARTIFACTS) or data.DEFAULT_ARTIFACTS
+    return _args().artifacts or os.environ.get(ARTIFACTS_ENV) or DEFAULT_ARTIFACTS
 
 
 @st.cache_resource(show_spinner=False)
-def _reader(url: str) -> data.Reader:
-    return data.Reader(url)  # a StorageError is not cached: the next rerun tries again
+def _reader(url: str) -> Reader:
+    return Reader(url)  # a StorageError is not cached: the next rerun tries again
 
 
-def reader() -> data.Reader | None:
+def reader() -> Reader | None:
     """The reader for the configured storage, or None after showing why there is none."""
     url = storage_url()
     if not url:
         st.error(f"No storage given. Start the dashboard with `streamlit run app/main.py -- --storage URL` "
-                 f"or set {data.ENV_STORAGE}.")
+                 f"or set {STORAGE_ENV}.")
         return None
     try:
         return _reader(url)
-    except data.StorageError as e:
+    except StorageError as e:
         st.error(f"**Storage unavailable.** {e}")
         return None
 
 
-def trials_key(r: data.Reader, study: str) -> tuple:
-    return data.trials_key(r.trials(study))
+def trials_key(r: Reader, study: str) -> tuple:
+    return _frames.trials_key(r.trials(study))
 
 
 @st.cache_data(show_spinner="Loading trials…", max_entries=32)
 def frames(url: str, study: str, key: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(trials frame, curves frame); `key` is only there to invalidate the cache."""
     trials = _reader(url).trials(study)
-    return data.trials_frame(trials), data.curves_frame(trials)
+    return _frames.trials_frame(trials), _frames.curves_frame(trials)
 
 
 @st.cache_data(show_spinner="Computing parameter importances…", max_entries=32)
 def importances(url: str, study: str, key: tuple) -> tuple[dict[str, float], str | None]:
-    return data.importances(_reader(url).study(study), seed=0)
+    return analysis.importances(_reader(url).study(study), seed=0)
 
 
 @st.cache_data(show_spinner=False, max_entries=32, ttl=30)
@@ -84,7 +89,7 @@ def sidebar() -> None:
     url = storage_url()
     with st.sidebar:
         st.caption("Storage (read-only)")
-        st.code(data.mask_url(url) if url else "—", language=None, wrap_lines=True)
+        st.code(mask_url(url) if url else "—", language=None, wrap_lines=True)
         st.caption(f"Artifacts: `{artifacts_dir()}`")
         if st.button("Reload", icon=":material/refresh:", help="Read new trials now"):
             st.rerun()

@@ -3,7 +3,7 @@
     python bench/adam_sharpness.py [--space vit --data digits] [--archs 8] [--steps 150] [--deltas 3e-4,1e-3]
 
 AdamW's first update moves every entry by ~lr in the sign direction of its gradient. For each held-out
-architecture (`hypernet.pretrain.heldout_configs`) this measures the val-loss change after one step
+architecture (`nas.pretrain.unseen_architectures`) this measures the val-loss change after one step
 p -> p - delta * sign(g), g the mean gradient of `--grad-batches` train batches, for:
 - the shipped hypernet's prediction (`hn.apply`, strength 1);
 - baseline, same run: the same architecture trained `--steps` steps from random init (a network at a
@@ -32,7 +32,7 @@ def sign_step_increase(model, dataset, *, deltas: list[float], grad_batches: int
 
     The model is restored afterwards; the gradient batches come from a fixed generator, so every
     model is probed with the same data."""
-    from nas.training import evaluate
+    from nas.train_loop import evaluate
 
     context = getattr(model.config, "context", None)
     generator = torch.Generator().manual_seed(0)
@@ -79,9 +79,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from hypernet.checkpoint import load_checkpoint
-    from hypernet.pretrain import heldout_configs
     from nas.data import load_dataset
-    from nas.training import TrainConfig, train
+    from nas.pretrain import unseen_architectures
+    from nas.train_loop import TrainConfig, train
     from search_spaces import build_model, get_space
 
     dataset = load_dataset(args.data)
@@ -99,7 +99,7 @@ def main() -> None:
         return {f"{who}_val": result["val_loss"], **{f"{who}_{d:g}": result["increase"][d] for d in deltas}}
 
     rows = []
-    for config in heldout_configs(space)[:args.archs]:
+    for config in unseen_architectures(space)[:args.archs]:
         torch.manual_seed(0)
         predicted = hn.apply(build_model(config))
         row = {"arch": describe_arch(config), **probe("predicted", predicted)}

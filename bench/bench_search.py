@@ -52,6 +52,7 @@ def worker(overrides: list[str]) -> dict:
     """One study in this process; returns per-trial (value, loss_step0, finished_at) and refit costs."""
     from optuna.trial import TrialState
 
+    from nas import attrs
     from nas.config import compose
     from nas.study import open_session, run_trials
     from nas.versions import list_versions
@@ -63,10 +64,10 @@ def worker(overrides: list[str]) -> dict:
     run_trials(session)
     wall = time.time() - t0
     trials = sorted(session.study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.datetime_complete)
-    versions = list_versions(session.engine, cfg.study_name)
+    versions = list_versions(session.storage.engine, cfg.study_name)
     return {
         "wall_s": wall, "setup_s": setup,
-        "trials": [{"number": t.number, "value": t.value, "loss_step0": t.user_attrs.get("loss_step0"),
+        "trials": [{"number": t.number, "value": t.value, "loss_step0": t.user_attrs.get(attrs.LOSS_STEP0),
                     "t": t.datetime_complete.timestamp() - t0} for t in trials],
         "refits": len(versions) - 1,
         "refit_s": sum(v.seconds for v in versions[1:]),

@@ -4,7 +4,7 @@
 
 Each rank gets the same short meta-training (same steps, seed, architecture stream and batches)
 and is scored by the mean step-0 val loss of the models it predicts for the held-out
-architectures (`hypernet.pretrain.heldout_configs`). Baseline, measured in the same run: the
+architectures (`nas.pretrain.unseen_architectures`). Baseline, measured in the same run: the
 same architectures at random init (`build_model`). Every model of architecture i is built after
 `torch.manual_seed(seed + i)`; a fresh-W0 hypernet (`--fresh-w0`) uses that init as W0, so its
 "before" equals the baseline exactly; an anchored one (default) replaces it with the anchored init
@@ -27,7 +27,7 @@ from _common import emit, table  # noqa: E402
 
 @torch.no_grad()
 def step0_loss(model, dataset, context=None) -> float:
-    from nas.training import evaluate
+    from nas.train_loop import evaluate
 
     return evaluate(model, dataset, batch_size=64, batches=4, context=context)["val_loss"]
 
@@ -47,14 +47,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from hypernet import LoGAH, LoGAHConfig
-    from hypernet.pretrain import heldout_configs, sampler_excluding
-    from hypernet.training import MetaTrainConfig, meta_train
+    from nas.pretrain import sampler_excluding, unseen_architectures
+    from hypernet import MetaTrainConfig, meta_train
     from nas.data import load_dataset
     from search_spaces import build_model, get_space
 
     dataset = load_dataset(args.data)
     space = get_space(args.space, **dataset.space_options())
-    held = heldout_configs(space)
+    held = unseen_architectures(space)
     ctx = (lambda c: getattr(c, "context", None))
 
     def built(i: int, config):

@@ -55,7 +55,7 @@ def main() -> None:
     from hypernet import load_checkpoint
     from nas.data import load_dataset
     from nas.screen import candidate_architectures, score_architectures
-    from nas.training import TrainConfig, train
+    from nas.train_loop import TrainConfig, train
     from search_spaces import build_model, get_space
 
     dataset = load_dataset(args.data)

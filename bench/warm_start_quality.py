@@ -3,8 +3,8 @@
     python bench/warm_start_quality.py [--steps 150] [--archs 3] [--eval-every 5] [--seeds 0,1,2,3,4]
 
 For each shipped checkpoint (vit_digits, gpt2_pytext) and each held-out architecture
-(`hypernet.pretrain.heldout_configs`: drawn with a seed pretraining never used and excluded from
-its samples), both inits are trained with `nas.training.train` under the same TrainConfig:
+(`nas.pretrain.unseen_architectures`: drawn with a seed pretraining never used and excluded from
+its samples), both inits are trained with `nas.train_loop.train` under the same TrainConfig:
 - the baseline (random init, `build_model`) for S steps gives its final val loss L_rand;
 - the warm start (`hn.apply`) is trained the same way; we record its step-0 val loss and the first
   eval step at which its val loss <= L_rand ("steps to match").
@@ -54,9 +54,9 @@ def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, e
              batch_size: int, seeds: tuple[int, ...], anchor_only: bool = False, path: Path | None = None,
              strength: float = 1.0, eval_batches: int | None = None) -> list[dict]:
     from hypernet.checkpoint import CheckpointError, load_checkpoint
-    from hypernet.pretrain import heldout_configs
     from nas.data import load_dataset
-    from nas.training import TrainConfig, train
+    from nas.pretrain import unseen_architectures
+    from nas.train_loop import TrainConfig, train
     from search_spaces import build_model, get_space
 
     dataset = load_dataset(data)
@@ -76,7 +76,7 @@ def run_case(space_name: str, data: str, ckpt: str, *, steps: int, archs: int, e
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=max(1, steps // 20),
                       eval_every=eval_every, eval_batches=eval_batches, seed=seeds[0], device="cpu")
     rows = []
-    for config in heldout_configs(space)[:archs]:
+    for config in unseen_architectures(space)[:archs]:
         rand_runs, warm_runs, predict_s = [], [], 0.0
         for seed in seeds:
             cfg = replace(cfg, seed=seed)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from nas.io import atomic_write_bytes
+from search_spaces.files import atomic_write_bytes
 
 from .model import LoGAH, LoGAHConfig
 

@@ -61,8 +61,8 @@ Three code paths share these rules. `decode_into` (no grad; `LoGAH.predict` / `a
 `decode_many` (with grad; `LoGAH.predict_batch`) build the factors of all same-shape tensors
 together (`_factors`: one matmul per factor, Gram matrices from the r x r basis Gram); then
 `decode_into` writes each matrix with a single GEMM into its preallocated output, while
-`decode_many` materialises them with one bmm. `decode_param` decodes one tensor of one node
-(the original streamed path; `model._decode_reference` keeps it as the reference the fast
+`decode_many` materialises them with one bmm. The original one-tensor-at-a-time path lives in the
+tests (tests/hypernet/_reference_decode.py) as the reference the fast
 path is tested against). Everything runs in fp32 outside autocast.
 """
 from __future__ import annotations
@@ -230,30 +230,6 @@ class LowRankDecoder(nn.Module):
         if role == Role.RESIDUAL_WEIGHT:
             return 1 / math.sqrt(n_in * 2 * depth)
         raise ValueError(f"unknown parameter role {role!r}: expected one of {Role.ALL}")
-
-    def decode_param(self, x: torch.Tensor, g: torch.Tensor, shape: tuple[int, ...], role: str, depth: int,
-                     out: torch.Tensor | None = None, base: torch.Tensor | None = None,
-                     init: torch.Tensor | None = None) -> torch.Tensor:
-        """One parameter of a node, normalised for its role. x [2r, r], g [2, r] from `node_features`.
-
-        Residual decoders need `init` (W0) for the roles in `RESIDUAL_ROLES` and return W0 + g Delta.
-        """
-        residual = self.residual and role in RESIDUAL_ROLES
-        if residual and init is None:
-            raise ValueError(f"a residual decoder needs init (W0) for role {role!r}")
-        if role in Role.VECTOR_SLOT:
-            v = self._activate(self.vector(g[Role.VECTOR_SLOT[role]], math.prod(shape), base), role).view(shape)
-            if residual:
-                v = init.view(shape) + v
-            return v if out is None else out.copy_(v)
-        n_in, n_out = shape[-1], math.prod(shape[:-1])
-        std = self.matrix_std(role, n_in, depth)
-        w = self.matrix(x, n_out, n_in, std * self.role_gain(role) if residual else std, out=out, base=base)
-        if residual:
-            w = init.view(shape) + w.view(shape)
-            if out is not None:
-                out.copy_(w)
-        return w.view(shape)
 
     # ---- batched decoding (predict and predict_batch) ----------------------------------------
     @staticmethod

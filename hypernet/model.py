@@ -25,7 +25,6 @@ parameter is W0 + g_role * Delta, where W0 is a standard random initialisation. 
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +32,7 @@ import torch
 from torch import nn
 
 from search_spaces import ConfigError, ModelConfig
-from search_spaces._errors import require_range
+from search_spaces.validate import require_range
 
 from .anchor import anchored_fill_
 from .decoder import RESIDUAL_ROLES, LowRankDecoder, init_std
@@ -347,27 +346,6 @@ class LoGAH(nn.Module):
             for name, value in decoded.items():
                 params[name].copy_(value)
         return model
-
-
-@torch.no_grad()
-def _decode_reference(hn: LoGAH, config: ModelConfig, init: dict[str, torch.Tensor] | None = None
-                      ) -> dict[str, torch.Tensor]:
-    """The original per-tensor path (`decode_param`, one node at a time), kept as the reference
-    that tests pin the fast `predict` against: same parameterisation, different op order.
-    Residual hypernets need `init` (W0, e.g. `hn.base_init(config, generator)`)."""
-    graph = hn.graph(config)
-    (h,) = hn.embed([graph])
-    result: dict[str, torch.Tensor] = {}
-    base = hn.decoder.prefix(max(max(math.prod(s[:-1]), s[-1]) for shapes in graph.param_shapes for s in shapes))
-    keys = node_keys(graph).to(h.device)
-    for i, names in enumerate(graph.param_names):
-        if not names:
-            continue
-        x, g = hn.decoder.node_features(h[i: i + 1], keys[i: i + 1])
-        for name, shape, role in zip(names, graph.param_shapes[i], graph.param_roles[i]):
-            w0 = init.get(name) if init is not None else None
-            result[name] = hn.decoder.decode_param(x[0], g[0], tuple(shape), role, graph.depth, base=base, init=w0)
-    return {name: result[name] for name in graph.param_order}
 
 
 def functional_forward(model: nn.Module, params: dict[str, torch.Tensor], *args: Any, **kwargs: Any) -> Any:

@@ -1,6 +1,6 @@
-"""Warm-started architecture search.
+"""Warm-started architecture search: the application on top of the `hypernet` library.
 
-Kept import-light on purpose: `hypernet` imports `nas.data` and `nas.training`, so this module
-must not import `hypernet`, `torch_geometric` or `streamlit`.
+Import-light (nothing here loads torch, torch_geometric or streamlit), so the CLI answers `--help`
+and a config error at once.
 """
 __version__ = "0.1.0"

@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from nas import attrs
 from nas.secrets import mask_url
 from nas.versions import get_version
 from search_spaces import ConfigError, build_model, config_from_dict
 
-WEIGHTS_ATTR = "weights_artifact_id"
+if TYPE_CHECKING:
+    from nas.storage import StudyStorage
+
 
 
 def select_trial(study: optuna.Study, number: int | None = None) -> FrozenTrial:
@@ -25,11 +28,11 @@ def select_trial(study: optuna.Study, number: int | None = None) -> FrozenTrial:
     trials only measure the warm-start gain), or, if no warm-started trial completed, the best one.
     It must be COMPLETE with saved weights."""
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.value is not None and WEIGHTS_ATTR in t.user_attrs]
+                if t.value is not None and attrs.WEIGHTS in t.user_attrs]
     if number is None:
         if not complete:
             raise ConfigError("trial", None, f"a completed trial, but study {study.study_name!r} has none yet")
-        warm = [t for t in complete if t.user_attrs.get("warm_start")]
+        warm = [t for t in complete if t.user_attrs.get(attrs.WARM_START)]
         return min(warm or complete, key=lambda t: t.value)
     by_number = {t.number: t for t in complete}
     if number not in by_number:
@@ -42,15 +45,15 @@ def load_trial_model(trial: FrozenTrial, artifact_store) -> torch.nn.Module:
     """The trained model of a trial, rebuilt from its config and its weights artifact."""
     from safetensors.torch import load_file
 
-    model = build_model(config_from_dict(trial.user_attrs["config"]))
+    model = build_model(config_from_dict(trial.user_attrs[attrs.CONFIG]))
     with tempfile.TemporaryDirectory(prefix="logah-x-") as tmp:
         path = Path(tmp) / "weights.safetensors"
         optuna.artifacts.download_artifact(artifact_store=artifact_store, file_path=str(path),
-                                           artifact_id=trial.user_attrs[WEIGHTS_ATTR])
+                                           artifact_id=trial.user_attrs[attrs.WEIGHTS])
         try:
             tensors = load_file(str(path))
         except Exception as exc:  # SafetensorError and friends name neither the trial nor the artifact
-            raise ValueError(f"trial {trial.number}: weights artifact {trial.user_attrs[WEIGHTS_ATTR]} is corrupt "
+            raise ValueError(f"trial {trial.number}: weights artifact {trial.user_attrs[attrs.WEIGHTS]} is corrupt "
                              f"or truncated ({exc})") from None
     params = dict(model.named_parameters())
     if set(tensors) != set(params):
@@ -63,9 +66,9 @@ def load_trial_model(trial: FrozenTrial, artifact_store) -> torch.nn.Module:
 
 
 def provenance(study: optuna.Study, trial: FrozenTrial, *, storage_url: str, engine=None) -> dict[str, Any]:
-    attrs, sattrs = trial.user_attrs, study.user_attrs
-    config = sattrs.get("config") or {}
-    version = attrs.get("hypernet_version")
+    ua, sattrs = trial.user_attrs, study.user_attrs
+    config = sattrs.get(attrs.STUDY_CONFIG) or {}
+    version = ua.get(attrs.HYPERNET_VERSION)
     hn = None
     if version is not None and engine is not None:
         row = get_version(engine, study.study_name, int(version))
@@ -76,25 +79,33 @@ def provenance(study: optuna.Study, trial: FrozenTrial, *, storage_url: str, eng
         "study": study.study_name,
         "storage": mask_url(storage_url),
         "trial": trial.number,
-        "metric": sattrs.get("metric", "val_loss"),
+        "metric": sattrs.get(attrs.STUDY_METRIC, "val_loss"),
         "value": trial.value,
-        "val_accuracy": attrs.get("val_accuracy"),
-        "val_perplexity": attrs.get("val_perplexity"),
-        "warm_start": attrs.get("warm_start"),
+        "val_accuracy": ua.get(attrs.VAL_ACCURACY),
+        "val_perplexity": ua.get(attrs.VAL_PERPLEXITY),
+        "warm_start": ua.get(attrs.WARM_START),
         "hypernet_version": version,
         "hypernet": hn,
-        "warm_strength": attrs.get("warm_strength"),  # init + strength * (prediction - init); None: random init
+        "warm_strength": ua.get(attrs.WARM_STRENGTH),  # init + strength * (prediction - init); None: random init
         "params": trial.params,
         "seed": config.get("seed"),
-        "data": config.get("data") or {"name": sattrs.get("data")},
-        "space": sattrs.get("space"),
+        "data": config.get("data") or {"name": sattrs.get(attrs.STUDY_DATA)},
+        "space": sattrs.get(attrs.STUDY_SPACE),
         "train": config.get("study"),
     }
 
 
-def export_trial(study: optuna.Study, artifact_store, export_dir: str | Path, *, storage_url: str,
-                 engine=None, trial_number: int | None = None, overwrite: bool = True) -> Path:
+def export_trial(storage: StudyStorage, study: optuna.Study, export_dir: str | Path, *,
+                 trial_number: int | None = None, overwrite: bool = True) -> Path:
     """Write `<export_dir>/<study>-trial<N>/` (model.safetensors, config.json, provenance.json)."""
+    return export_trial_from(study, storage.artifacts, export_dir, storage_url=storage.url, engine=storage.engine,
+                             trial_number=trial_number, overwrite=overwrite)
+
+
+def export_trial_from(study: optuna.Study, artifact_store, export_dir: str | Path, *, storage_url: str,
+                      engine=None, trial_number: int | None = None, overwrite: bool = True) -> Path:
+    """`export_trial` from the parts of a storage (the dashboard reads through its own read-only
+    connection, not a `StudyStorage`)."""
     from nas.export import export_model
 
     trial = select_trial(study, trial_number)
@@ -104,4 +115,4 @@ def export_trial(study: optuna.Study, artifact_store, export_dir: str | Path, *,
                         overwrite=overwrite)
 
 
-__all__ = ["export_trial", "load_trial_model", "provenance", "select_trial"]
+__all__ = ["export_trial", "export_trial_from", "load_trial_model", "provenance", "select_trial"]

@@ -12,6 +12,7 @@ import sys
 from dataclasses import fields
 from typing import Sequence
 
+from nas import attrs
 from search_spaces import ConfigError
 
 EXIT_USAGE = 2
@@ -58,7 +59,6 @@ def cmd_search(overrides: Sequence[str]) -> int:
     from nas.artifacts import export_trial, select_trial
     from nas.config import compose
     from nas.screen import describe_screening
-    from nas.secrets import mask_url
     from nas.study import best_trial, open_session
     from nas.versions import latest_promoted, list_versions
     from nas.workers import log_dir, monitor, spawn_workers, stop_workers
@@ -66,8 +66,8 @@ def cmd_search(overrides: Sequence[str]) -> int:
     cfg = compose(overrides)
     session = open_session(cfg, create=True)
     study = session.study
-    v0 = list_versions(session.engine, cfg.study_name)[0]
-    _print(f"study {cfg.study_name!r} in {mask_url(cfg.storage)}: space={cfg.space['name']} data={cfg.data.name} "
+    v0 = list_versions(session.storage.engine, cfg.study_name)[0]
+    _print(f"study {cfg.study_name!r} in {session.storage.masked_url}: space={cfg.space['name']} data={cfg.data.name} "
            f"n_trials={cfg.n_trials} workers={cfg.workers} hypernet v0: {v0.note}")
     screening = describe_screening(study.user_attrs)
     if screening:
@@ -79,7 +79,7 @@ def cmd_search(overrides: Sequence[str]) -> int:
     else:
         workers = spawn_workers(cfg, cfg.workers)
         try:
-            codes = monitor(study, workers, cfg.n_trials, engine=session.engine, progress=sys.stderr.isatty())
+            codes = monitor(study, workers, cfg.n_trials, engine=session.storage.engine, progress=sys.stderr.isatty())
         except KeyboardInterrupt:
             stop_workers(workers)
             raise
@@ -96,18 +96,18 @@ def cmd_search(overrides: Sequence[str]) -> int:
         print("logah-nas: error: no trial completed; see fail_reason of the trials in the dashboard", file=sys.stderr)
         return EXIT_FAILED
     metric = _metric_text(best)
-    latest = latest_promoted(session.engine, cfg.study_name)
-    versions = list_versions(session.engine, cfg.study_name)
+    latest = latest_promoted(session.storage.engine, cfg.study_name)
+    versions = list_versions(session.storage.engine, cfg.study_name)
     _print(f"best trial #{best.number}: val_loss={best.value:.4f}{metric} "
-           f"warm_start={best.user_attrs.get('warm_start')} hypernet_version={best.user_attrs.get('hypernet_version')}"
-           f" config={_short_config(best.user_attrs.get('config', {}))}")
+           f"warm_start={best.user_attrs.get(attrs.WARM_START)} "
+           f"hypernet_version={best.user_attrs.get(attrs.HYPERNET_VERSION)}"
+           f" config={_short_config(best.user_attrs.get(attrs.CONFIG, {}))}")
     _print(f"hypernet versions: {len(versions)} (newest promoted: v{latest.version if latest else '-'})")
     _print(_warm_vs_control(study))
     chosen = select_trial(study)
-    what = (f"best warm-started trial #{chosen.number}" if chosen.user_attrs.get("warm_start")
+    what = (f"best warm-started trial #{chosen.number}" if chosen.user_attrs.get(attrs.WARM_START)
             else f"best trial #{chosen.number}; no warm-started trial completed")
-    path = export_trial(study, session.artifact_store, cfg.export_dir, storage_url=cfg.storage,
-                        engine=session.engine, trial_number=chosen.number)
+    path = export_trial(session.storage, study, cfg.export_dir, trial_number=chosen.number)
     _print(f"exported to {path} ({what}; any trial: logah-nas export trial=N)")
     return 0
 
@@ -143,10 +143,10 @@ def _warm_vs_control(study) -> str:
 
     parts = []
     for label, warm in (("warm", True), ("control", False)):
-        trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("warm_start") is warm
+        trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(attrs.WARM_START) is warm
                   and t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         done = [t.value for t in trials if t.state == TrialState.COMPLETE]
-        step0 = [t.user_attrs["loss_step0"] for t in trials if "loss_step0" in t.user_attrs]
+        step0 = [t.user_attrs[attrs.LOSS_STEP0] for t in trials if attrs.LOSS_STEP0 in t.user_attrs]
         text = f"{label}: {len(done)} complete / {len(trials)}"
         if step0:
             text += f", mean loss@step0 {statistics.fmean(step0):.3f}"
@@ -157,10 +157,10 @@ def _warm_vs_control(study) -> str:
 
 
 def _metric_text(trial) -> str:
-    if "val_accuracy" in trial.user_attrs:
-        return f" val_accuracy={trial.user_attrs['val_accuracy']:.4f}"
-    if "val_perplexity" in trial.user_attrs:
-        return f" val_perplexity={trial.user_attrs['val_perplexity']:.2f}"
+    if attrs.VAL_ACCURACY in trial.user_attrs:
+        return f" val_accuracy={trial.user_attrs[attrs.VAL_ACCURACY]:.4f}"
+    if attrs.VAL_PERPLEXITY in trial.user_attrs:
+        return f" val_perplexity={trial.user_attrs[attrs.VAL_PERPLEXITY]:.2f}"
     return ""
 
 
@@ -173,7 +173,7 @@ def _worker_overrides(overrides: Sequence[str]) -> dict:
     """`key=value` pairs a worker accepts; everything else comes from the study's stored config."""
     from omegaconf import OmegaConf
 
-    from nas.workers import STORAGE_ENV
+    from nas.storage import storage_from_env
 
     result: dict = {}
     for item in overrides:
@@ -189,7 +189,7 @@ def _worker_overrides(overrides: Sequence[str]) -> dict:
     parsed = OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)), resolve=True)
     result.update(parsed)
     if "storage" not in result:
-        result["storage"] = os.environ.get(STORAGE_ENV, "sqlite:///logah_runs/study.db")
+        result["storage"] = storage_from_env()
     return result
 
 
@@ -201,31 +201,29 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def cmd_worker(overrides: Sequence[str]) -> int:
-    import optuna
-
-    from nas.storage import make_storage
+    from nas.config import from_dict
+    from nas.storage import StudyStorage
     from nas.study import open_session, run_trials, stored_config
-    from nas.secrets import mask_url
 
     given = _worker_overrides(overrides)
-    storage_url = given.pop("storage")
+    storage = StudyStorage.open(given.pop("storage"))  # the one connection of this process
     study_name = given.pop("study_name", None)
     if study_name is None:
-        names = [s.study_name for s in optuna.get_all_study_summaries(make_storage(storage_url, heartbeat_interval=None))]
+        names = storage.study_names()
         if len(names) != 1:
-            raise ConfigError("study_name", None, f"one of the studies in {mask_url(storage_url)}: {sorted(names)}")
+            raise ConfigError("study_name", None, f"one of the studies in {storage.masked_url}: {names}")
         study_name = names[0]
-    base = stored_config(storage_url, study_name).to_dict()
-    from nas.config import from_dict
-
-    cfg = from_dict(_merge({**base, "storage": storage_url}, given))
+    base = stored_config(storage, study_name).to_dict()
+    cfg = from_dict(_merge({**base, "storage": storage.url}, given))
+    storage = storage.with_artifacts(cfg.artifacts_dir)
+    storage.enable_heartbeat(cfg.study.heartbeat_interval, max_retry=cfg.study.max_retry)
     index = _worker_index()
     if os.environ.get("OMP_NUM_THREADS") == "1":
         import torch
 
         torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker{index} %(levelname)s %(name)s: %(message)s")
-    session = open_session(cfg, worker_index=index)
+    session = open_session(cfg, worker_index=index, storage=storage)
     guard = run_trials(session)
     if guard.tripped:
         print(f"logah-nas worker: {guard.in_a_row} trials failed in a row, last: {guard.last_reason}", file=sys.stderr)
@@ -248,22 +246,14 @@ def _worker_index() -> int:
 
 
 def cmd_export(overrides: Sequence[str]) -> int:
-    import optuna
-
     from nas.artifacts import export_trial
     from nas.config import compose
-    from nas.storage import make_artifact_store, make_engine, make_storage
-    from nas.secrets import mask_url
+    from nas.storage import StudyStorage
 
     cfg = compose(overrides)
-    storage = make_storage(cfg.storage, heartbeat_interval=None)
-    try:
-        study = optuna.load_study(study_name=cfg.study_name, storage=storage)
-    except KeyError:
-        names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
-        raise ConfigError("study_name", cfg.study_name, f"an existing study in {mask_url(cfg.storage)}: {names}") from None
-    path = export_trial(study, make_artifact_store(cfg.artifacts_dir), cfg.export_dir, storage_url=cfg.storage,
-                        engine=make_engine(cfg.storage), trial_number=cfg.trial)
+    storage = StudyStorage.open(cfg.storage, cfg.artifacts_dir)
+    study = storage.load_study(cfg.study_name)
+    path = export_trial(storage, study, cfg.export_dir, trial_number=cfg.trial)
     _print(str(path))
     return 0
 
@@ -273,16 +263,17 @@ def cmd_pretrain(overrides: Sequence[str]) -> int:
 
     cfg = compose(overrides)
     try:
-        from hypernet.pretrain import Recipe, pretrain
+        from nas.pretrain import pretrain
     except ImportError as exc:
         raise UsageError(f"pretraining is unavailable: {exc}") from None
     p = cfg.pretrain
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     space_options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.space.items() if k != "name"}
-    recipe = {f.name: getattr(p, f.name) for f in fields(Recipe) if f.name != "seed"}
+    recipe = p.recipe(seed=cfg.seed)  # the pretrain block + the top-level seed
     path = pretrain(space=cfg.space["name"], data=cfg.data.name, variant=cfg.hypernet.variant, out=p.out,
                     device=cfg.device, data_options=cfg.data.options, space_options=space_options,
-                    progress=sys.stderr.isatty(), init=p.init, seed=cfg.seed, **recipe)
+                    progress=sys.stderr.isatty(), init=p.init,
+                    **{f.name: getattr(recipe, f.name) for f in fields(recipe)})
     _print(str(path))
     return 0
 
@@ -290,14 +281,11 @@ def cmd_pretrain(overrides: Sequence[str]) -> int:
 def cmd_dashboard(overrides: Sequence[str]) -> int:
     """Streamlit on 127.0.0.1:`port`, reading `storage` (password passed via the environment)."""
     from nas.config import compose
+    from nas.dashboard import launch
 
     cfg = compose(overrides)
-    try:
-        from app.launch import launch
-    except ImportError as exc:
-        raise UsageError(f"the dashboard app is not installed ({exc})") from None
+    process = launch(cfg.storage, port=cfg.port, artifacts=cfg.artifacts_dir)  # no app/main.py: FileNotFoundError
     _print(f"dashboard: http://127.0.0.1:{cfg.port} (Ctrl+C stops it)")
-    process = launch(cfg.storage, port=cfg.port, artifacts=cfg.artifacts_dir)
     try:
         return process.wait()
     except KeyboardInterrupt:

@@ -33,7 +33,7 @@ from torch import nn
 
 from search_spaces import GPT2, GPT2Config, ModelConfig, ViT, build_model, config_from_dict
 
-from .io import atomic_write_bytes, atomic_write_text, fsync_dir, sha256_file
+from search_spaces.files import atomic_write_bytes, atomic_write_text, fsync_dir, sha256_file
 from .secrets import mask_secrets
 
 WEIGHTS_NAME = "model.safetensors"

@@ -9,62 +9,32 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
-from sqlalchemy.engine import Engine
 
-from nas.training import TrainConfig, train
+from nas import attrs
+from nas.hypernets import HypernetCache
+from nas.train_loop import TrainConfig, train
+from nas.trial_recipe import count_params, eval_batch_size, is_control, trial_seed
 from search_spaces import ModelConfig, build_model
+from search_spaces.files import atomic_write_bytes
 
-
-def trial_seed(study_seed: int, trial_number: int) -> int:
-    """Seed of a trial's model init and batches: warm and control trials of the same number share
-    the same W0, and a refit can rebuild any trial's init (its distillation baseline)."""
-    return study_seed * 1_000_003 + trial_number
+if TYPE_CHECKING:
+    from nas.session import Session
 
 
 class TrialFailed(RuntimeError):
     """A trial that cannot produce a result (diverged, ...); the worker records FAIL and goes on."""
 
 
-def is_control(number: int, fraction: float, seed: int) -> bool:
-    """Whether trial `number` is a random-init control trial.
-
-    Stratified, not i.i.d.: exactly round(n * fraction) +- 1 of any n consecutive trials are
-    controls (a coin per trial could give none in a short study), at a seed-dependent phase.
-    """
-    if fraction <= 0:
-        return False
-    if fraction >= 1:
-        return True
-    phase = random.Random(seed).random()
-    return math.floor((number + 1) * fraction + phase) > math.floor(number * fraction + phase)
-
-
-def eval_batch_size(study_cfg) -> int:
-    """Every trial (and the refit's validation) scores `eval_batches` val batches of this size, whatever
-    its own training batch size: the same val examples for all, so their metrics compare."""
-    return max(study_cfg.batch_sizes)
-
-
-def count_params(config: ModelConfig) -> int:
-    """Parameters of a config without allocating them (meta device)."""
-    with torch.device("meta"):
-        model = build_model(config)
-    return sum(p.numel() for p in model.parameters())
-
-
 def save_weights(model: torch.nn.Module, path: str | Path, config: ModelConfig) -> None:
     """Final weights as safetensors (parameters once each: tied embeddings are stored once)."""
     from safetensors.torch import save
-
-    from nas.io import atomic_write_bytes
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.named_parameters()}
     atomic_write_bytes(path, save(tensors, metadata={"format": "pt", "config": json.dumps(config.to_dict())}))
@@ -73,12 +43,10 @@ def save_weights(model: torch.nn.Module, path: str | Path, config: ModelConfig) 
 class Objective:
     """Callable for `study.optimize`; one per worker process (it caches the hypernet)."""
 
-    def __init__(self, cfg, dataset, space, engine: Engine, artifact_store) -> None:
-        from nas.refit import HypernetCache
-
-        self.cfg, self.dataset, self.space = cfg, dataset, space
-        self.engine, self.artifact_store = engine, artifact_store
-        self.hypernets = HypernetCache(engine, artifact_store, cfg.study_name)
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.cfg, self.dataset, self.space = session.cfg, session.dataset, session.space
+        self.hypernets = HypernetCache(session.storage, session.cfg.study_name)
 
     def __call__(self, trial: optuna.Trial) -> float:
         try:
@@ -86,14 +54,14 @@ class Objective:
         except optuna.TrialPruned:
             raise
         except Exception as exc:
-            if "fail_reason" not in trial.user_attrs:
+            if attrs.FAIL_REASON not in trial.user_attrs:
                 from nas.secrets import mask_url
 
-                trial.set_user_attr("fail_reason", mask_url(f"{type(exc).__name__}: {exc}")[:1000])
+                trial.set_user_attr(attrs.FAIL_REASON, mask_url(f"{type(exc).__name__}: {exc}")[:1000])
             raise
         finally:
-            if "train_seconds" not in trial.user_attrs:  # stopped before training started
-                trial.set_user_attr("train_seconds", 0.0)
+            if attrs.TRAIN_SECONDS not in trial.user_attrs:  # stopped before training started
+                trial.set_user_attr(attrs.TRAIN_SECONDS, 0.0)
 
     def _run(self, trial: optuna.Trial) -> float:
         s, cfg = self.cfg.study, self.cfg
@@ -103,14 +71,14 @@ class Objective:
         batch_size = trial.suggest_categorical("batch_size", list(s.batch_sizes))
         warm = not is_control(trial.number, s.control_fraction, cfg.seed)
         n_params = count_params(config)
-        trial.set_user_attr("config", config.to_dict())
-        trial.set_user_attr("n_params", n_params)
-        trial.set_user_attr("warm_start", warm)
-        trial.set_user_attr("hypernet_version", None)
-        trial.set_user_attr("predict_seconds", 0.0)
+        trial.set_user_attr(attrs.CONFIG, config.to_dict())
+        trial.set_user_attr(attrs.N_PARAMS, n_params)
+        trial.set_user_attr(attrs.WARM_START, warm)
+        trial.set_user_attr(attrs.HYPERNET_VERSION, None)
+        trial.set_user_attr(attrs.PREDICT_SECONDS, 0.0)
         if n_params > s.max_params:
             reason = f"n_params={n_params:,} exceeds study.max_params={s.max_params:,}; not built"
-            trial.set_user_attr("fail_reason", reason)
+            trial.set_user_attr(attrs.FAIL_REASON, reason)
             raise optuna.TrialPruned(reason)
 
         model = build_model(config, seed=trial_seed(cfg.seed, trial.number))
@@ -118,9 +86,9 @@ class Objective:
             version, hn = self.hypernets.latest()
             t0 = time.perf_counter()
             hn.apply(model, strength=cfg.hypernet.warm_strength)
-            trial.set_user_attr("predict_seconds", time.perf_counter() - t0)
-            trial.set_user_attr("warm_strength", cfg.hypernet.warm_strength)
-            trial.set_user_attr("hypernet_version", version.version)
+            trial.set_user_attr(attrs.PREDICT_SECONDS, time.perf_counter() - t0)
+            trial.set_user_attr(attrs.WARM_STRENGTH, cfg.hypernet.warm_strength)
+            trial.set_user_attr(attrs.HYPERNET_VERSION, version.version)
 
         train_cfg = TrainConfig(steps=s.steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                 warmup_steps=s.warmup_steps, grad_clip=s.grad_clip, eval_every=s.eval_every,
@@ -131,31 +99,31 @@ class Objective:
         try:
             result = train(model, self.dataset, train_cfg, report=self._reporter(trial))
         finally:
-            trial.set_user_attr("train_seconds", time.perf_counter() - t0)
+            trial.set_user_attr(attrs.TRAIN_SECONDS, time.perf_counter() - t0)
         if math.isfinite(result.loss_step0):
-            trial.set_user_attr("loss_step0", result.loss_step0)
+            trial.set_user_attr(attrs.LOSS_STEP0, result.loss_step0)
         if result.status != "complete":
             reason = f"{result.status}: {result.reason}"
-            trial.set_user_attr("fail_reason", reason)
+            trial.set_user_attr(attrs.FAIL_REASON, reason)
             raise TrialFailed(reason)
 
         metrics = result.metrics
         if "val_accuracy" in metrics:
-            trial.set_user_attr("val_accuracy", metrics["val_accuracy"])
+            trial.set_user_attr(attrs.VAL_ACCURACY, metrics["val_accuracy"])
         if self.dataset.kind == "text":
-            trial.set_user_attr("val_perplexity", math.exp(min(result.val_loss, 700.0)))
-        trial.set_user_attr("weights_artifact_id", self._upload_weights(trial, model, config))
+            trial.set_user_attr(attrs.VAL_PERPLEXITY, math.exp(min(result.val_loss, 700.0)))
+        trial.set_user_attr(attrs.WEIGHTS, self._upload_weights(trial, model, config))
         return result.val_loss
 
     def _reporter(self, trial: optuna.Trial):
         def report(step: int, metrics: dict[str, Any]) -> None:
             value = float(metrics["val_loss"])
             if step == 0:
-                trial.set_user_attr("loss_step0", value)
+                trial.set_user_attr(attrs.LOSS_STEP0, value)
             trial.report(value, step)
             if trial.should_prune():
                 reason = f"pruned by the {self.cfg.study.pruner} pruner at step {step} (val_loss {value:.4f})"
-                trial.set_user_attr("fail_reason", reason)
+                trial.set_user_attr(attrs.FAIL_REASON, reason)
                 raise optuna.TrialPruned(reason)
 
         return report
@@ -164,8 +132,8 @@ class Objective:
         with tempfile.TemporaryDirectory(prefix="logah-w-") as tmp:
             path = Path(tmp) / f"trial-{trial.number}.safetensors"
             save_weights(model, path, config)
-            return optuna.artifacts.upload_artifact(artifact_store=self.artifact_store, file_path=str(path),
+            return optuna.artifacts.upload_artifact(artifact_store=self.session.storage.artifacts, file_path=str(path),
                                                     study_or_trial=trial, mimetype="application/octet-stream")
 
 
-__all__ = ["Objective", "TrialFailed", "count_params", "is_control", "save_weights"]
+__all__ = ["Objective", "TrialFailed", "save_weights"]

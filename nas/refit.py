@@ -1,18 +1,11 @@
-"""The study's hypernet: version 0, loading a version, and periodic refits from trial results.
+"""Periodic refits of a study's hypernet from its trial results.
 
-Lifecycle (all state lives in the study's database and artifact store, so any worker on any
-machine can take part):
-
-* version 0 is registered when the study is created: the shipped pretrained checkpoint for the
-  space (`hypernet.pretrained_path`), a given checkpoint, or a random LoGAH of the configured
-  variant;
-* after every `refit_every` completed trials one worker (the holder of the DB lease
-  `refit:<study>`) meta-trains a copy of the newest promoted version on architectures the study
-  found good, plus a distillation term pulling predictions towards the trained weights of the
-  best trials;
-* the new version is validated on a fixed held-out set of architectures (loss of the predicted
-  parameters before any training) against its parent on the same set; it is recorded either way
-  but only *promoted* (used by workers) if it is better.
+After every `refit_every` completed trials one process (the holder of the DB lease
+`refit:<study>`) meta-trains a copy of the newest promoted version on architectures the study
+found good, plus a distillation term pulling predictions towards the trained weights of the best
+trials. The new version is scored on the validation architectures (loss of the predicted
+parameters before any training) against its parent on the same set; it is recorded either way
+but only *promoted* (used by workers) if it is better. Versions themselves: `nas.hypernets`.
 """
 from __future__ import annotations
 
@@ -21,25 +14,27 @@ import logging
 import random
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import Engine
 
-from nas.versions import (HypernetVersion, VersionExistsError, get_version, latest_promoted, list_versions,
-                          record_version)
-from nas.objective import eval_batch_size, trial_seed
-from search_spaces import ModelConfig, build_model, config_from_dict
+from nas import attrs
+from nas.hypernets import load_version, predicted_val_loss, upload_checkpoint
+from nas.trial_recipe import eval_batch_size, trial_init
+from nas.versions import HypernetVersion, latest_promoted, list_versions, record_version
+from search_spaces import ModelConfig, config_from_dict
+
+if TYPE_CHECKING:
+    from nas.session import Session
 
 _log = logging.getLogger(__name__)
 
-HELDOUT_SEED = 424_242  # the fixed part of the validation set; never a training seed
-HELDOUT_INIT_SEED = 525_252  # W0 of the validation models, the same for every version compared
-WEIGHTS_ATTR = "weights_artifact_id"
+VALIDATION_SEED = 424_242  # the fixed part of the validation set; never a training seed
+VALIDATION_INIT_SEED = 525_252  # W0 of the validation models, the same for every version compared
 
 
 def lease_name(study_name: str) -> str:
@@ -50,112 +45,10 @@ def config_key(config: ModelConfig) -> str:
     return json.dumps(config.to_dict(), sort_keys=True)
 
 
-# ---- version 0 and loading ----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class InitialHypernet:
-    """Version 0 before it is recorded: the hypernet, its note, and whether it was loaded from a
-    checkpoint (only a trained hypernet's scores are worth screening architectures with)."""
-    hn: Any
-    note: str
-    pretrained: bool
-
-
-def initial_hypernet(hcfg, space) -> InitialHypernet:
-    """Version 0 following `hypernet.checkpoint` (auto | none | path)."""
-    from hypernet import LoGAH, LoGAHConfig, load_checkpoint, pretrained_path
-
-    signature = space.signature()
-    if hcfg.checkpoint not in ("auto", "none"):
-        hn, _ = load_checkpoint(hcfg.checkpoint, expected_signature=signature)
-        return InitialHypernet(hn, f"checkpoint {Path(hcfg.checkpoint).name}", pretrained=True)
-    if hcfg.checkpoint == "auto":
-        path = pretrained_path(signature)
-        if path is not None:
-            hn, _ = load_checkpoint(path, expected_signature=signature)
-            if hn.config.variant != hcfg.variant:
-                _log.warning("using the shipped %s checkpoint %s although hypernet.variant=%s "
-                             "(set hypernet.checkpoint=none for a random %s)", hn.config.variant, path.name,
-                             hcfg.variant, hcfg.variant)
-            return InitialHypernet(hn, f"pretrained {path.name}", pretrained=True)
-    hn = LoGAH(LoGAHConfig(variant=hcfg.variant, space_signature=signature))
-    return InitialHypernet(hn, f"random init LoGAH-{hcfg.variant}" + (" (no shipped checkpoint for this space)"
-                                                                       if hcfg.checkpoint == "auto" else ""),
-                           pretrained=False)
-
-
-def _upload_checkpoint(hn, study: optuna.Study, artifact_store, meta: dict[str, Any]) -> tuple[str, str]:
-    """Save `hn` as a checkpoint artifact of the study; returns (artifact_id, payload sha256)."""
-    from hypernet import save_checkpoint
-
-    with tempfile.TemporaryDirectory(prefix="logah-hn-") as tmp:
-        path = Path(tmp) / f"hypernet-{meta.get('version', 'new')}.safetensors"
-        sha = save_checkpoint(hn, path, meta)
-        artifact_id = optuna.artifacts.upload_artifact(
-            artifact_store=artifact_store, file_path=str(path), study_or_trial=study,
-            mimetype="application/octet-stream")
-    return artifact_id, sha
-
-
-def ensure_initial_version(study: optuna.Study, engine: Engine, artifact_store, hcfg, space,
-                           initial: InitialHypernet | None = None) -> HypernetVersion:
-    """Register version 0 once per study (a no-op when it exists; safe if two processes race).
-
-    `initial` is `initial_hypernet(hcfg, space)` when the caller already built it."""
-    existing = get_version(engine, study.study_name, 0)
-    if existing is not None:
-        return existing
-    t0 = time.perf_counter()
-    initial = initial if initial is not None else initial_hypernet(hcfg, space)
-    artifact_id, sha = _upload_checkpoint(initial.hn, study, artifact_store, {"study": study.study_name, "version": 0})
-    try:
-        return record_version(engine, study.study_name, version=0, artifact_id=artifact_id, sha256=sha,
-                              promoted=True, trials_used=0, device="cpu", seconds=time.perf_counter() - t0,
-                              note=initial.note)
-    except VersionExistsError:  # another process registered it first: use theirs
-        return get_version(engine, study.study_name, 0)
-
-
-def load_version(version: HypernetVersion, artifact_store, map_location: str | torch.device = "cpu"):
-    """The hypernet of a recorded version, checksum-verified against the versions table."""
-    from hypernet import CheckpointError, load_checkpoint
-
-    with tempfile.TemporaryDirectory(prefix="logah-hn-") as tmp:
-        path = Path(tmp) / "hypernet.safetensors"
-        optuna.artifacts.download_artifact(artifact_store=artifact_store, file_path=str(path),
-                                           artifact_id=version.artifact_id)
-        hn, meta = load_checkpoint(path, map_location=map_location)
-    if meta.get("sha256") != version.sha256:
-        raise CheckpointError(f"hypernet version {version.version} of study {version.study_name!r}: artifact "
-                              f"{version.artifact_id} has sha256 {meta.get('sha256')}, the table says {version.sha256}")
-    return hn.eval()
-
-
-class HypernetCache:
-    """The newest promoted hypernet of a study, loaded once per process and version."""
-
-    def __init__(self, engine: Engine, artifact_store, study_name: str) -> None:
-        self.engine, self.artifact_store, self.study_name = engine, artifact_store, study_name
-        self._version: HypernetVersion | None = None
-        self._hn = None
-
-    def latest(self) -> tuple[HypernetVersion, Any]:
-        version = latest_promoted(self.engine, self.study_name)
-        if version is None:
-            raise RuntimeError(f"study {self.study_name!r} has no hypernet version; create the study with "
-                               "`logah-nas search` before starting workers")
-        if self._version is None or version.id != self._version.id:
-            self._hn = load_version(version, self.artifact_store)
-            self._version = version
-        return self._version, self._hn
-
-
-# ---- refit --------------------------------------------------------------------------------
-
 def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Completed trials with a config, best first."""
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if "config" in t.user_attrs and t.value is not None]
+              if attrs.CONFIG in t.user_attrs and t.value is not None]
     return sorted(trials, key=lambda t: t.value)
 
 
@@ -171,47 +64,28 @@ def refit_due(engine: Engine, study: optuna.Study, refit_every: int) -> bool:
     return n_complete >= (refits_done(engine, study.study_name) + 1) * refit_every
 
 
-def heldout_configs(space, trials: list[FrozenTrial], n_fixed: int, n_best: int) -> list[ModelConfig]:
-    """Validation architectures: a fixed-seed sample of the space plus the best trials' configs."""
-    rng = random.Random(HELDOUT_SEED)
+def validation_architectures(space, trials: list[FrozenTrial], n_fixed: int, n_best: int) -> list[ModelConfig]:
+    """What a refit is judged on: a fixed-seed sample of the space plus the best trials' configs."""
+    rng = random.Random(VALIDATION_SEED)
     configs = [space.sample(rng) for _ in range(n_fixed)]
     seen = {config_key(c) for c in configs}
     for t in trials:
         if len(configs) >= n_fixed + n_best:
             break
-        c = config_from_dict(t.user_attrs["config"])
+        c = config_from_dict(t.user_attrs[attrs.CONFIG])
         if config_key(c) not in seen:
             configs.append(c)
             seen.add(config_key(c))
     return configs
 
 
-@torch.no_grad()
-def predicted_val_loss(hn, config: ModelConfig, dataset, *, init_seed: int, batch_size: int, batches: int,
-                       device: torch.device | str = "cpu") -> float:
-    """Val loss of `config` with the hypernet's parameters (full strength, no training)."""
-    from nas.training import evaluate
-
-    model = hn.apply(build_model(config, seed=init_seed))
-    context = getattr(config, "context", None) if dataset.kind == "text" else None
-    metrics = evaluate(model.to(device), dataset, batch_size=batch_size, batches=batches, context=context,
-                       device=device)
-    return metrics["val_loss"]
-
-
-def heldout_loss(hn, configs: list[ModelConfig], dataset, *, batch_size: int, batches: int,
-                 device: torch.device | str = "cpu") -> float:
+def validation_loss(hn, configs: list[ModelConfig], dataset, *, batch_size: int, batches: int,
+                    device: torch.device | str = "cpu") -> float:
     """Mean val loss of the predicted parameters (step 0, no training) over `configs`."""
-    losses = [predicted_val_loss(hn, config, dataset, init_seed=HELDOUT_INIT_SEED + i,  # parent and child share W0
+    losses = [predicted_val_loss(hn, config, dataset, init_seed=VALIDATION_INIT_SEED + i,  # parent and child share W0
                                  batch_size=batch_size, batches=batches, device=device)
               for i, config in enumerate(configs)]
     return float(sum(losses) / len(losses))
-
-
-def trial_init(seed: int, trial_number: int, config: ModelConfig) -> dict[str, torch.Tensor]:
-    """The random init a trial started from (the objective seeds every model build the same way)."""
-    model = build_model(config, seed=trial_seed(seed, trial_number))
-    return {name: p.detach() for name, p in model.named_parameters()}
 
 
 def _rank_weights(n: int) -> list[float]:
@@ -243,7 +117,7 @@ def load_trial_weights(trial: FrozenTrial, artifact_store) -> dict[str, torch.Te
     with tempfile.TemporaryDirectory(prefix="logah-w-") as tmp:
         path = Path(tmp) / "weights.safetensors"
         optuna.artifacts.download_artifact(artifact_store=artifact_store, file_path=str(path),
-                                           artifact_id=trial.user_attrs[WEIGHTS_ATTR])
+                                           artifact_id=trial.user_attrs[attrs.WEIGHTS])
         return load_file(str(path))
 
 
@@ -274,16 +148,17 @@ def make_distill_loss(targets: dict[str, tuple[dict[str, torch.Tensor], float]],
     return extra_loss
 
 
-def refit(cfg, study: optuna.Study, engine: Engine, artifact_store, dataset, space, *,
-          lease=None, progress: bool = False) -> HypernetVersion | None:
+def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVersion | None:
     """Meta-train the next hypernet version from the study's results and record it.
 
     Returns None (nothing recorded) when `lease` was lost during the refit: another process
     may be refitting from the same parent, and two versions from one parent would race.
     """
     from hypernet import MetaTrainConfig, meta_train
-    from nas.training import resolve_device
+    from nas.train_loop import ADAM_BETAS, TrainConfig, resolve_device
 
+    cfg, study, dataset, space = session.cfg, session.study, session.dataset, session.space
+    engine, artifact_store = session.storage.engine, session.storage.artifacts
     h = cfg.hypernet
     t0 = time.perf_counter()
     parent = latest_promoted(engine, study.study_name)
@@ -291,11 +166,11 @@ def refit(cfg, study: optuna.Study, engine: Engine, artifact_store, dataset, spa
         raise RuntimeError(f"study {study.study_name!r} has no hypernet version to refit")
     hn = load_version(parent, artifact_store)
     trials = completed_trials(study)
-    trial_configs = [config_from_dict(t.user_attrs["config"]) for t in trials]
-    heldout = heldout_configs(space, trials, h.heldout_archs, h.heldout_best)
-    fixed = {config_key(c) for c in heldout[:h.heldout_archs]}
+    trial_configs = [config_from_dict(t.user_attrs[attrs.CONFIG]) for t in trials]
+    validation = validation_architectures(space, trials, h.heldout_archs, h.heldout_best)
+    fixed = {config_key(c) for c in validation[:h.heldout_archs]}
     eval_kw = {"batch_size": eval_batch_size(cfg.study), "batches": cfg.study.eval_batches}
-    parent_val = heldout_loss(hn, heldout, dataset, **eval_kw)
+    parent_val = validation_loss(hn, validation, dataset, **eval_kw)
 
     # An anchored hypernet's warm starts all begin at its anchored W0 (+ correction), so only warm
     # trials' trained weights are updates of that W0; control trials started from their own random
@@ -307,9 +182,9 @@ def refit(cfg, study: optuna.Study, engine: Engine, artifact_store, dataset, spa
     for t, c, w in zip(trials, trial_configs, rank):
         if len(targets) >= h.distill_trials:
             break
-        if anchored and not t.user_attrs.get("warm_start"):
+        if anchored and not t.user_attrs.get(attrs.WARM_START):
             continue
-        if WEIGHTS_ATTR in t.user_attrs and config_key(c) not in targets:
+        if attrs.WEIGHTS in t.user_attrs and config_key(c) not in targets:
             try:
                 targets[config_key(c)] = (load_trial_weights(t, artifact_store), w / rank[0])
                 target_trials[config_key(c)] = t.number
@@ -328,19 +203,20 @@ def refit(cfg, study: optuna.Study, engine: Engine, artifact_store, dataset, spa
     mcfg = MetaTrainConfig(steps=h.refit_steps, meta_batch=h.refit_meta_batch, lr=h.refit_lr,
                            warmup_steps=min(10, h.refit_steps // 10), batch_size=h.refit_batch_size,
                            seed=cfg.seed + 1000 * (n_prev + 1), device=str(device),
+                           unroll_betas=ADAM_BETAS, unroll_grad_clip=TrainConfig().grad_clip,
                            log_every=max(1, min(10, h.refit_steps)))
     result = meta_train(hn, space, dataset, mcfg,
                         sample_arch=make_sample_arch(space, trial_configs, h.study_arch_fraction, fixed),
                         extra_loss=make_distill_loss(targets, h.distill_weight), init_for=init_for,
                         progress=progress)
     hn = hn.cpu().eval()
-    val = heldout_loss(hn, heldout, dataset, **eval_kw)
+    val = validation_loss(hn, validation, dataset, **eval_kw)
     promoted = bool(val < parent_val)
     if lease is not None and not lease.renew():
         _log.warning("refit of %s: lease lost during the refit; result discarded", study.study_name)
         return None
     next_number = parent.version + 1  # informational only; record_version allocates the number
-    artifact_id, sha = _upload_checkpoint(hn, study, artifact_store, {
+    artifact_id, sha = upload_checkpoint(hn, study, artifact_store, {
         "study": study.study_name, "parent_version": parent.version, "version": next_number,
         "trials_used": len(trials), "val_loss": val, "parent_val_loss": parent_val})
     version = record_version(
@@ -348,7 +224,7 @@ def refit(cfg, study: optuna.Study, engine: Engine, artifact_store, dataset, spa
         trials_used=len(trials), val_loss=val, parent_val_loss=parent_val, device=str(device),
         seconds=time.perf_counter() - t0,
         note=(f"refit of v{parent.version}: {h.refit_steps} steps, {len(trials)} trials, "
-              f"{len(targets)} distillation targets, {len(heldout)} held-out archs; "
+              f"{len(targets)} distillation targets, {len(validation)} held-out archs; "
               f"meta-train {result.seconds:.1f}s"))
     _log.info("hypernet v%d of %s: held-out loss %.4f vs parent v%d %.4f -> %s", version.version,
               study.study_name, val, parent.version, parent_val, "promoted" if promoted else "kept, not promoted")
@@ -358,25 +234,24 @@ def refit(cfg, study: optuna.Study, engine: Engine, artifact_store, dataset, spa
 class RefitCallback:
     """Optuna study callback: after a completed trial, refit if due and the lease is ours."""
 
-    def __init__(self, cfg, engine: Engine, artifact_store, dataset, space) -> None:
-        self.cfg, self.engine, self.artifact_store, self.dataset, self.space = cfg, engine, artifact_store, dataset, space
+    def __init__(self, session: Session) -> None:
+        self.session = session
         self.last: HypernetVersion | None = None
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         from nas.lease import hold_lease
 
-        if trial.state != TrialState.COMPLETE or not refit_due(self.engine, study, self.cfg.hypernet.refit_every):
+        engine, h = self.session.storage.engine, self.session.cfg.hypernet
+        if trial.state != TrialState.COMPLETE or not refit_due(engine, study, h.refit_every):
             return
-        with hold_lease(self.engine, lease_name(study.study_name), self.cfg.hypernet.lease_ttl_s) as lease:
-            if not lease or not refit_due(self.engine, study, self.cfg.hypernet.refit_every):
+        with hold_lease(engine, lease_name(study.study_name), h.lease_ttl_s) as lease:
+            if not lease or not refit_due(engine, study, h.refit_every):
                 return  # another process refits (or just did)
             try:
-                self.last = refit(self.cfg, study, self.engine, self.artifact_store, self.dataset, self.space,
-                                  lease=lease)
+                self.last = refit(self.session, lease=lease)
             except Exception:  # a failed refit must not stop the search; the next completion retries
                 _log.exception("refit of study %s failed", study.study_name)
 
 
-__all__ = ["HypernetCache", "InitialHypernet", "RefitCallback", "completed_trials", "ensure_initial_version", "heldout_configs",
-           "heldout_loss", "initial_hypernet", "lease_name", "load_version", "make_distill_loss",
-           "make_sample_arch", "refit", "refit_due"]
+__all__ = ["RefitCallback", "completed_trials", "config_key", "lease_name", "load_trial_weights", "make_distill_loss",
+           "make_sample_arch", "refit", "refit_due", "refits_done", "validation_architectures", "validation_loss"]

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from nas import attrs
+
 if TYPE_CHECKING:
     from search_spaces import ModelConfig
 # Kept import-light (torch and the models load inside the functions): the dashboard reads
@@ -30,8 +32,6 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-SCREENED_ATTR = "screened"  # study user attr: what screening enqueued (also: "screening already done")
-SCORE_ATTR = "screen_loss"  # trial user attr: the architecture's predicted val loss
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Scored:
 
 def candidate_architectures(space, n: int, *, seed: int, max_params: int) -> list[ModelConfig]:
     """Up to `n` distinct architectures drawn from `space` (seeded), none above `max_params`."""
-    from nas.objective import count_params
+    from nas.trial_recipe import count_params
 
     rng, seen, out = random.Random(seed), set(), []
     for _ in range(50 * n):  # a space with fewer than n small architectures gives fewer
@@ -60,7 +60,7 @@ def candidate_architectures(space, n: int, *, seed: int, max_params: int) -> lis
 def score_architectures(hn, configs: list[ModelConfig], dataset, *, batch_size: int, batches: int,
                         init_seed: int = 0) -> list[Scored]:
     """Each config's predicted-parameter val loss, best first (ties keep the input order)."""
-    from nas.refit import predicted_val_loss
+    from nas.hypernets import predicted_val_loss
 
     scored = [Scored(c, predicted_val_loss(hn, c, dataset, init_seed=init_seed, batch_size=batch_size,
                                            batches=batches)) for c in configs]
@@ -76,10 +76,10 @@ def enqueue_screened(study: optuna.Study, hn, space, dataset, cfg) -> list[Score
     already has trials, or when it was screened before (a resumed or joined study). Two `search`
     commands creating the same study at the same instant may both enqueue: more screened trials.
     """
-    from nas.objective import eval_batch_size
+    from nas.trial_recipe import eval_batch_size
 
     n, top = cfg.hypernet.screen_candidates, min(cfg.study.n_startup_trials, cfg.n_trials)
-    if n == 0 or top == 0 or cfg.study.control_fraction >= 1.0 or SCREENED_ATTR in study.user_attrs \
+    if n == 0 or top == 0 or cfg.study.control_fraction >= 1.0 or attrs.STUDY_SCREENED in study.user_attrs \
             or study.get_trials(deepcopy=False):  # last: on a resumed study this reads every trial
         return []
     t0 = time.perf_counter()
@@ -87,26 +87,26 @@ def enqueue_screened(study: optuna.Study, hn, space, dataset, cfg) -> list[Score
     best = score_architectures(hn, configs, dataset, batch_size=eval_batch_size(cfg.study),
                                batches=cfg.study.eval_batches)[:top]
     for s in best:
-        study.enqueue_trial(space.params_of(s.config), user_attrs={SCORE_ATTR: s.loss})
+        study.enqueue_trial(space.params_of(s.config), user_attrs={attrs.SCREEN_LOSS: s.loss})
     info = {"candidates": len(configs), "enqueued": len(best), "seconds": time.perf_counter() - t0,
             "losses": [s.loss for s in best]}
-    study.set_user_attr(SCREENED_ATTR, info)
+    study.set_user_attr(attrs.STUDY_SCREENED, info)
     if best:
-        _log.info("%s: %s", study.study_name, describe_screening({SCREENED_ATTR: info}))
+        _log.info("%s: %s", study.study_name, describe_screening({attrs.STUDY_SCREENED: info}))
     return best
 
 
 def describe_screening(study_attrs: dict[str, Any]) -> str | None:
     """One line on what screening enqueued (study attr `screened`), or None if it enqueued nothing."""
-    info = study_attrs.get(SCREENED_ATTR)
+    info = study_attrs.get(attrs.STUDY_SCREENED)
     if not isinstance(info, dict) or not info.get("enqueued"):
         return None
     losses = [x for x in info.get("losses", []) if isinstance(x, (int, float))]
     span = f", predicted val loss {min(losses):.3f}-{max(losses):.3f}" if losses else ""
     return (f"startup trials: the best {info['enqueued']} of {info.get('candidates', '?')} architectures scored by "
             f"hypernet v0 before any training{span}, {float(info.get('seconds', 0.0)):.1f} s "
-            f"(trial attr {SCORE_ATTR})")
+            f"(trial attr {attrs.SCREEN_LOSS})")
 
 
-__all__ = ["SCORE_ATTR", "SCREENED_ATTR", "Scored", "candidate_architectures", "describe_screening",
+__all__ = ["Scored", "candidate_architectures", "describe_screening",
            "enqueue_screened", "score_architectures"]

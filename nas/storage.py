@@ -26,15 +26,16 @@ is silently lost.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
 import sqlite3
 import threading
 import time
-import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import sqlalchemy
 from sqlalchemy import event
@@ -42,13 +43,22 @@ from sqlalchemy.engine import Engine, make_url
 
 from optuna.artifacts import FileSystemArtifactStore
 
-from nas.io import atomic_write
 from nas.secrets import mask_url
+
+if TYPE_CHECKING:
+    import optuna
+
+# search_spaces (atomic writes, ConfigError) is imported inside the functions: it loads torch, and
+# the dashboard reads this module's constants.
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_STORAGE = "sqlite:///logah_runs/study.db"
 DEFAULT_ARTIFACTS = "logah_runs/artifacts"
+# The one pair of environment variables every process reads (workers, dashboard): a URL with a
+# password travels here, never on a command line.
+STORAGE_ENV = "LOGAH_NAS_STORAGE"
+ARTIFACTS_ENV = "LOGAH_NAS_ARTIFACTS"
 SQLITE_TIMEOUT_S = 60
 
 _engines: dict[tuple[int, str], Engine] = {}  # per process: engines own connection pools
@@ -128,26 +138,16 @@ def make_storage(url: str = DEFAULT_STORAGE, heartbeat_interval: int | None = 30
     `grace_period` defaults to Optuna's (2 x heartbeat_interval). `heartbeat_interval=None`
     turns the heartbeat off (then a killed worker's trial stays RUNNING forever).
     """
-    import optuna
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import RDBStorage
 
     if is_sqlite(url):
         _prepare_sqlite_file(url)
         with make_engine(url).connect():  # WAL is a property of the file: set it before Optuna connects
             pass
-    kwargs: dict[str, Any] = {}
-    with warnings.catch_warnings():  # heartbeat is "experimental" since Optuna 2.x; we rely on it knowingly
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if heartbeat_interval is not None:
-            kwargs = {"heartbeat_interval": int(heartbeat_interval),
-                      "grace_period": None if grace_period is None else int(grace_period),
-                      "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=max_retry)}
     last: Exception | None = None
     for _ in range(5):  # Optuna creates its tables on every construction; two fresh workers can race
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                storage = RDBStorage(url, engine_kwargs=_engine_kwargs(url), **kwargs)
+            storage = RDBStorage(url, engine_kwargs=_engine_kwargs(url))
             break
         except sqlalchemy.exc.OperationalError as exc:
             last = exc
@@ -156,7 +156,24 @@ def make_storage(url: str = DEFAULT_STORAGE, heartbeat_interval: int | None = 30
         raise RuntimeError(f"could not open the study storage {mask_url(url)}: {last}") from None
     if is_sqlite(url):
         event.listen(storage.engine, "connect", _on_sqlite_connect)
+    set_heartbeat(storage, heartbeat_interval, grace_period, max_retry)
     return storage
+
+
+def set_heartbeat(storage, interval: int | None, grace_period: int | None = None, max_retry: int | None = 2) -> None:
+    """Turn the heartbeat of an opened RDBStorage on (or off with `interval=None`), as its constructor
+    would: a process can read a study's own settings before it starts beating with them."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    from search_spaces import ConfigError
+
+    for name, value in (("heartbeat_interval", interval), ("grace_period", grace_period)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise ConfigError(f"study.{name}", value, "null or an integer >= 1")
+    storage.heartbeat_interval = interval
+    storage.grace_period = grace_period if interval is not None else None
+    callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if interval is not None else None
+    storage.heartbeat_stale_trial_callback = storage.failed_trial_callback = callback
 
 
 class AtomicFileSystemArtifactStore(FileSystemArtifactStore):
@@ -167,6 +184,8 @@ class AtomicFileSystemArtifactStore(FileSystemArtifactStore):
     """
 
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        from search_spaces.files import atomic_write
+
         with atomic_write(self._get_filepath(artifact_id)) as f:
             shutil.copyfileobj(content_body, f)
 
@@ -220,3 +239,64 @@ def reap_dead_trials(study) -> list[int]:
             callback(study, storage.get_trial(trial._trial_id))
         _log.warning("trial %d of %s failed: %s", trial.number, study.study_name, reason)
     return reaped
+
+
+def storage_from_env(default: str = DEFAULT_STORAGE) -> str:
+    """The storage URL a process was handed in `LOGAH_NAS_STORAGE`, else `default`."""
+    return os.environ.get(STORAGE_ENV) or default
+
+
+@dataclass
+class StudyStorage:
+    """Everything a process reads and writes a study through, opened once per process.
+
+    One database URL holds Optuna's tables and ours (versions, leases): `optuna` is the RDBStorage,
+    `engine` the SQLAlchemy engine for our tables. Trial weights and hypernet checkpoints live in the
+    artifact store under `artifacts_dir` (made on first use).
+    """
+
+    url: str
+    optuna: Any
+    engine: Engine
+    artifacts_dir: str = DEFAULT_ARTIFACTS
+
+    @classmethod
+    def open(cls, url: str = DEFAULT_STORAGE, artifacts_dir: str | os.PathLike = DEFAULT_ARTIFACTS, *,
+             heartbeat_interval: int | None = None, grace_period: int | None = None,
+             max_retry: int | None = 2) -> StudyStorage:
+        return cls(url=url, optuna=make_storage(url, heartbeat_interval=heartbeat_interval,
+                                                grace_period=grace_period, max_retry=max_retry),
+                   engine=make_engine(url), artifacts_dir=str(artifacts_dir))
+
+    @functools.cached_property
+    def artifacts(self) -> AtomicFileSystemArtifactStore:
+        return make_artifact_store(self.artifacts_dir)
+
+    @property
+    def masked_url(self) -> str:
+        return mask_url(self.url)
+
+    def with_artifacts(self, artifacts_dir: str | os.PathLike) -> StudyStorage:
+        """The same open database with another artifact folder (a worker learns it from the study)."""
+        return replace(self, artifacts_dir=str(artifacts_dir))
+
+    def enable_heartbeat(self, interval: int | None, grace_period: int | None = None,
+                         max_retry: int | None = 2) -> None:
+        set_heartbeat(self.optuna, interval, grace_period, max_retry)
+
+    def study_names(self) -> list[str]:
+        import optuna
+
+        return sorted(s.study_name for s in optuna.get_all_study_summaries(self.optuna))
+
+    def load_study(self, study_name: str, **kwargs: Any) -> optuna.Study:
+        """`optuna.load_study` on this storage; a missing study is a ConfigError listing those there."""
+        import optuna
+
+        from search_spaces import ConfigError
+
+        try:
+            return optuna.load_study(study_name=study_name, storage=self.optuna, **kwargs)
+        except KeyError:
+            raise ConfigError("study_name", study_name,
+                              f"an existing study in {self.masked_url}: {self.study_names()}") from None

@@ -7,17 +7,17 @@ the study's own config and cannot drift from it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import optuna
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from nas import __version__
+from nas import __version__, attrs
 from nas.config import NASConfig, from_dict
-from nas.secrets import mask_secrets, mask_url
-from nas.storage import make_artifact_store, make_engine, make_storage, reap_dead_trials
+from nas.secrets import mask_secrets
+from nas.session import Session
+from nas.storage import StudyStorage, reap_dead_trials
 from search_spaces import ConfigError
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # what n_trials counts
@@ -43,28 +43,29 @@ def make_pruner(cfg: NASConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def open_storage(cfg: NASConfig):
-    return make_storage(cfg.storage, heartbeat_interval=cfg.study.heartbeat_interval,
-                        max_retry=cfg.study.max_retry)
+def open_storage(cfg: NASConfig) -> StudyStorage:
+    """The study's storage as a process that runs trials opens it (heartbeat on)."""
+    return StudyStorage.open(cfg.storage, cfg.artifacts_dir, heartbeat_interval=cfg.study.heartbeat_interval,
+                             max_retry=cfg.study.max_retry)
 
 
 def study_attrs(cfg: NASConfig) -> dict[str, Any]:
-    return {"space": cfg.space["name"], "data": cfg.data.name, "metric": METRIC,
-            "config": mask_secrets(cfg.to_dict()), "logah_nas_version": __version__}
+    return {attrs.STUDY_SPACE: cfg.space["name"], attrs.STUDY_DATA: cfg.data.name, attrs.STUDY_METRIC: METRIC,
+            attrs.STUDY_CONFIG: mask_secrets(cfg.to_dict()), attrs.STUDY_PACKAGE_VERSION: __version__}
 
 
-def create_study(cfg: NASConfig, storage=None) -> optuna.Study:
+def create_study(cfg: NASConfig, storage: StudyStorage | None = None) -> optuna.Study:
     """Create the study or load it if it exists (then space and data must agree)."""
     storage = storage if storage is not None else open_storage(cfg)
-    study = optuna.create_study(study_name=cfg.study_name, storage=storage, sampler=make_sampler(cfg),
+    study = optuna.create_study(study_name=cfg.study_name, storage=storage.optuna, sampler=make_sampler(cfg),
                                 pruner=make_pruner(cfg), direction="minimize", load_if_exists=True)
-    attrs = study.user_attrs
-    if "space" in attrs:
-        if (attrs.get("space"), attrs.get("data")) != (cfg.space["name"], cfg.data.name):
+    stored = study.user_attrs
+    if attrs.STUDY_SPACE in stored:
+        if (stored.get(attrs.STUDY_SPACE), stored.get(attrs.STUDY_DATA)) != (cfg.space["name"], cfg.data.name):
             raise ConfigError("study_name", cfg.study_name,
-                              f"a new name: study {cfg.study_name!r} in {mask_url(cfg.storage)} searches "
-                              f"space={attrs.get('space')} on data={attrs.get('data')}")
-        changed = config_changes(attrs.get("config") or {}, mask_secrets(cfg.to_dict()))
+                              f"a new name: study {cfg.study_name!r} in {storage.masked_url} searches "
+                              f"space={stored.get(attrs.STUDY_SPACE)} on data={stored.get(attrs.STUDY_DATA)}")
+        changed = config_changes(stored.get(attrs.STUDY_CONFIG) or {}, mask_secrets(cfg.to_dict()))
         if changed:  # workers run the stored config: a silent mix of two settings in one study
             raise ConfigError("study_name", cfg.study_name,
                               f"a new name, or the study's own settings: study {cfg.study_name!r} was created with "
@@ -93,56 +94,41 @@ def config_changes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return sorted(k.rstrip(".") for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
-def stored_config(storage_url: str, study_name: str, overrides: dict[str, Any] | None = None) -> NASConfig:
+def stored_config(storage: StudyStorage | str, study_name: str, overrides: dict[str, Any] | None = None) -> NASConfig:
     """The config a study was created with (for workers joining it), with `overrides` applied
     (storage, artifacts_dir, device: what differs between machines)."""
-    storage = make_storage(storage_url, heartbeat_interval=None)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
-        raise ConfigError("study_name", study_name, f"an existing study in {mask_url(storage_url)}: {names}") from None
-    d = study.user_attrs.get("config")
+    if isinstance(storage, str):
+        storage = StudyStorage.open(storage)
+    study = storage.load_study(study_name)
+    d = study.user_attrs.get(attrs.STUDY_CONFIG)
     if not isinstance(d, dict):
         raise ConfigError("study_name", study_name, "a study created by `logah-nas search` (it has no config attr)")
-    d = {**d, "storage": storage_url, **(overrides or {})}
+    d = {**d, "storage": storage.url, **(overrides or {})}
     return from_dict(d)
 
 
-@dataclass
-class Session:
-    """What a process needs to run trials of one study."""
-
-    cfg: NASConfig
-    study: optuna.Study
-    dataset: Any
-    space: Any
-    engine: Any
-    artifact_store: Any
-
-
-def open_session(cfg: NASConfig, worker_index: int = 0, create: bool = False) -> Session:
+def open_session(cfg: NASConfig, worker_index: int = 0, create: bool = False,
+                 storage: StudyStorage | None = None) -> Session:
     """Load data and space, open (or create) the study, make sure hypernet version 0 exists; a study
-    created here with warm trials and a pretrained hypernet gets hypernet-screened startup trials."""
-    from nas.refit import ensure_initial_version, initial_hypernet
+    created here with warm trials and a pretrained hypernet gets hypernet-screened startup trials.
+    `storage`: the process's already opened storage (else opened here, heartbeat on)."""
+    from nas.hypernets import ensure_initial_version, initial_hypernet
 
     dataset = cfg.data.load()
     space = cfg.make_space(**dataset.space_options())
-    storage = open_storage(cfg)
+    storage = storage if storage is not None else open_storage(cfg)
     initial = None
     if create:
         initial = initial_hypernet(cfg.hypernet, space)  # a bad checkpoint fails before the study exists
         create_study(cfg, storage)
-    study = optuna.load_study(study_name=cfg.study_name, storage=storage, sampler=make_sampler(cfg, worker_index),
-                              pruner=make_pruner(cfg))
-    engine = make_engine(cfg.storage)
-    store = make_artifact_store(cfg.artifacts_dir)
-    ensure_initial_version(study, engine, store, cfg.hypernet, space, initial=initial)
+    study = optuna.load_study(study_name=cfg.study_name, storage=storage.optuna,
+                              sampler=make_sampler(cfg, worker_index), pruner=make_pruner(cfg))
+    ensure_initial_version(storage, study, cfg.hypernet, space, initial=initial)
     if initial is not None and initial.pretrained:  # an untrained hypernet ranks at random
         from nas.screen import enqueue_screened
 
         enqueue_screened(study, initial.hn, space, dataset, cfg)
-    return Session(cfg, study, dataset, space, engine, store)
+    return Session(cfg, study, dataset, space, storage)
 
 
 def n_counted(study: optuna.Study) -> int:
@@ -177,9 +163,9 @@ def run_trials(session: Session, callbacks: list | None = None) -> StopOnFailure
     if n_counted(study) >= cfg.n_trials:
         return guard
     reap_dead_trials(study)
-    objective = Objective(cfg, session.dataset, session.space, session.engine, session.artifact_store)
+    objective = Objective(session)
     all_callbacks = [MaxTrialsCallback(cfg.n_trials, states=COUNTED), lambda s, _: reap_dead_trials(s),
-                     RefitCallback(cfg, session.engine, session.artifact_store, session.dataset, session.space),
+                     RefitCallback(session),
                      guard, *(callbacks or [])]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(objective, callbacks=all_callbacks, catch=(Exception,), gc_after_trial=False)

@@ -18,8 +18,8 @@ from pathlib import Path
 import optuna
 
 from nas.config import NASConfig
+from nas.storage import STORAGE_ENV
 
-STORAGE_ENV = "LOGAH_NAS_STORAGE"
 INDEX_ENV = "LOGAH_WORKER_INDEX"
 
 
@@ -117,5 +117,5 @@ def monitor(study: optuna.Study, workers: list[WorkerProcess], n_trials: int, *,
     return {w.index: w.process.returncode for w in workers}
 
 
-__all__ = ["INDEX_ENV", "STORAGE_ENV", "WorkerProcess", "log_dir", "monitor", "spawn_workers", "stop_workers",
+__all__ = ["INDEX_ENV", "WorkerProcess", "log_dir", "monitor", "spawn_workers", "stop_workers",
            "worker_command"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Union
 
-from ._errors import ConfigError
+from .validate import ConfigError
 from .gpt2 import GPT2, GPT2_L, GPT2_M, GPT2_S, GPT2Config, GPT2Space
 from .vit import VIT_B, VIT_L, VIT_S, ViT, ViTConfig, ViTSpace
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ._errors import ConfigError, require_depth_in, require_positive_int, validate_block_dims
+from .validate import ConfigError, require_depth_in, require_positive_int, validate_block_dims
 from ._transformer import Block, init_weights
 
 

@@ -1,7 +1,8 @@
 """Studies in the storage: one row each; selecting a row opens the study page."""
 import streamlit as st
 
-from app import data, state
+from app import state
+from app.reader import short_error
 
 st.title("Studies")
 reader = state.reader()
@@ -9,7 +10,7 @@ if reader is not None:
     try:
         df = reader.studies()
     except Exception as e:  # noqa: BLE001 - a broken study must not take the page down
-        st.error(f"Could not list the studies in {reader.masked_url}: {data.short_error(e)}")
+        st.error(f"Could not list the studies in {reader.masked_url}: {short_error(e)}")
         st.stop()
     if df.empty:
         st.info(f"No studies in `{reader.masked_url}` yet. Start one with "

@@ -1,7 +1,9 @@
 """One study: search progress, warm start vs random init, trials, hypernet versions, export."""
 import streamlit as st
 
-from app import data, sections, state
+from app import analysis, sections, state
+from app.reader import StorageError
+from nas.attrs import STUDY_DATA, STUDY_METRIC, STUDY_PACKAGE_VERSION, STUDY_SPACE
 
 reader = state.reader()
 if reader is None:
@@ -21,22 +23,22 @@ st.query_params["study"] = name
 try:
     study = reader.study(name)
     trials_df, curves_df = state.frames(reader.url, name, state.trials_key(reader, name))
-except data.StorageError as e:
+except StorageError as e:
     st.error(str(e))
     st.stop()
 attrs = study.user_attrs
 minimize = study.directions[0].name == "MINIMIZE"
-metric = str(attrs.get("metric", "objective")).replace("_", " ")
+metric = str(attrs.get(STUDY_METRIC, "objective")).replace("_", " ")
 complete = trials_df[trials_df["state"] == "COMPLETE"]
-best = data.best_trial(study)
+best = analysis.best_trial(study)
 
 st.title(name)
-meta = [f"space **{attrs['space']}**" if "space" in attrs else None,
-        f"data **{attrs['data']}**" if "data" in attrs else None,
-        f"metric **{attrs.get('metric', 'objective')}** ({', '.join(d.name.lower() for d in study.directions)})",
-        f"logah-nas {attrs['logah_nas_version']}" if "logah_nas_version" in attrs else None]
+meta = [f"space **{attrs[STUDY_SPACE]}**" if STUDY_SPACE in attrs else None,
+        f"data **{attrs[STUDY_DATA]}**" if STUDY_DATA in attrs else None,
+        f"metric **{attrs.get(STUDY_METRIC, 'objective')}** ({', '.join(d.name.lower() for d in study.directions)})",
+        f"logah-nas {attrs[STUDY_PACKAGE_VERSION]}" if STUDY_PACKAGE_VERSION in attrs else None]
 st.caption(" · ".join(m for m in meta if m))
-if "space" not in attrs:
+if STUDY_SPACE not in attrs:
     st.info("This study has no logah-nas study attrs (created by an older version or another tool); "
             "views that need them show what is available.")
 

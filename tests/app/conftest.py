@@ -44,12 +44,14 @@ def edge(tmp_path_factory):
 @pytest.fixture
 def app_env(monkeypatch):
     """Point the app at a storage through the environment (AppTest has no command line)."""
+    from nas.storage import ARTIFACTS_ENV, STORAGE_ENV
+
     def point(url: str | None, artifacts: str | None = None) -> None:
         if url is None:
-            monkeypatch.delenv("LOGAH_STORAGE", raising=False)
+            monkeypatch.delenv(STORAGE_ENV, raising=False)
         else:
-            monkeypatch.setenv("LOGAH_STORAGE", url)
+            monkeypatch.setenv(STORAGE_ENV, url)
         if artifacts is not None:
-            monkeypatch.setenv("LOGAH_ARTIFACTS", artifacts)
+            monkeypatch.setenv(ARTIFACTS_ENV, artifacts)
     monkeypatch.setattr(sys, "argv", ["main.py"])
     return point

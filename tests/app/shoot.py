@@ -2,7 +2,7 @@
 
     python tests/app/shoot.py OUT_DIR [--trials N] [--views warm ...] [--docs docs/dashboard.png]
 
-Builds a synthetic study in OUT_DIR, starts the app with `app.launch`, saves one PNG per view.
+Builds a synthetic study in OUT_DIR, starts the app with `nas.dashboard`, saves one PNG per view.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _studies  # noqa: E402
 from _webdriver import Browser, free_port  # noqa: E402
 
-from app import launch  # noqa: E402
+from nas import dashboard  # noqa: E402
 
 VIEWS = {
     "studies": "/",
@@ -68,9 +68,9 @@ def main() -> None:
         Path("logah_runs").mkdir(exist_ok=True)
         url, artifacts = _studies.demo_storage("logah_runs", n_trials=args.trials)
     port = free_port()
-    server = launch.launch(url, port=port, artifacts=artifacts)
+    server = dashboard.launch(url, port=port, artifacts=artifacts)
     try:
-        if not launch.wait_ready(port, process=server):
+        if not dashboard.wait_ready(port, process=server):
             raise SystemExit("dashboard did not start")
         with Browser(height=args.height) as b:
             for view in args.views:

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from _webdriver import Browser, chromium_binaries, free_port
-from app import launch
+from nas import dashboard
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(chromium_binaries() is None, reason="chromium and chromedriver are not on PATH")]
@@ -16,10 +16,10 @@ _COUNT = "return document.querySelectorAll(arguments[0]).length;"
 @pytest.fixture(scope="module")
 def server(demo):
     port = free_port()
-    process = launch.launch(demo["url"], port=port, artifacts=demo["artifacts"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = dashboard.launch(demo["url"], port=port, artifacts=demo["artifacts"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert launch.wait_ready(port, process=process, timeout=90), "dashboard did not become healthy"
+        assert dashboard.wait_ready(port, process=process, timeout=90), "dashboard did not become healthy"
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()

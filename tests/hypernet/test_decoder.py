@@ -5,6 +5,7 @@ import random
 
 import pytest
 import torch
+from _reference_decode import decode_param
 
 from hypernet.decoder import EMBEDDING_STD, GAIN_SCALE, RESIDUAL_ROLES, LowRankDecoder, init_std
 from hypernet.graph import Role, build_graph
@@ -85,18 +86,18 @@ def test_too_large_dimension_names_the_limit(dec, feats):
 ])
 def test_vector_roles(dec, feats, role, check):
     x, g = feats
-    v = dec.decode_param(x[0], g[0], (64,), role, depth=2)
+    v = decode_param(dec, x[0], g[0], (64,), role, depth=2)
     assert v.shape == (64,) and check(v)
 
 
 def test_matrix_roles_fan_in_and_residual_scaling(dec, feats):
     x, g = feats
     rms = lambda t: t.pow(2).mean().sqrt().item()  # noqa: E731
-    w = dec.decode_param(x[0], g[0], (96, 32), Role.WEIGHT, depth=3)
+    w = decode_param(dec, x[0], g[0], (96, 32), Role.WEIGHT, depth=3)
     assert math.isclose(rms(w), 1 / math.sqrt(32), rel_tol=1e-4)
-    p = dec.decode_param(x[0], g[0], (32, 96), Role.RESIDUAL_WEIGHT, depth=3)
+    p = decode_param(dec, x[0], g[0], (32, 96), Role.RESIDUAL_WEIGHT, depth=3)
     assert math.isclose(rms(p), 1 / math.sqrt(96 * 6), rel_tol=1e-4)
-    e = dec.decode_param(x[0], g[0], (1, 17, 32), Role.POS_EMBEDDING, depth=3)
+    e = decode_param(dec, x[0], g[0], (1, 17, 32), Role.POS_EMBEDDING, depth=3)
     assert e.shape == (1, 17, 32) and math.isclose(rms(e), EMBEDDING_STD, rel_tol=1e-4)
 
 
@@ -108,7 +109,7 @@ def test_exact_shapes_for_every_param_of_sampled_configs(dec, feats):
             graph = build_graph(space.sample(rng))
             for shapes, roles in zip(graph.param_shapes, graph.param_roles):
                 for shape, role in zip(shapes, roles):
-                    out = dec.decode_param(x[0], g[0], tuple(shape), role, depth=graph.depth)
+                    out = decode_param(dec, x[0], g[0], tuple(shape), role, depth=graph.depth)
                     assert tuple(out.shape) == tuple(shape) and torch.isfinite(out).all()
 
 
@@ -116,7 +117,7 @@ def test_decoder_runs_in_fp32_under_autocast(dec, feats):
     x, g = feats
     with torch.autocast("cpu", dtype=torch.bfloat16):
         xa, ga = dec.node_features(torch.randn(2, 16))
-        w = dec.decode_param(xa[0], ga[0], (40, 24), Role.WEIGHT, depth=1)
+        w = decode_param(dec, xa[0], ga[0], (40, 24), Role.WEIGHT, depth=1)
     assert xa.dtype == torch.float32 and w.dtype == torch.float32
 
 
@@ -132,7 +133,7 @@ def test_residual_at_zero_gain_returns_w0_exactly(res, feats, shape, role):
     x, g = feats
     assert res.gain.abs().sum() == 0  # fresh decoder
     w0 = _w0(shape, role, depth=3)
-    w = res.decode_param(x[0], g[0], shape, role, depth=3, init=w0)
+    w = decode_param(res, x[0], g[0], shape, role, depth=3, init=w0)
     assert torch.equal(w, w0)
     out = w0.clone()  # the streamed path adds onto W0 in place
     res.decode_into(x[:1], g[:1], [(0, shape, role, 3)], [out])
@@ -141,9 +142,9 @@ def test_residual_at_zero_gain_returns_w0_exactly(res, feats, shape, role):
 
 def test_residual_vectors_at_zero_gain_are_the_init(res, feats):
     x, g = feats
-    assert torch.equal(res.decode_param(x[0], g[0], (64,), Role.LN_WEIGHT, depth=2), torch.ones(64))
+    assert torch.equal(decode_param(res, x[0], g[0], (64,), Role.LN_WEIGHT, depth=2), torch.ones(64))
     for role in (Role.LN_BIAS, Role.BIAS):
-        assert torch.equal(res.decode_param(x[0], g[0], (64,), role, depth=2), torch.zeros(64))
+        assert torch.equal(decode_param(res, x[0], g[0], (64,), role, depth=2), torch.zeros(64))
 
 
 def test_residual_correction_is_gated_and_full_rank(feats):
@@ -155,14 +156,14 @@ def test_residual_correction_is_gated_and_full_rank(feats):
     rms = lambda t: t.pow(2).mean().sqrt().item()  # noqa: E731
     for shape, role in (((96, 32), Role.WEIGHT), ((32, 96), Role.RESIDUAL_WEIGHT), ((300, 32), Role.EMBEDDING)):
         w0 = _w0(shape, role, depth=3)
-        w = local.decode_param(x[0], g[0], shape, role, depth=3, init=w0)
+        w = decode_param(local, x[0], g[0], shape, role, depth=3, init=w0)
         delta = w - w0
         assert math.isclose(rms(delta), 0.5 * local.matrix_std(role, shape[-1], 3), rel_tol=1e-3)
         assert torch.linalg.matrix_rank(delta).item() <= R  # the correction is low rank ...
     w0 = _w0((96, 96), Role.WEIGHT, depth=3)
-    w = local.decode_param(x[0], g[0], (96, 96), Role.WEIGHT, depth=3, init=w0)
+    w = decode_param(local, x[0], g[0], (96, 96), Role.WEIGHT, depth=3, init=w0)
     assert torch.linalg.matrix_rank(w).item() > R  # ... the prediction is not
-    ln = local.decode_param(x[0], g[0], (64,), Role.LN_WEIGHT, depth=2)
+    ln = decode_param(local, x[0], g[0], (64,), Role.LN_WEIGHT, depth=2)
     assert not torch.equal(ln, torch.ones(64)) and bool(((ln > 0) & (ln < 2)).all())
 
 
@@ -171,9 +172,9 @@ def test_residual_needs_init_and_gain_gets_gradient(feats):
     local = LowRankDecoder(d=16, rank=R, max_dim=5120)
     x, g = feats
     with pytest.raises(ValueError, match="init"):
-        local.decode_param(x[0], g[0], (8, 8), Role.WEIGHT, depth=1)
+        decode_param(local, x[0], g[0], (8, 8), Role.WEIGHT, depth=1)
     assert set(RESIDUAL_ROLES) == {Role.WEIGHT, Role.RESIDUAL_WEIGHT, Role.HEAD, Role.EMBEDDING,
                                    Role.POS_EMBEDDING, Role.CLS_TOKEN}
-    w = local.decode_param(x[0].detach(), g[0].detach(), (8, 8), Role.WEIGHT, depth=1, init=torch.zeros(8, 8))
+    w = decode_param(local, x[0].detach(), g[0].detach(), (8, 8), Role.WEIGHT, depth=1, init=torch.zeros(8, 8))
     (w * torch.randn(8, 8)).sum().backward()
     assert local.gain.grad[Role.ALL.index(Role.WEIGHT)] != 0  # at g = 0 the gain is what learns first

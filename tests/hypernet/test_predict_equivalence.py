@@ -1,7 +1,7 @@
 """The fast `predict` / `apply` path gives the same tensors as the reference per-tensor decoder.
 
 Checkpoints are trained with `predict_batch` and shipped for `predict`, so all three paths
-(`_decode_reference` = the original one-node-at-a-time `decode_param` path, the streamed
+(`decode_reference` = the original one-node-at-a-time `decode_param` path, the streamed
 `decode_into` path, and the batched-with-grad `decode_many` path) must agree to float rounding.
 The reference outputs are computed at test time; nothing is hard-coded. Residual hypernets add
 their correction to a random W0: every path gets the same W0 (`base_init` with the generator that
@@ -13,7 +13,8 @@ import torch
 
 from hypernet import LoGAH, LoGAHConfig
 from hypernet.decoder import GAIN_SCALE, RESIDUAL_ROLES
-from hypernet.model import _decode_reference, node_keys
+from _reference_decode import decode_reference
+from hypernet.model import node_keys
 from search_spaces import GPT2Config, ViTConfig, build_model
 
 CONFIGS = [
@@ -51,7 +52,7 @@ def _assert_same(got: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> 
 
 @pytest.fixture(scope="module")
 def reference(hn):
-    return {c: _decode_reference(hn, c, _w0(hn, c)) for c in CONFIGS}
+    return {c: decode_reference(hn, c, _w0(hn, c)) for c in CONFIGS}
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=str)
@@ -78,13 +79,13 @@ def test_apply_writes_reference_into_model_storage(hn, config):
     assert not torch.equal(model.head.weight if config.space == "vit" else model.wte.weight,
                            own_init["head.weight" if config.space == "vit" else "wte.weight"])
     assert {k: p.data_ptr() for k, p in model.named_parameters()} == ptrs  # decoded in place, no swap
-    _assert_same({k: p.data for k, p in model.named_parameters()}, _decode_reference(hn, config, _w0(hn, config)))
+    _assert_same({k: p.data for k, p in model.named_parameters()}, decode_reference(hn, config, _w0(hn, config)))
     fresh = LoGAH(LoGAHConfig(variant="tiny", anchor_seed=None))
     fresh.load_state_dict(hn.state_dict())
     model = build_model(config)
     own_init = {k: p.detach().clone() for k, p in model.named_parameters()}
     fresh.apply(model)  # fresh W0: the model's own init
-    _assert_same({k: p.data for k, p in model.named_parameters()}, _decode_reference(fresh, config, own_init))
+    _assert_same({k: p.data for k, p in model.named_parameters()}, decode_reference(fresh, config, own_init))
 
 
 def test_scratch_limit_does_not_change_results(hn, reference):

@@ -25,8 +25,7 @@ def finished(tmp_path_factory):
 def test_export_best_trial_reloads_identically_with_provenance(finished):
     session, tmp = finished
     best = best_trial(session.study)
-    out = export_trial(session.study, session.artifact_store, tmp / "exports", storage_url=session.cfg.storage,
-                       engine=session.engine)
+    out = export_trial(session.storage, session.study, tmp / "exports")
     assert out.name == f"vit-digits-trial{best.number}"
     model, config = load_exported(out)
     original = load_trial_model(best, session.artifact_store)
@@ -42,12 +41,10 @@ def test_export_best_trial_reloads_identically_with_provenance(finished):
 def test_export_a_chosen_trial_and_reject_a_missing_one(finished):
     session, tmp = finished
     first = session.study.get_trials(states=(TrialState.COMPLETE,))[0]
-    out = export_trial(session.study, session.artifact_store, tmp / "exports", storage_url=session.cfg.storage,
-                       trial_number=first.number)
+    out = export_trial(session.storage, session.study, tmp / "exports", trial_number=first.number)
     assert out.name.endswith(f"trial{first.number}")
     with pytest.raises(ConfigError) as info:
-        export_trial(session.study, session.artifact_store, tmp / "exports", storage_url=session.cfg.storage,
-                     trial_number=99)
+        export_trial(session.storage, session.study, tmp / "exports", trial_number=99)
     assert info.value.field == "trial"
 
 
@@ -56,12 +53,13 @@ def test_default_choice_is_the_best_warm_started_trial():
     even when a control trial has a lower loss, and to the best trial when none is warm."""
     import optuna
 
-    from nas.artifacts import WEIGHTS_ATTR, select_trial
+    from nas.artifacts import select_trial
+    from nas.attrs import WARM_START, WEIGHTS
 
     def study(*trials: tuple[float, bool]) -> optuna.Study:
         s = optuna.create_study()
         for value, warm in trials:
-            s.add_trial(optuna.trial.create_trial(value=value, user_attrs={"warm_start": warm, WEIGHTS_ATTR: "x"}))
+            s.add_trial(optuna.trial.create_trial(value=value, user_attrs={WARM_START: warm, WEIGHTS: "x"}))
         return s
 
     assert select_trial(study((0.5, True), (0.1, False), (0.3, True), (0.2, False))).number == 2

@@ -93,7 +93,7 @@ def test_dashboard_launches_the_app_on_localhost_with_the_storage(tmp_path, monk
         calls.update(storage=storage_url, port=port, address=address, artifacts=artifacts)
         return _Done()
 
-    monkeypatch.setattr("app.launch.launch", fake_launch)
+    monkeypatch.setattr("nas.dashboard.launch", fake_launch)
     url = "postgresql+psycopg://u:pw@db/x"
     assert main(["dashboard", f"storage={url}", "port=8642", f"artifacts_dir={tmp_path}/a"]) == 0
     assert calls == {"storage": url, "port": 8642, "address": "127.0.0.1", "artifacts": f"{tmp_path}/a"}
@@ -125,7 +125,7 @@ def test_pretrain_passes_space_data_and_options(tmp_path, monkeypatch, capsys):
         seen.update(kw)
         return tmp_path / "out.safetensors"
 
-    monkeypatch.setattr("hypernet.pretrain.pretrain", fake_pretrain)
+    monkeypatch.setattr("nas.pretrain.pretrain", fake_pretrain)
     assert main(["pretrain", "space=gpt2", "data=pytext", "hypernet=small", "pretrain.steps=7", "seed=3",
                  "pretrain.unroll_steps=4", "pretrain.unroll_lr=3e-4", "pretrain.input_noise=0.3", "pretrain.shallow_share=0.25",
                  f"pretrain.out={tmp_path}/out.safetensors"]) == 0

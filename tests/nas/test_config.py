@@ -1,16 +1,55 @@
 """nas.config: the Hydra defaults and the dataclasses that check them agree with what they configure."""
+import subprocess
+import sys
 from dataclasses import asdict, fields
 
-from hypernet.pretrain import Recipe
-from nas.config import PretrainConfig, compose
+import pytest
+
+from nas.config import HypernetConfig, PretrainConfig, StudyConfig, compose, compose_dict, group_options
+from nas.recipe import Recipe, RecipeOptions
+from search_spaces import ConfigError
 
 
-def test_pretrain_defaults_are_the_recipe_defaults_in_all_three_places():
-    # nas.config cannot import the hypernet package to read them (it is loaded lazily), so the
-    # numbers are written three times: Recipe, PretrainConfig and nas/conf/config.yaml
+def test_pretrain_block_is_the_recipe_without_its_seed_and_the_yaml_lists_its_defaults():
+    # the defaults are written once, in nas/recipe.py; nas/conf/config.yaml lists them for users
+    assert issubclass(PretrainConfig, RecipeOptions) and issubclass(Recipe, RecipeOptions)
+    assert {f.name for f in fields(PretrainConfig)} - {"out", "init"} == {f.name for f in fields(Recipe)} - {"seed"}
     composed = compose([]).pretrain
     assert composed == PretrainConfig()
-    shared = {f.name for f in fields(Recipe)} & {f.name for f in fields(PretrainConfig)}
-    assert shared == {f.name for f in fields(Recipe)} - {"seed"}  # the seed is the study's top-level one
-    assert {k: v for k, v in asdict(PretrainConfig()).items() if k in shared} == \
-           {k: v for k, v in asdict(Recipe()).items() if k in shared}
+    assert set(compose_dict([])["pretrain"]) == {f.name for f in fields(PretrainConfig)}  # the yaml lists every key
+    assert asdict(composed.recipe(seed=3)) == {**asdict(Recipe()), "seed": 3}
+
+
+def test_pretrain_errors_name_the_config_key_and_recipe_errors_the_argument():
+    with pytest.raises(ConfigError, match=r"^pretrain\.unroll_lr=0\.5 is invalid: allowed a number in \(0\.0, 0\.3\]"):
+        compose(["pretrain.unroll_lr=0.5"])
+    with pytest.raises(ConfigError, match=r"^pretrain\.steps=0 is invalid: allowed an integer >= 1"):
+        PretrainConfig(steps=0)
+    with pytest.raises(ConfigError, match=r"^steps=0 is invalid: allowed an integer >= 1"):
+        Recipe(steps=0)
+    with pytest.raises(ConfigError, match=r"^seed=777777 is invalid"):
+        compose([]).pretrain.recipe(seed=777_777)
+
+
+def test_group_defaults_are_the_dataclass_defaults():
+    assert compose([]).hypernet == HypernetConfig()
+    assert compose([]).study == StudyConfig()
+
+
+def test_hypernet_variants_share_one_file_that_is_not_a_choice():
+    assert group_options("hypernet") == ["base", "large", "small", "tiny"]
+    shared = {k: v for k, v in compose_dict(["hypernet=tiny"])["hypernet"].items()
+              if k not in ("variant", "refit_every", "refit_steps", "lease_ttl_s")}
+    for variant in group_options("hypernet"):
+        h = compose_dict([f"hypernet={variant}"])["hypernet"]
+        assert h["variant"] == variant and set(h) == {f.name for f in fields(HypernetConfig)}
+        assert {k: h[k] for k in shared} == shared
+    with pytest.raises(ConfigError, match=r"hypernet='_shared' is invalid: allowed one of \['base', 'large'"):
+        compose(["hypernet=_shared"])
+
+
+def test_config_is_validated_without_importing_the_hypernet_package():
+    code = ("import sys, nas.config; nas.config.compose([]); "
+            "print(sorted(m for m in sys.modules if m.partition('.')[0] == 'hypernet'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"

@@ -206,7 +206,7 @@ def test_provenance_is_masked_and_records_checksum(tmp_path):
     doc = json.loads(text)
     assert doc["storage"] == "postgresql://optuna:***@db:5432/runs" and doc["config"]["db_password"] == "***"
     assert doc["study"] == "s1" and doc["metric"] == {"val_loss": 1.25} and doc["out"] == str(tmp_path)
-    from nas.io import sha256_file
+    from search_spaces.files import sha256_file
     assert doc["logah_nas_export"]["model_sha256"] == sha256_file(out / "model.safetensors")
     assert doc["logah_nas_export"]["n_params"] == _gpt2().num_params()
 

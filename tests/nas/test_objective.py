@@ -9,10 +9,10 @@ import torch
 from _nas_tiny import tiny_config, tiny_gpt2_config
 from optuna.trial import TrialState
 
-from nas.objective import count_params, is_control
+from nas.trial_recipe import count_params, is_control
 from nas.refit import load_trial_weights
 from nas.study import open_session, run_trials
-from nas.training import TrainResult
+from nas.train_loop import TrainResult
 from search_spaces import ViTConfig, build_model, config_from_dict
 
 ATTRS_ALWAYS = {"warm_start", "hypernet_version", "predict_seconds", "n_params", "config", "train_seconds"}
@@ -124,8 +124,8 @@ def test_gpt2_trial_records_perplexity(tmp_path):
 def test_refit_rebuilds_the_exact_init_a_control_trial_started_from(tiny_study):
     """The refit's distillation uses `trial_init` as W0: it must be the trial's real starting point."""
     from nas.data import load_dataset
-    from nas.refit import trial_init
-    from nas.training import evaluate
+    from nas.trial_recipe import trial_init
+    from nas.train_loop import evaluate
 
     cfg = tiny_study.cfg
     control = next(t for t in tiny_study.study.get_trials(states=(TrialState.COMPLETE,))
@@ -144,9 +144,9 @@ def test_warm_trials_start_from_the_configured_warm_strength(tmp_path):
     """hypernet.warm_strength reaches `LoGAH.apply`: the trial's step-0 loss is that of the blended
     start, not of the full prediction (the shipped checkpoint: an untrained one predicts the init)."""
     from nas.data import load_dataset
-    from nas.objective import trial_seed
-    from nas.refit import HypernetCache
-    from nas.training import evaluate
+    from nas.hypernets import HypernetCache
+    from nas.trial_recipe import trial_seed
+    from nas.train_loop import evaluate
 
     session = open_session(tiny_config(tmp_path, "n_trials=1", "study.control_fraction=0.0",
                                        "hypernet.warm_strength=0.5", "hypernet.checkpoint=auto"), create=True)
@@ -154,7 +154,7 @@ def test_warm_trials_start_from_the_configured_warm_strength(tmp_path):
     (trial,) = session.study.get_trials(states=(TrialState.COMPLETE,))
     assert trial.user_attrs["warm_start"]
     cfg, config = session.cfg, config_from_dict(trial.user_attrs["config"])
-    _, hn = HypernetCache(session.engine, session.artifact_store, cfg.study_name).latest()
+    _, hn = HypernetCache(session.storage, cfg.study_name).latest()
     dataset = load_dataset(cfg.data.name, **cfg.data.options)
 
     def step0(strength):

@@ -8,8 +8,9 @@ import torch
 from _nas_tiny import tiny_config
 
 from nas import refit as refit_mod
+from nas.hypernets import load_version
 from nas.lease import try_acquire
-from nas.refit import (RefitCallback, config_key, heldout_configs, lease_name, make_distill_loss, make_sample_arch,
+from nas.refit import (RefitCallback, config_key, validation_architectures, lease_name, make_distill_loss, make_sample_arch,
                        refit, refit_due)
 from nas.study import open_session, run_trials
 from nas.versions import latest_promoted, list_versions
@@ -25,28 +26,28 @@ def session(tmp_path):
 
 def _fake_validation(monkeypatch, values):
     calls = iter(values)
-    monkeypatch.setattr(refit_mod, "heldout_loss", lambda *a, **k: next(calls))
+    monkeypatch.setattr(refit_mod, "validation_loss", lambda *a, **k: next(calls))
 
 
 def test_refit_that_improves_validation_is_promoted(session, monkeypatch):
     _fake_validation(monkeypatch, [2.0, 1.5])  # parent, new
-    v = refit(session.cfg, session.study, session.engine, session.artifact_store, session.dataset, session.space)
+    v = refit(session)
     assert (v.version, v.promoted, v.val_loss, v.parent_val_loss, v.trials_used) == (1, True, 1.5, 2.0, 3)
     assert latest_promoted(session.engine, session.cfg.study_name).version == 1
-    hn = refit_mod.load_version(v, session.artifact_store)  # the artifact is a valid, checksummed checkpoint
+    hn = load_version(v, session.artifact_store)  # the artifact is a valid, checksummed checkpoint
     assert hn.config.space_signature == session.space.signature()
 
 
 def test_refit_that_worsens_validation_is_kept_but_not_promoted(session, monkeypatch):
     _fake_validation(monkeypatch, [2.0, 2.5])
-    v = refit(session.cfg, session.study, session.engine, session.artifact_store, session.dataset, session.space)
+    v = refit(session)
     assert v.version == 1 and not v.promoted
     assert [x.version for x in list_versions(session.engine, session.cfg.study_name)] == [0, 1]
     assert latest_promoted(session.engine, session.cfg.study_name).version == 0  # workers keep using v0
 
 
 def test_refit_with_real_validation_records_parent_comparison(session):
-    v = refit(session.cfg, session.study, session.engine, session.artifact_store, session.dataset, session.space)
+    v = refit(session)
     assert v.version == 1 and v.promoted == (v.val_loss < v.parent_val_loss) and v.seconds > 0
 
 
@@ -56,7 +57,7 @@ def test_callback_refits_when_due_only_with_the_lease(session, monkeypatch):
     cfg = replace(session.cfg, hypernet=replace(session.cfg.hypernet, refit_every=3))
     trial = session.study.trials[-1]
     assert refit_due(session.engine, session.study, 3) and not refit_due(session.engine, session.study, 4)
-    callback = RefitCallback(cfg, session.engine, session.artifact_store, session.dataset, session.space)
+    callback = RefitCallback(replace(session, cfg=cfg))
     assert try_acquire(session.engine, lease_name(cfg.study_name), "someone-else", ttl_s=60)
     callback(session.study, trial)
     assert list_versions(session.engine, cfg.study_name)[-1].version == 0  # lease held elsewhere: skipped
@@ -75,13 +76,13 @@ def test_callback_refits_when_due_only_with_the_lease(session, monkeypatch):
 def test_sample_arch_replays_good_trials_and_never_the_heldout_set(session):
     space = session.space
     good = [ViTConfig(depth=1, width=16, heads=2, patch_size=4, mlp_ratio=2.0)]
-    heldout = heldout_configs(space, [], 2, 0)
+    heldout = validation_architectures(space, [], 2, 0)
     fixed = {config_key(c) for c in heldout}
     rng = random.Random(0)
     assert all(make_sample_arch(space, good, 1.0, fixed)(rng) == good[0] for _ in range(10))
     drawn = [make_sample_arch(space, good, 0.0, fixed)(rng) for _ in range(30)]
     assert all(config_key(c) not in fixed for c in drawn)
-    assert heldout_configs(space, [], 2, 0) == heldout  # fixed seed: the same set every refit
+    assert validation_architectures(space, [], 2, 0) == heldout  # fixed seed: the same set every refit
 
 
 def test_distill_loss_pulls_matching_configs_only():
@@ -115,6 +116,6 @@ def test_anchored_refit_distils_warm_trials_onto_the_anchored_init(tmp_path, mon
         raise AssertionError("an anchored refit must not use a trial's random init as W0")
 
     monkeypatch.setattr(refit_mod, "trial_init", no_trial_init)
-    v = refit(s.cfg, s.study, s.engine, s.artifact_store, s.dataset, s.space)
+    v = refit(s)
     warm = {t.number for t in trials if t.user_attrs["warm_start"]}
     assert v.version == 1 and loaded and set(loaded) <= warm

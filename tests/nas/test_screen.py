@@ -8,9 +8,10 @@ import optuna
 import pytest
 from _nas_tiny import tiny_config
 
-import nas.refit as refit_mod
-from nas.objective import count_params
-from nas.screen import SCORE_ATTR, SCREENED_ATTR, candidate_architectures, enqueue_screened, score_architectures
+import nas.hypernets as hypernets_mod
+from nas.trial_recipe import count_params
+from nas.attrs import SCREEN_LOSS as SCORE_ATTR, STUDY_SCREENED as SCREENED_ATTR
+from nas.screen import candidate_architectures, enqueue_screened, score_architectures
 from nas.study import open_session, run_trials
 from search_spaces import ConfigError, ViTSpace
 
@@ -37,20 +38,20 @@ def test_scores_are_the_predicted_val_losses_best_first(tmp_path):
     assert len(scored) == 5 and {s.config for s in scored} == set(configs)
     assert [s.loss for s in scored] == sorted(s.loss for s in scored)
     for s in scored:
-        expected = refit_mod.predicted_val_loss(hn, s.config, dataset, init_seed=0, batch_size=16, batches=1)
+        expected = hypernets_mod.predicted_val_loss(hn, s.config, dataset, init_seed=0, batch_size=16, batches=1)
         assert math.isclose(s.loss, expected, rel_tol=1e-6)
 
 
 def _fake_scores(monkeypatch):
     """Score = width + depth / 10 (smaller is better): which architectures win is then known."""
-    monkeypatch.setattr(refit_mod, "predicted_val_loss", lambda hn, config, *a, **k: config.width + config.depth / 10)
+    monkeypatch.setattr(hypernets_mod, "predicted_val_loss", lambda hn, config, *a, **k: config.width + config.depth / 10)
 
 
 def _screened_session(tmp_path, monkeypatch, *extra):
     """A tiny study whose version 0 counts as pretrained (the screening gate) with fake scores."""
     _fake_scores(monkeypatch)
-    real = refit_mod.initial_hypernet
-    monkeypatch.setattr(refit_mod, "initial_hypernet",
+    real = hypernets_mod.initial_hypernet
+    monkeypatch.setattr(hypernets_mod, "initial_hypernet",
                         lambda hcfg, space: replace(real(hcfg, space), pretrained=True))
     cfg = tiny_config(tmp_path, "space.depth=[1,3]", "space.width=[16,64,16]", "study.n_startup_trials=3",
                       "n_trials=5", "study.control_fraction=0.0", *extra)

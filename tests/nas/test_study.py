@@ -73,7 +73,7 @@ def test_tiny_study_with_refit_on_postgres(tmp_path, monkeypatch):
                       "n_trials=2", "hypernet.refit_every=2")
     session = open_session(cfg, create=True)
     calls = iter([2.0, 1.0])
-    monkeypatch.setattr(refit_mod, "heldout_loss", lambda *a, **k: next(calls))
+    monkeypatch.setattr(refit_mod, "validation_loss", lambda *a, **k: next(calls))
     run_trials(session)
     versions = list_versions(cfg.storage, name)
     assert [v.version for v in versions] == [0, 1] and versions[1].promoted

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nas.data import load_dataset
-from nas.training import TrainConfig, TrainResult, _optimizer, evaluate, resolve_device, train
+from nas.train_loop import TrainConfig, TrainResult, _optimizer, evaluate, resolve_device, train
 from search_spaces import ConfigError, GPT2Config, ViTConfig, build_model
 
 
@@ -212,3 +212,13 @@ def test_cuda_training_moves_model_and_batches(digits):
     result = train(model, digits, TrainConfig(steps=20, eval_every=10, batch_size=32, device="cuda"))
     assert result.status == "complete" and next(model.parameters()).device.type == "cuda"
     assert result.val_loss < result.loss_step0
+
+
+def test_meta_training_unrolls_with_the_trials_adamw_recipe():
+    """The hypernet library's unrolled steps default to the trials' AdamW betas and grad clip (the
+    application passes them; the defaults must not drift from what trials run)."""
+    from hypernet import MetaTrainConfig
+    from nas.train_loop import ADAM_BETAS
+
+    assert MetaTrainConfig().unroll_betas == ADAM_BETAS
+    assert MetaTrainConfig().unroll_grad_clip == TrainConfig().grad_clip

@@ -155,7 +155,7 @@ def check_versions_and_artifacts(storage: str, study_name: str, artifacts_dir: P
     import optuna
     from safetensors.torch import load_file
 
-    from nas.refit import load_version
+    from nas.hypernets import load_version
     from nas.storage import make_artifact_store, make_storage
     from nas.versions import list_versions
     from search_spaces import build_model, config_from_dict

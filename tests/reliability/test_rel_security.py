@@ -65,7 +65,7 @@ def test_package_sources_never_unpickle_weights_or_data():
 
 
 def test_dashboard_binds_loopback_and_keeps_the_password_out_of_argv(monkeypatch, tmp_path, capsys):
-    import app.launch
+    import nas.dashboard
     from nas.cli import main
 
     seen = {}
@@ -78,7 +78,7 @@ def test_dashboard_binds_loopback_and_keeps_the_password_out_of_argv(monkeypatch
         seen["cmd"], seen["env"] = cmd, env
         return FakeProcess()
 
-    monkeypatch.setattr(app.launch.subprocess, "Popen", fake_popen)
+    monkeypatch.setattr(nas.dashboard.subprocess, "Popen", fake_popen)
     url = "postgresql+psycopg://alice:Pw-dashboard-42@db.example/x"
     assert main(["dashboard", f"storage={url}", f"artifacts_dir={tmp_path}/a"]) == 0
     cmd = seen["cmd"]
@@ -136,7 +136,8 @@ def _dashboard_reads_without_writing(url: str) -> None:
     import sqlalchemy as sa
     from sqlalchemy import event
 
-    from app import data
+    from app import frames
+    from app.reader import Reader
 
     writes: list[str] = []
 
@@ -146,12 +147,12 @@ def _dashboard_reads_without_writing(url: str) -> None:
 
     event.listen(sa.engine.Engine, "before_cursor_execute", spy)
     try:
-        reader = data.Reader(url)
+        reader = Reader(url)
         assert reader.study_names() == ["vit-digits"]
         reader.studies()
         trials = reader.trials("vit-digits")
-        data.trials_frame(trials)
-        data.curves_frame(trials)
+        frames.trials_frame(trials)
+        frames.curves_frame(trials)
         assert len(reader.versions("vit-digits")) >= 1
         with pytest.raises(sa.exc.DBAPIError, match="read-only"):
             with reader.engine.begin() as conn:  # the driver itself refuses writes

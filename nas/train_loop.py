@@ -10,47 +10,18 @@ import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import nn
 
 from search_spaces import ConfigError
-from search_spaces._errors import require_positive_int, require_range
+from search_spaces.validate import require_positive_int, require_range
+from search_spaces.device import DEVICE_CHOICES, parse_device, resolve_device
 
 Report = Callable[[int, dict], None]
 MIN_LR_RATIO = 0.1  # cosine decays to 10% of the peak, as in nanoGPT
 ADAM_BETAS = (0.9, 0.95)  # the trials' AdamW (nanoGPT's); meta-training's unrolled steps use the same
-
-
-_DEVICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
-
-
-def _parse_device(spec: Any) -> torch.device | None:
-    """The device a spec names (None for "auto"), checking syntax only, so a config written on a
-    CPU machine for a GPU worker still validates."""
-    if spec == "auto":
-        return None
-    try:
-        device = torch.device(spec)
-    except (RuntimeError, TypeError):
-        raise ConfigError("device", spec, _DEVICES) from None
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError("device", spec, _DEVICES)
-    return device
-
-
-def resolve_device(spec: str = "auto") -> torch.device:
-    """"auto" -> CUDA if available else CPU; an unusable spec is a ConfigError, not a late CUDA crash."""
-    device = _parse_device(spec)
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("device", spec, f"{_DEVICES}; CUDA is not available on this machine, use 'cpu' or 'auto'")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError("device", spec, f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
-    return device
 
 
 @dataclass(frozen=True)
@@ -83,8 +54,8 @@ class TrainConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError("seed", self.seed, "an integer")
         if not isinstance(self.device, str):
-            raise ConfigError("device", self.device, _DEVICES)
-        _parse_device(self.device)
+            raise ConfigError("device", self.device, DEVICE_CHOICES)
+        parse_device(self.device)
 
     def lr_at(self, step: int) -> float:
         """Learning rate for update `step` (0-based): linear warmup, then cosine to MIN_LR_RATIO * lr."""

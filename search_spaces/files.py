@@ -1,4 +1,8 @@
-"""Crash-safe file writes: a reader sees the old file or the new one, never half of one."""
+"""Crash-safe file writes: a reader sees the old file or the new one, never half of one.
+
+The floor every package writes through (hypernet checkpoints, trial weights, exports), kept in
+the lowest package so the hypernet library and the application share it without an upward import.
+"""
 from __future__ import annotations
 
 import contextlib

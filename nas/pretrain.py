@@ -1,11 +1,12 @@
 """Pretrain a LoGAH hypernet on a search space + dataset: how the shipped checkpoints are made.
 
-    python -m hypernet.pretrain --space vit --data digits --steps 3000 --out hypernet/pretrained/vit_digits.safetensors
+    python -m nas.pretrain --space vit --data digits --steps 3000 --out hypernet/pretrained/vit_digits.safetensors
 
-A few architectures of every space are held out of pretraining (`heldout_configs`, drawn with
-`HELDOUT_SEED`), so `bench/warm_start_quality.py` measures warm starts on architectures the
-hypernet has never seen. The run is resumable: killed and restarted with the same arguments it
-continues from its last checkpoint (see `hypernet.training`).
+The application's side of meta-training: it wires a data set (`nas.data`) and a `Recipe`
+(`nas.recipe`) to the `hypernet` library. A few architectures of every space are never sampled in
+pretraining (`unseen_architectures`, drawn with `UNSEEN_SEED`), so `bench/warm_start_quality.py`
+measures warm starts on architectures the hypernet has never seen. The run is resumable: killed
+and restarted with the same arguments it continues from its last checkpoint (see `hypernet.meta_train`).
 """
 from __future__ import annotations
 
@@ -16,30 +17,29 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from hypernet import (CheckpointError, LoGAH, LoGAHConfig, load_checkpoint, meta_train, save_checkpoint,
+                      trainstate_path)
+from nas.recipe import DEFAULT_STEPS, UNSEEN_SEED, Recipe, RecipeOptions
 from search_spaces import ConfigError, get_space
-from search_spaces._errors import require_positive_int, require_range
+from search_spaces.validate import require_range
 
-from .checkpoint import CheckpointError
-from .training import MetaTrainConfig, meta_train, trainstate_path
-
-HELDOUT_SEED = 777_777  # never use it as a pretraining seed
-HELDOUT_COUNT = 8
-DEFAULT_STEPS = 2000
+UNSEEN_COUNT = 8
 
 
-def heldout_configs(space: Any, n: int = HELDOUT_COUNT) -> list:
-    """The first `n` distinct architectures `space.sample` draws with `HELDOUT_SEED`.
+def unseen_architectures(space: Any, n: int = UNSEEN_COUNT) -> list:
+    """The first `n` distinct architectures `space.sample` draws with `UNSEEN_SEED`: never sampled in
+    pretraining, so benchmarks can warm-start architectures the hypernet has never seen.
 
     Tiny spaces keep most architectures for training: at most a quarter of the distinct ones
     seen in 200 draws are held out.
     """
-    rng = random.Random(HELDOUT_SEED)
+    rng = random.Random(UNSEEN_SEED)
     found: list = []
     for _ in range(200):
         config = space.sample(rng)
@@ -64,7 +64,7 @@ def sampler_excluding(space: Any, excluded: list, shallow_share: float = 0.0):
             config = space.sample(rng, depth=depth)
             if config not in banned:
                 return config
-        raise ConfigError("space", space, "a space with more architectures than the held-out ones")
+        raise ConfigError("space", space, "a space with more architectures than the unseen ones")
 
     return sample
 
@@ -76,62 +76,6 @@ _RUN_DEFINING = ("space_signature", "space_ranges", "data", "data_options", "var
 
 def default_out(space: str, data: str) -> Path:
     return Path("logah_runs") / "pretrained" / f"{space}_{data}.safetensors"
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a hypernet is meta-trained: what a checkpoint's metadata records and its command replays.
-
-    `lookahead` > 0 also scores each prediction after one Adam-like step (`MetaTrainConfig.lookahead`),
-    `unroll_steps` > 0 after that many real AdamW steps at a peak lr around `unroll_lr`
-    (`MetaTrainConfig.unroll_steps`); `input_noise` > 0 adds that much Gaussian noise to the
-    meta-training images (`MetaTrainConfig.input_noise`); `shallow_share` > 0 draws that share of the
-    architectures at the space's smallest depth (`sampler_excluding`).
-    """
-
-    steps: int = DEFAULT_STEPS
-    seed: int = 0
-    meta_batch: int = 1
-    batch_size: int = 32
-    lr: float = 1e-3
-    lookahead: float = 0.0
-    unroll_steps: int = 0
-    unroll_lr: float = 1e-3
-    input_noise: float = 0.0
-    shallow_share: float = 0.0
-
-    def __post_init__(self) -> None:
-        require_positive_int("steps", self.steps)  # the schedule below divides it
-        if self.seed == HELDOUT_SEED:
-            raise ConfigError("seed", self.seed,
-                              f"any integer >= 0 except {HELDOUT_SEED} (reserved for held-out architectures)")
-        require_range("shallow_share", self.shallow_share, 0.0, 1.0)
-
-    def meta_train_config(self, device: str, checkpoint_every: int | None = None) -> MetaTrainConfig:
-        """The MetaTrainConfig (which validates the rest): warmup 5% of the steps (at most 100),
-        checkpoints every 5% (at least every 50 steps) unless `checkpoint_every` says otherwise."""
-        steps = self.steps
-        return MetaTrainConfig(
-            steps=steps, meta_batch=self.meta_batch, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
-            device=device, warmup_steps=min(100, max(1, steps // 20)),
-            lookahead=self.lookahead, unroll_steps=self.unroll_steps, unroll_lr=self.unroll_lr,
-            input_noise=self.input_noise,
-            checkpoint_every=checkpoint_every if checkpoint_every is not None else max(50, steps // 20),
-            log_every=max(1, min(50, steps // 10)))
-
-    def cli_args(self) -> list[str]:
-        """The `python -m hypernet.pretrain` flags that give this recipe (optional ones only when on)."""
-        args = ["--steps", str(self.steps), "--seed", str(self.seed), "--meta-batch", str(self.meta_batch),
-                "--batch-size", str(self.batch_size), "--lr", repr(self.lr)]
-        if self.lookahead:
-            args += ["--lookahead", repr(self.lookahead)]
-        if self.unroll_steps:
-            args += ["--unroll-steps", str(self.unroll_steps), "--unroll-lr", repr(self.unroll_lr)]
-        if self.input_noise:
-            args += ["--input-noise", repr(self.input_noise)]
-        if self.shallow_share:
-            args += ["--shallow-share", repr(self.shallow_share)]
-        return args
 
 
 def pretrain(
@@ -160,9 +104,6 @@ def pretrain(
     """
     from nas.data import load_dataset
 
-    from .checkpoint import load_checkpoint, save_checkpoint
-    from .model import LoGAH, LoGAHConfig
-
     unknown = set(recipe) - {f.name for f in fields(Recipe)}
     if unknown:
         raise TypeError(f"pretrain() got unknown arguments {sorted(unknown)}")
@@ -182,7 +123,7 @@ def pretrain(
     else:
         torch.manual_seed(the_recipe.seed)  # hypernet initialisation
         hn = LoGAH(LoGAHConfig(variant=variant, space_signature=the_space.signature(), **(hypernet_options or {})))
-    held_out = heldout_configs(the_space)
+    unseen = unseen_architectures(the_space)
     meta: dict[str, Any] = {
         "space_signature": the_space.signature(),
         "space_ranges": _ranges(the_space),
@@ -192,15 +133,15 @@ def pretrain(
         **asdict(the_recipe),
         "init_checkpoint": parent,
         "anchor_seed": hn.config.anchor_seed,
-        "heldout_seed": HELDOUT_SEED,
-        "heldout_count": len(held_out),
+        "heldout_seed": UNSEEN_SEED,  # the keys shipped checkpoints carry
+        "heldout_count": len(unseen),
         "git_commit": _git_commit(),
         "torch": torch.__version__,
         # exact for the default data/space options; others are recorded in data_options / space_ranges
         "command": reproduce_command(space=space, data=data, variant=variant, out=out, recipe=the_recipe, init=init),
     }
     t0 = time.perf_counter()
-    sample_arch = sampler_excluding(the_space, held_out, the_recipe.shallow_share)
+    sample_arch = sampler_excluding(the_space, unseen, the_recipe.shallow_share)
     result = meta_train(hn, the_space, dataset, cfg, sample_arch=sample_arch, checkpoint_path=out,
                         checkpoint_meta=meta, resume=True, progress=progress,
                         resume_must_match={k: meta[k] for k in _RUN_DEFINING})
@@ -219,7 +160,7 @@ def pretrain(
 
 def reproduce_command(*, space: str, data: str, variant: str, out: str | Path, recipe: Recipe,
                       init: str | Path | None = None) -> str:
-    args = ["python", "-m", "hypernet.pretrain", "--space", space, "--data", data, "--variant", variant,
+    args = ["python", "-m", "nas.pretrain", "--space", space, "--data", data, "--variant", variant,
             *recipe.cli_args(), "--out", str(out)]
     if init is not None:
         args += ["--init", str(init)]
@@ -247,26 +188,27 @@ def _git_commit() -> str | None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hypernet.pretrain", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m nas.pretrain", description=__doc__.splitlines()[0])
+    d = Recipe()  # the recipe's defaults, written once (nas/recipe.py)
     parser.add_argument("--space", default="vit", help="vit | gpt2")
     parser.add_argument("--data", default="digits", help="digits | pytext | cifar10 | cifar100 | wikitext103")
     parser.add_argument("--variant", default="tiny", help="tiny | small | base | large")
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    parser.add_argument("--steps", type=int, default=d.steps)
     parser.add_argument("--out", default=None, help="checkpoint path (.safetensors)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--meta-batch", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--lookahead", type=float, default=0.0,
+    parser.add_argument("--meta-batch", type=int, default=d.meta_batch)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--lookahead", type=float, default=d.lookahead,
                         help="also score predictions after one Adam-like step of size U(0, rho) (0: off)")
-    parser.add_argument("--unroll-steps", type=int, default=0,
+    parser.add_argument("--unroll-steps", type=int, default=d.unroll_steps,
                         help="also score predictions after this many real AdamW steps (0: off)")
-    parser.add_argument("--unroll-lr", type=float, default=1e-3,
+    parser.add_argument("--unroll-lr", type=float, default=d.unroll_lr,
                         help="peak lr of those steps, drawn log-uniformly in [lr / sqrt(10), lr * sqrt(10)]")
-    parser.add_argument("--input-noise", type=float, default=0.0,
+    parser.add_argument("--input-noise", type=float, default=d.input_noise,
                         help="std of Gaussian noise added to the meta-training images (0: off; images only)")
-    parser.add_argument("--shallow-share", type=float, default=0.0,
+    parser.add_argument("--shallow-share", type=float, default=d.shallow_share,
                         help="share of meta-steps whose architecture has the space's smallest depth (0: uniform)")
     parser.add_argument("--init", default=None, help="start from this checkpoint instead of a fresh hypernet")
     parser.add_argument("--no-progress", action="store_true")
@@ -285,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(path)
     return 0
+
+
+__all__ = ["DEFAULT_STEPS", "Recipe", "RecipeOptions", "UNSEEN_COUNT", "UNSEEN_SEED", "default_out", "main",
+           "pretrain", "reproduce_command", "sampler_excluding", "unseen_architectures"]
 
 
 if __name__ == "__main__":

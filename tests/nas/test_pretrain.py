@@ -1,4 +1,4 @@
-"""pretrain(): writes a loadable checkpoint for the right space, holds architectures out, has a CLI."""
+"""nas.pretrain: writes a loadable checkpoint for the right space, never samples the unseen architectures, has a CLI."""
 from __future__ import annotations
 
 import random
@@ -7,15 +7,15 @@ from dataclasses import fields
 import pytest
 import torch
 
-from hypernet.pretrain import HELDOUT_SEED, Recipe, _parser, heldout_configs, main, pretrain, sampler_excluding
-from hypernet.training import trainstate_path
+from hypernet import trainstate_path
+from nas.pretrain import UNSEEN_SEED, Recipe, _parser, main, pretrain, sampler_excluding, unseen_architectures
 from search_spaces import ConfigError, build_model, get_space
 
 SMALL_VIT = {"depth": (1, 2), "width": (16, 32, 16), "heads": (2,), "patch_sizes": (4,), "mlp_ratios": (2.0,)}
 
 
 def test_pretrain_writes_a_loadable_checkpoint_with_the_space_signature(tmp_path):
-    from hypernet.checkpoint import load_checkpoint
+    from hypernet import load_checkpoint
 
     out = pretrain(space="vit", data="digits", steps=3, out=tmp_path / "vit.safetensors", seed=1, device="cpu",
                    batch_size=8, space_options=SMALL_VIT, progress=False)
@@ -25,29 +25,29 @@ def test_pretrain_writes_a_loadable_checkpoint_with_the_space_signature(tmp_path
     space = get_space("vit", **SMALL_VIT, image_size=8, channels=1, num_classes=10)
     assert meta["space_signature"] == space.signature()
     assert meta["data"] == "digits" and meta["steps"] == 3 and meta["seed"] == 1 and meta["variant"] == "tiny"
-    assert meta["seconds"] > 0 and "python -m hypernet.pretrain" in meta["command"]
-    assert meta["heldout_seed"] == HELDOUT_SEED
-    config = heldout_configs(space)[0]
+    assert meta["seconds"] > 0 and "python -m nas.pretrain" in meta["command"]
+    assert meta["heldout_seed"] == UNSEEN_SEED
+    config = unseen_architectures(space)[0]
     params = hn.predict(config)
     assert set(params) == set(dict(build_model(config).named_parameters()))
     assert all(torch.isfinite(t).all() for t in params.values())
 
 
-def test_heldout_architectures_are_never_sampled_for_training():
+def test_unseen_architectures_are_never_sampled_for_training():
     space = get_space("vit", image_size=8, channels=1, num_classes=10)  # the default (shipped) space
-    held = heldout_configs(space)
+    held = unseen_architectures(space)
     assert len(held) == 8 and len(set(held)) == 8
-    assert held == heldout_configs(space)  # deterministic
+    assert held == unseen_architectures(space)  # deterministic
     sample, rng = sampler_excluding(space, held), random.Random(0)
     drawn = {sample(rng) for _ in range(500)}
     assert len(drawn) > 50 and not drawn & set(held)
     tiny = get_space("vit", **SMALL_VIT, image_size=8, channels=1, num_classes=10)  # 4 architectures
-    assert len(heldout_configs(tiny)) == 1  # most of a tiny space stays available for training
+    assert len(unseen_architectures(tiny)) == 1  # most of a tiny space stays available for training
 
 
 def test_shallow_share_draws_that_share_at_the_smallest_depth_and_zero_keeps_old_draws():
     space = get_space("vit", image_size=8, channels=1, num_classes=10)
-    held = heldout_configs(space)
+    held = unseen_architectures(space)
     rng_plain, rng_zero = random.Random(5), random.Random(5)
     plain, zero = sampler_excluding(space, held), sampler_excluding(space, held, shallow_share=0.0)
     assert [plain(rng_plain) for _ in range(100)] == [zero(rng_zero) for _ in range(100)]  # old commands reproduce
@@ -89,9 +89,9 @@ def test_a_bad_recipe_is_refused_before_any_work(tmp_path):
     assert not (tmp_path / "x.safetensors").exists()
 
 
-def test_the_heldout_seed_cannot_be_used_for_pretraining(tmp_path):
+def test_the_unseen_seed_cannot_be_used_for_pretraining(tmp_path):
     with pytest.raises(ConfigError, match="seed"):
-        pretrain(steps=1, out=tmp_path / "x.safetensors", seed=HELDOUT_SEED, progress=False)
+        pretrain(steps=1, out=tmp_path / "x.safetensors", seed=UNSEEN_SEED, progress=False)
 
 
 def test_cli(tmp_path, capsys):
@@ -105,7 +105,7 @@ def test_cli(tmp_path, capsys):
 
 
 def test_pretrain_from_a_checkpoint_records_its_parent(tmp_path):
-    from hypernet.checkpoint import load_checkpoint
+    from hypernet import load_checkpoint
 
     first = pretrain(space="vit", data="digits", steps=2, out=tmp_path / "a.safetensors", device="cpu",
                      batch_size=8, space_options=SMALL_VIT, progress=False)
@@ -125,3 +125,20 @@ def test_pretrain_from_a_checkpoint_records_its_parent(tmp_path):
     with pytest.raises(ConfigError, match="hypernet_options"):
         pretrain(space="vit", data="digits", steps=1, out=tmp_path / "c.safetensors", init=first,
                  hypernet_options={"rank": 8}, space_options=SMALL_VIT, progress=False)
+
+
+def test_the_cli_defaults_are_the_recipe_defaults():
+    args = _parser().parse_args([])
+    assert Recipe(**{f.name: getattr(args, f.name) for f in fields(Recipe)}) == Recipe()
+
+
+def test_a_recipe_checks_every_field_before_any_work(tmp_path):
+    # the limits the library's MetaTrainConfig enforces, named as the pretrain() argument
+    for bad, needle in [({"unroll_lr": 0.5}, r"unroll_lr=0.5 is invalid: allowed a number in \(0.0, 0.3\]"),
+                        ({"meta_batch": 0}, "meta_batch=0"),
+                        ({"seed": -1}, r"seed=-1 is invalid: allowed an integer >= 0")]:
+        with pytest.raises(ConfigError, match=needle):
+            Recipe(**bad)
+        with pytest.raises(ConfigError, match=needle):
+            pretrain(out=tmp_path / "x.safetensors", progress=False, **bad)
+    assert not (tmp_path / "x.safetensors").exists()

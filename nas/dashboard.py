@@ -1,8 +1,13 @@
-"""Start the dashboard as a subprocess (used by `logah-nas dashboard` and the browser tests).
+"""Start the dashboard (the Streamlit script app/main.py) as a subprocess: used by
+`logah-nas dashboard` and the dashboard's browser tests.
 
 The server binds 127.0.0.1 unless told otherwise: study data is private by default. A storage
-URL that carries a password goes to the child through the environment, not the command line,
-so it never shows up in `ps`.
+URL that carries a password goes to the child through the environment (`LOGAH_NAS_STORAGE`),
+not the command line, so it never shows up in `ps`.
+
+Import-light (stdlib + sqlalchemy; the `nas.storage` constants are read when launching), and it
+never imports the `app` package: the dashboard is a script of the source tree, found next to
+`nas/`. An installed wheel has no app/main.py; then `command`/`launch` raise FileNotFoundError.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-MAIN = Path(__file__).resolve().parent / "main.py"
+MAIN = Path(__file__).resolve().parents[1] / "app" / "main.py"
 
 
 def _has_password(url: str) -> bool:
@@ -25,13 +30,21 @@ def _has_password(url: str) -> bool:
         return True
 
 
+def _main_script() -> Path:
+    if not MAIN.is_file():
+        raise FileNotFoundError(
+            f"the dashboard script {MAIN} does not exist: the dashboard runs from a source checkout of "
+            "logah-nas (run it there, or install the checkout with `pip install -e .`)")
+    return MAIN
+
+
 def command(storage_url: str | None, port: int = 8501, address: str = "127.0.0.1",
             artifacts: str | os.PathLike | None = None) -> list[str]:
     """`python -m streamlit run app/main.py ... -- --storage URL [--artifacts DIR]`.
 
-    A URL with a password is left out (pass it as LOGAH_STORAGE, which `launch` does).
+    A URL with a password is left out (pass it as LOGAH_NAS_STORAGE, which `launch` does).
     """
-    cmd = [sys.executable, "-m", "streamlit", "run", str(MAIN),
+    cmd = [sys.executable, "-m", "streamlit", "run", str(_main_script()),
            "--server.address", address, "--server.port", str(int(port)), "--server.headless", "true",
            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
            "--client.toolbarMode", "minimal", "--"]
@@ -45,10 +58,12 @@ def command(storage_url: str | None, port: int = 8501, address: str = "127.0.0.1
 def launch(storage_url: str, port: int = 8501, address: str = "127.0.0.1",
            artifacts: str | os.PathLike | None = None, **popen_kwargs) -> subprocess.Popen:
     """Start the server; returns at once (see `wait_ready`)."""
+    from nas.storage import ARTIFACTS_ENV, STORAGE_ENV  # here: nas.storage loads optuna
+
     env = dict(popen_kwargs.pop("env", None) or os.environ)
-    env["LOGAH_STORAGE"] = storage_url
+    env[STORAGE_ENV] = storage_url
     if artifacts is not None:
-        env["LOGAH_ARTIFACTS"] = str(artifacts)
+        env[ARTIFACTS_ENV] = str(artifacts)
     return subprocess.Popen(command(storage_url, port, address, artifacts), env=env, **popen_kwargs)
 
 
