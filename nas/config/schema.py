@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Mapping
 
 from nas.recipe import Recipe, RecipeOptions
+from nas.storage import DEFAULT_ARTIFACTS, DEFAULT_STORAGE
 from search_spaces import SPACES, ConfigError, SearchSpace, get_space
 from search_spaces.validate import require_choice, require_int, require_interval, require_range
 
@@ -158,8 +159,8 @@ class NASConfig:
     hypernet: HypernetConfig
     study: StudyConfig
     study_name: str
-    storage: str = "sqlite:///logah_runs/study.db"
-    artifacts_dir: str = "logah_runs/artifacts"
+    storage: str = DEFAULT_STORAGE
+    artifacts_dir: str = DEFAULT_ARTIFACTS
     export_dir: str = "logah_runs/exports"
     n_trials: int = 64
     workers: int = 2

@@ -36,6 +36,13 @@ def test_group_defaults_are_the_dataclass_defaults():
     assert compose([]).study == StudyConfig()
 
 
+def test_the_yaml_storage_defaults_are_the_one_default():
+    from nas.storage import DEFAULT_ARTIFACTS, DEFAULT_STORAGE
+
+    d = compose_dict([])
+    assert (d["storage"], d["artifacts_dir"]) == (DEFAULT_STORAGE, DEFAULT_ARTIFACTS)
+
+
 def test_hypernet_variants_share_one_file_that_is_not_a_choice():
     assert group_options("hypernet") == ["base", "large", "small", "tiny"]
     shared = {k: v for k, v in compose_dict(["hypernet=tiny"])["hypernet"].items()
