@@ -23,9 +23,18 @@ Killed workers: `make_storage` turns on Optuna's heartbeat. A worker that dies m
 beating; after `grace_period` the next worker to start a trial marks it FAIL and
 `RetryHeartbeatStaleTrialCallback` enqueues a copy with the same parameters, so no configuration
 is silently lost.
+
+Who runs a trial: every trial that turns RUNNING records its process in the system attr
+`OWNER_ATTR` (host key, pid, process start time), written by the storage itself
+(`OwnedRDBStorage`), so every path that starts a trial (`ask`, a popped enqueued or retried
+trial) is covered. A process that knows a worker died (`search` watching its children, or any
+process on the same host finding the pid gone) fails that trial at once (`fail_trials_of`,
+`reap_dead_trials`) instead of waiting out the heartbeat's grace period; the retry goes through
+the same stale-trial callback as the heartbeat path.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -138,8 +147,6 @@ def make_storage(url: str = DEFAULT_STORAGE, heartbeat_interval: int | None = 30
     `grace_period` defaults to Optuna's (2 x heartbeat_interval). `heartbeat_interval=None`
     turns the heartbeat off (then a killed worker's trial stays RUNNING forever).
     """
-    from optuna.storages import RDBStorage
-
     if is_sqlite(url):
         _prepare_sqlite_file(url)
         with make_engine(url).connect():  # WAL is a property of the file: set it before Optuna connects
@@ -147,7 +154,7 @@ def make_storage(url: str = DEFAULT_STORAGE, heartbeat_interval: int | None = 30
     last: Exception | None = None
     for _ in range(5):  # Optuna creates its tables on every construction; two fresh workers can race
         try:
-            storage = RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+            storage = _make_owned_storage_class()(url, engine_kwargs=_engine_kwargs(url))
             break
         except sqlalchemy.exc.OperationalError as exc:
             last = exc
@@ -158,6 +165,103 @@ def make_storage(url: str = DEFAULT_STORAGE, heartbeat_interval: int | None = 30
         event.listen(storage.engine, "connect", _on_sqlite_connect)
     set_heartbeat(storage, heartbeat_interval, grace_period, max_retry)
     return storage
+
+
+OWNER_ATTR = "logah:owner"  # trial system attr: {"host": host key, "pid": int, "start": process start or None}
+
+
+@functools.lru_cache(maxsize=1)
+def host_key() -> str:
+    """This machine (and pid namespace): hostname + kernel boot id + pid-namespace inode, so two
+    containers with one hostname, or a rebooted host, never mistake each other's pids."""
+    import socket
+
+    parts = [socket.gethostname()]
+    try:
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8])
+    except OSError:
+        pass
+    try:
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    except OSError:
+        pass
+    return "/".join(parts)
+
+
+def _process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def process_owner(pid: int | None = None) -> dict[str, Any]:
+    """What `OWNER_ATTR` records for process `pid` (default: this one)."""
+    pid = os.getpid() if pid is None else pid
+    return {"host": host_key(), "pid": pid, "start": _process_start(pid)}
+
+
+def owner_alive(owner: Any) -> bool | None:
+    """Whether the process recorded in `owner` still runs: True/False on this host, None when the
+    owner is on another host (only the heartbeat can tell) or unknown."""
+    if not isinstance(owner, dict) or owner.get("host") != host_key() or not isinstance(owner.get("pid"), int):
+        return None
+    pid = owner["pid"]
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        pass
+    except OSError:
+        return None
+    start = _process_start(pid)
+    if owner.get("start") is not None and start is not None and start != owner["start"]:
+        return False  # the pid was reused by another process
+    if Path(f"/proc/{pid}/stat").exists():
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state in ("Z", "X"):  # a zombie: dead, not yet waited for
+                return False
+        except (OSError, IndexError):
+            pass
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def _make_owned_storage_class():
+    from optuna.storages import RDBStorage
+    from optuna.trial import TrialState
+
+    class OwnedRDBStorage(RDBStorage):
+        """RDBStorage that records the running process on every trial that turns RUNNING."""
+
+        def _create_new_trial(self, study_id, template_trial=None):
+            trial = super()._create_new_trial(study_id, template_trial)
+            if trial.state == TrialState.RUNNING:
+                owner = process_owner()
+                self._record_owner(trial._trial_id, owner)
+                trial.system_attrs[OWNER_ATTR] = owner
+            return trial
+
+        def set_trial_state_values(self, trial_id, state, values=None):
+            changed = super().set_trial_state_values(trial_id, state, values)
+            if changed and state == TrialState.RUNNING:
+                self._record_owner(trial_id, process_owner())
+            return changed
+
+        def _record_owner(self, trial_id: int, owner: dict) -> None:
+            try:
+                self.set_trial_system_attr(trial_id, OWNER_ATTR, owner)
+            except Exception as exc:  # never lose a trial over its bookkeeping: the heartbeat still covers it
+                _log.warning("could not record the owner of trial id %d: %s", trial_id, exc)
+
+    return OwnedRDBStorage
 
 
 def set_heartbeat(storage, interval: int | None, grace_period: int | None = None, max_retry: int | None = 2) -> None:
@@ -190,55 +294,192 @@ class AtomicFileSystemArtifactStore(FileSystemArtifactStore):
             shutil.copyfileobj(content_body, f)
 
 
-def make_artifact_store(base_path: str | os.PathLike = DEFAULT_ARTIFACTS) -> AtomicFileSystemArtifactStore:
-    """The artifact store (trial weights, hypernet checkpoints); a folder shared by the workers."""
+class PrefixedBoto3ArtifactStore:
+    """Optuna's `Boto3ArtifactStore` under a key prefix (`s3://bucket/prefix`). An S3 PUT (and a
+    multipart upload, on completion) is atomic: a reader sees the whole object or none."""
+
+    def __init__(self, url: str, client=None) -> None:
+        from optuna.artifacts import Boto3ArtifactStore
+
+        self.url = url
+        self.bucket, self.prefix = parse_s3_url(url)
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            # endpoint (AWS_ENDPOINT_URL[_S3]), region and credentials: boto3's standard env vars / files
+            client = boto3.client("s3", config=Config(connect_timeout=10, read_timeout=120,
+                                                       retries={"max_attempts": 4, "mode": "standard"}))
+        self.client = client
+        self._store = Boto3ArtifactStore(self.bucket, client=client)
+
+    def _key(self, artifact_id: str) -> str:
+        return f"{self.prefix}{artifact_id}"
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        return self._store.open_reader(self._key(artifact_id))
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        self._store.write(self._key(artifact_id), content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        self._store.remove(self._key(artifact_id))
+
+
+def is_object_store(artifacts: str | os.PathLike) -> bool:
+    return str(artifacts).startswith("s3://")
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """`s3://bucket/some/prefix` -> ("bucket", "some/prefix/"); credentials in the URL are refused
+    (they belong in the AWS environment variables)."""
+    from search_spaces import ConfigError
+
+    rest = url[len("s3://"):]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket or "@" in bucket or ":" in bucket:
+        raise ConfigError("artifacts_dir", mask_url(url),
+                          "s3://bucket/prefix (credentials and endpoint in the AWS_* environment variables)")
+    prefix = prefix.strip("/")
+    return bucket, f"{prefix}/" if prefix else ""
+
+
+def make_artifact_store(base_path: str | os.PathLike = DEFAULT_ARTIFACTS):
+    """The artifact store (trial weights, hypernet checkpoints), chosen by `artifacts_dir`:
+    `s3://bucket/prefix` -> an S3 (or S3-compatible) bucket every machine reaches
+    (`PrefixedBoto3ArtifactStore`, needs the `s3` extra), else a local folder shared by the workers
+    (`AtomicFileSystemArtifactStore`)."""
+    if is_object_store(base_path):
+        try:
+            import boto3  # noqa: F401
+        except ImportError:
+            from search_spaces import ConfigError
+
+            raise ConfigError("artifacts_dir", mask_url(str(base_path)),
+                              "an s3:// URL only with boto3 installed (pip install 'logah-nas[s3]'), "
+                              "or a directory path") from None
+        return PrefixedBoto3ArtifactStore(str(base_path))
     Path(base_path).mkdir(parents=True, exist_ok=True)
     return AtomicFileSystemArtifactStore(base_path=str(base_path))
+
+
+def check_artifact_store(store, where: str) -> None:
+    """Write, read back and remove a small probe object: a process that cannot reach (or write) the
+    artifacts fails at start with a ConfigError naming `artifacts_dir`, not after its first trial."""
+    import io
+    import socket
+    import uuid
+
+    from search_spaces import ConfigError
+
+    probe = f".logah-probe-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        store.write(probe, io.BytesIO(b"ok"))
+        with contextlib.closing(store.open_reader(probe)) as reader:
+            ok = reader.read() == b"ok"
+        store.remove(probe)
+    except Exception as exc:  # boto3/botocore errors, OSError (read-only or missing folder, full disk)
+        detail = mask_url(f"{type(exc).__name__}: {exc}".splitlines()[0])
+        raise ConfigError("artifacts_dir", mask_url(where),
+                          f"an artifact store this process can write and read ({detail}); for s3:// check "
+                          "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket") from None
+    if not ok:
+        raise ConfigError("artifacts_dir", mask_url(where), "an artifact store that returns what was written")
+
+
+def _backend(study):
+    return getattr(study._storage, "_backend", study._storage)  # unwrap Optuna's cache layer
+
+
+def _fail_and_retry(study, trial, reason: str) -> bool:
+    """FAIL a RUNNING trial with `reason` and enqueue its retry (as the heartbeat path does);
+    False when another process finished or reaped it first."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.storages import RetryFailedTrialCallback
+    from optuna.trial import TrialState
+
+    storage = _backend(study)
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+            return False
+    except UpdateFinishedTrialError:  # another process reaped (or the worker finished) it first
+        return False
+    callback = storage.get_heartbeat_stale_trial_callback() if hasattr(
+        storage, "get_heartbeat_stale_trial_callback") else None
+    if callback is None:  # heartbeat off in this process: retry all the same
+        callback = RetryFailedTrialCallback(max_retry=2)
+    callback(study, storage.get_trial(trial._trial_id))
+    _log.warning("trial %d of %s failed: %s", trial.number, study.study_name, reason)
+    return True
+
+
+def _running(study) -> list:
+    from optuna.trial import TrialState
+
+    return _backend(study).get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
+
+
+def fail_trials_of(study, pid: int, reason: str) -> list[int]:
+    """Fail (with `reason`) and retry the RUNNING trials of process `pid` of this host: what a parent
+    does the moment it sees its worker die, instead of waiting for the heartbeat's grace period."""
+    me = host_key()
+    failed = []
+    for trial in _running(study):
+        owner = trial.system_attrs.get(OWNER_ATTR)
+        if isinstance(owner, dict) and owner.get("host") == me and owner.get("pid") == pid:
+            if _fail_and_retry(study, trial, reason):
+                failed.append(trial.number)
+    return failed
 
 
 def reap_dead_trials(study) -> list[int]:
     """Fail, give a reason to, and retry the RUNNING trials whose worker died.
 
-    Optuna's own check (`fail_stale_trials`) covers trials whose heartbeat went stale, but it
-    skips a trial that never wrote a heartbeat (a worker killed between `ask()` and its first
-    beat: RUNNING forever) and it records no reason. Both cases are handled here; the retry
-    goes through the storage's stale-trial callback, exactly as Optuna's path does.
+    Three cases: the trial's process ran on this host and is gone (known at once, heartbeat on or
+    off); its heartbeat went stale (Optuna's own check, `fail_stale_trials`, which records no
+    reason); it never wrote a heartbeat and started more than the grace period ago (a worker
+    killed between `ask()` and its first beat, which Optuna skips: RUNNING forever). The retry goes
+    through the storage's stale-trial callback, exactly as Optuna's path does.
     """
     import datetime
 
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
-
-    storage = getattr(study._storage, "_backend", study._storage)  # unwrap Optuna's cache layer
+    storage = _backend(study)
+    reaped = []
+    running = _running(study)
+    for trial in running:
+        owner = trial.system_attrs.get(OWNER_ATTR)
+        if owner_alive(owner) is False:
+            reason = f"worker died: process {owner['pid']} on {socket_host()} is gone"
+            if _fail_and_retry(study, trial, reason):
+                reaped.append(trial.number)
     interval = getattr(storage, "heartbeat_interval", None)
     if interval is None:
-        return []
+        return reaped
     grace = storage.grace_period if storage.grace_period is not None else 2 * interval
     stale = set(storage._get_stale_trial_ids(study._study_id))
     with storage.engine.connect() as conn:
         beating = {row[0] for row in conn.execute(sqlalchemy.text("SELECT trial_id FROM trial_heartbeats"))}
     # Optuna stamps datetime_start with the worker's local clock (naive), so compare with the same.
     cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace)
-    reaped = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for trial in running:
+        if trial.number in reaped:
+            continue
         never_beat = trial._trial_id not in beating and trial.datetime_start is not None \
             and trial.datetime_start < cutoff
         if trial._trial_id not in stale and not never_beat:
             continue
         reason = ("worker died before its first heartbeat" if never_beat
                   else f"worker died: no heartbeat for more than {grace} s")
-        try:
-            storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-                continue
-        except UpdateFinishedTrialError:  # another worker reaped it first
-            continue
-        reaped.append(trial.number)
-        callback = storage.get_heartbeat_stale_trial_callback()
-        if callback is not None:
-            callback(study, storage.get_trial(trial._trial_id))
-        _log.warning("trial %d of %s failed: %s", trial.number, study.study_name, reason)
+        if _fail_and_retry(study, trial, reason):
+            reaped.append(trial.number)
     return reaped
+
+
+def socket_host() -> str:
+    import socket
+
+    return socket.gethostname()
 
 
 def storage_from_env(default: str = DEFAULT_STORAGE) -> str:
@@ -269,8 +510,13 @@ class StudyStorage:
                    engine=make_engine(url), artifacts_dir=str(artifacts_dir))
 
     @functools.cached_property
-    def artifacts(self) -> AtomicFileSystemArtifactStore:
+    def artifacts(self):
+        """`AtomicFileSystemArtifactStore` for a folder, `PrefixedBoto3ArtifactStore` for s3://."""
         return make_artifact_store(self.artifacts_dir)
+
+    def check_artifacts(self) -> None:
+        """ConfigError naming `artifacts_dir` unless this process can write and read the artifacts."""
+        check_artifact_store(self.artifacts, self.artifacts_dir)
 
     @property
     def masked_url(self) -> str:

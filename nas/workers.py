@@ -1,8 +1,10 @@
 """Local worker processes and the parent's progress bar.
 
 Workers are separate processes (`python -m nas worker`), not threads: training is CPU-bound and
-a process that dies (OOM, kill -9) takes nothing else with it — its running trial is failed by
-Optuna's heartbeat and retried. Each worker runs torch with one thread (OMP_NUM_THREADS=1) so N
+a process that dies (OOM, kill -9) takes nothing else with it. The parent (`supervise`) fails a
+dead worker's RUNNING trial at once (it is retried with the same parameters) and restarts the
+worker, up to `worker_restarts` times per worker with exponential backoff, while the study is
+short of its `n_trials`. Each worker runs torch with one thread (OMP_NUM_THREADS=1) so N
 workers on N cores do not oversubscribe. The storage URL travels in the environment, not on the
 command line, so a database password never shows up in `ps`.
 """
@@ -21,6 +23,7 @@ from nas.config import NASConfig
 from nas.storage import STORAGE_ENV
 
 INDEX_ENV = "LOGAH_WORKER_INDEX"
+EXIT_INCOMPLETE = 3  # `search` ended with fewer than n_trials counted trials (resume it)
 
 
 @dataclass
@@ -37,6 +40,11 @@ class WorkerProcess:
 
 
 def log_dir(cfg: NASConfig) -> Path:
+    """`<artifacts_dir>/../logs`; with artifacts in an object store (s3://), `logah_runs/logs`."""
+    from nas.storage import is_object_store
+
+    if is_object_store(cfg.artifacts_dir):
+        return Path("logah_runs") / "logs"
     return Path(cfg.artifacts_dir).parent / "logs"
 
 
@@ -46,20 +54,22 @@ def worker_command(cfg: NASConfig) -> list[str]:
             f"artifacts_dir={cfg.artifacts_dir}", f"device={cfg.device}", f"n_trials={cfg.n_trials}"]
 
 
-def spawn_workers(cfg: NASConfig, n: int) -> list[WorkerProcess]:
-    """Start `n` worker processes sharing the study's storage; their output goes to log files."""
+def spawn_worker(cfg: NASConfig, index: int) -> WorkerProcess:
+    """Start worker `index` sharing the study's storage; its output goes to (appends to) its log file."""
     logs = log_dir(cfg)
     logs.mkdir(parents=True, exist_ok=True)
-    workers = []
-    for index in range(n):
-        env = {**os.environ, STORAGE_ENV: cfg.storage, INDEX_ENV: str(index), "OMP_NUM_THREADS": "1",
-               "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-        log_path = logs / f"{cfg.study_name}-worker{index}.log"
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(worker_command(cfg), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL)
-        workers.append(WorkerProcess(index, process, log_path))
-    return workers
+    env = {**os.environ, STORAGE_ENV: cfg.storage, INDEX_ENV: str(index), "OMP_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    log_path = logs / f"{cfg.study_name}-worker{index}.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(worker_command(cfg), env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+    return WorkerProcess(index, process, log_path)
+
+
+def spawn_workers(cfg: NASConfig, n: int) -> list[WorkerProcess]:
+    """Start `n` worker processes sharing the study's storage; their output goes to log files."""
+    return [spawn_worker(cfg, index) for index in range(n)]
 
 
 def stop_workers(workers: list[WorkerProcess], timeout: float = 10.0) -> None:
@@ -76,32 +86,178 @@ def stop_workers(workers: list[WorkerProcess], timeout: float = 10.0) -> None:
             w.process.wait()
 
 
-def monitor(study: optuna.Study, workers: list[WorkerProcess], n_trials: int, *, engine=None,
-            poll_s: float = 1.0, progress: bool = True) -> dict[int, int]:
-    """Show a progress bar (COMPLETE + PRUNED trials, best value, hypernet version) until every
-    worker exits; returns their exit codes by index."""
+def resume_command(command: str, overrides: list[str] | tuple[str, ...]) -> str:
+    """The command line that resumes a study: the same overrides, any password masked (pass the
+    real URL in LOGAH_NAS_STORAGE, as every process may)."""
+    import shlex
+
+    from nas.secrets import mask_url
+
+    shown = [f"{o.split('=', 1)[0]}={mask_url(o.split('=', 1)[1])}" if "=" in o else o for o in overrides]
+    text = shlex.join(["logah-nas", command, *shown])
+    return text + (" (put the password back in place of ***)" if shown != list(overrides) else "")
+
+
+def exit_text(code: int | None) -> str:
+    """`-9` -> "killed by SIGKILL (-9)", `1` -> "exit code 1"."""
+    import signal
+
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name} ({code})"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _short(exc: BaseException) -> str:
+    from nas.secrets import mask_url
+
+    return mask_url(f"{type(exc).__name__}: {exc}".splitlines()[0])[:300]
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    import sqlalchemy.exc
+    from optuna.exceptions import StorageInternalError
+
+    # a dropped or refused connection (Optuna wraps those raised inside its sessions)
+    return (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, StorageInternalError)
+
+
+_TRANSIENT = _transient_errors()
+
+
+def _hopeless(code: int, tail: str) -> str | None:
+    """Why restarting a worker that exited with `code` cannot help, or None: a start-up error
+    (bad config, unreachable storage or artifacts: exit code 2) or its failure guard tripped
+    (`study.max_consecutive_failures` trials failed in a row: a broken setup, not bad luck)."""
+    if code == 2:
+        return "a start-up error"
+    if "trials failed in a row" in tail:
+        return "too many trials failed in a row"
+    return None
+
+
+@dataclass
+class Supervision:
+    """What happened to the local workers of one `search`."""
+
+    deaths: dict[int, list[int]]      # worker index -> exit codes of its abnormal exits, in order
+    restarts: dict[int, int]          # worker index -> times restarted
+    gave_up: dict[int, str]           # worker index -> its log's last lines, when it kept dying
+    failed_trials: dict[int, list[int]]  # worker index -> trial numbers failed at once when it died
+    codes: dict[int, int]             # worker index -> the exit code of its last process
+
+    def describe(self) -> list[str]:
+        lines = []
+        for index in sorted(self.deaths):
+            codes = self.deaths[index]
+            what = ", ".join(exit_text(c) for c in codes)
+            lines.append(f"worker {index} died {len(codes)} time{'s' if len(codes) != 1 else ''} ({what}); "
+                         f"restarted {self.restarts.get(index, 0)}"
+                         + (f"; trials failed and retried: {self.failed_trials[index]}"
+                            if self.failed_trials.get(index) else "")
+                         + ("; gave up" if index in self.gave_up else ""))
+        return lines
+
+
+def supervise(study: optuna.Study, cfg: NASConfig, workers: list[WorkerProcess], *, max_restarts: int,
+              engine=None, poll_s: float = 1.0, backoff_s: float = 1.0, max_backoff_s: float = 30.0,
+              progress: bool = True, spawn=None, say=print) -> Supervision:
+    """Watch the workers until every one has exited for good; returns what happened.
+
+    A worker that exits non-zero (a signal, the OOM killer, a crash) has its RUNNING trial failed
+    at once (`nas.storage.fail_trials_of`; retried with the same parameters) and, while the study
+    has fewer than `cfg.n_trials` counted trials, is restarted after `backoff_s * 2**k` seconds
+    (at most `max_backoff_s`), at most `max_restarts` times; then the parent gives up on it and
+    says so with the last lines of its log. `workers` is updated in place with the restarted
+    processes (what `stop_workers` must stop on Ctrl-C)."""
     from tqdm import tqdm
 
+    from nas.storage import fail_trials_of, reap_dead_trials
     from nas.study import COUNTED
     from nas.versions import latest_promoted
 
+    spawn = spawn or spawn_worker
+    n_trials = cfg.n_trials
+    report = Supervision(deaths={}, restarts={}, gave_up={}, failed_trials={}, codes={})
+    pending: dict[int, float] = {}  # worker index -> monotonic time of its restart
     bar = tqdm(total=n_trials, desc=study.study_name, unit="trial", disable=not progress, dynamic_ncols=True)
     last: tuple = ()
+    trials, done, db_down = [], 0, False
     try:
         while True:
-            running = [w for w in workers if w.process.poll() is None]
-            trials = study.get_trials(deepcopy=False, states=COUNTED)
-            done = min(len(trials), n_trials)
-            if done > bar.n:
-                bar.update(done - bar.n)
+            try:  # the database may restart under us: keep supervising, read again at the next poll
+                trials = study.get_trials(deepcopy=False, states=COUNTED)
+                done = min(len(trials), n_trials)
+                if db_down:
+                    say("storage reachable again")
+                db_down = False
+            except _TRANSIENT as exc:
+                if not db_down:
+                    say(f"storage unreachable ({_short(exc)}); retrying")
+                db_down = True
+            for slot, w in enumerate(workers):
+                code = w.process.poll()
+                if code is None or w.index in report.codes:
+                    continue
+                report.codes[w.index] = code
+                if code == 0:
+                    continue
+                report.deaths.setdefault(w.index, []).append(code)
+                reason = f"worker died: local worker {w.index} (pid {w.process.pid}) {exit_text(code)}"
+                try:
+                    failed = fail_trials_of(study, w.process.pid, reason)
+                except _TRANSIENT as exc:  # reaped later (reap_dead_trials: its pid is gone)
+                    failed = []
+                    say(f"could not fail the trial of worker {w.index} now ({_short(exc)}); it is reaped later")
+                report.failed_trials.setdefault(w.index, []).extend(failed)
+                say(f"worker {w.index} (pid {w.process.pid}) {exit_text(code)}"
+                    + (f"; its trial{'s' if len(failed) > 1 else ''} {failed} failed and will be retried"
+                       if failed else ""))
+                if done >= n_trials:
+                    continue
+                hopeless = _hopeless(code, w.tail())
+                if hopeless:  # a restart would fail the same way
+                    report.gave_up[w.index] = w.tail()
+                    say(f"worker {w.index} stopped ({hopeless}); not restarting it; last lines of {w.log_path}:\n"
+                        f"{w.tail()}")
+                    continue
+                n = report.restarts.get(w.index, 0)
+                if n >= max_restarts:
+                    report.gave_up[w.index] = w.tail()
+                    say(f"worker {w.index} died {len(report.deaths[w.index])} times; not restarting it "
+                        f"(worker_restarts={max_restarts}); last lines of {w.log_path}:\n{w.tail()}")
+                    continue
+                delay = min(max_backoff_s, backoff_s * 2 ** n)
+                pending[w.index] = time.monotonic() + delay
+                say(f"restarting worker {w.index} in {delay:.0f} s ({n + 1}/{max_restarts})")
+            for index, at in list(pending.items()):
+                if done >= n_trials:
+                    del pending[index]  # nothing left to do for it
+                elif time.monotonic() >= at:
+                    del pending[index]
+                    slot = next(i for i, w in enumerate(workers) if w.index == index)
+                    try:
+                        reap_dead_trials(study)
+                    except _TRANSIENT:
+                        pass
+                    workers[slot] = spawn(cfg, index)
+                    report.restarts[index] = report.restarts.get(index, 0) + 1
+                    report.codes.pop(index, None)
             values = [t.value for t in trials if t.value is not None]
             postfix = {}
             if values:
                 postfix["best"] = f"{min(values):.4f}"
-            if engine is not None:
-                version = latest_promoted(engine, study.study_name)
+            if engine is not None and not db_down:
+                try:
+                    version = latest_promoted(engine, study.study_name)
+                except _TRANSIENT:
+                    version = None
                 if version is not None:
                     postfix["hypernet"] = f"v{version.version}"
+            if done > bar.n:
+                bar.update(done - bar.n)
             bar.set_postfix(postfix, refresh=False)
             bar.refresh()
             status = (done, postfix.get("best"), postfix.get("hypernet"))
@@ -109,13 +265,13 @@ def monitor(study: optuna.Study, workers: list[WorkerProcess], n_trials: int, *,
                 print(f"{study.study_name}: {done}/{n_trials} trials"
                       + "".join(f", {k} {v}" for k, v in postfix.items()), flush=True)
                 last = status
-            if not running:
+            if not pending and all(w.process.poll() is not None and w.index in report.codes for w in workers):
                 break
-            time.sleep(poll_s)
+            time.sleep(min(poll_s, 0.2) if pending else poll_s)
     finally:
         bar.close()
-    return {w.index: w.process.returncode for w in workers}
+    return report
 
 
-__all__ = ["INDEX_ENV", "WorkerProcess", "log_dir", "monitor", "spawn_workers", "stop_workers",
-           "worker_command"]
+__all__ = ["EXIT_INCOMPLETE", "INDEX_ENV", "resume_command", "Supervision", "WorkerProcess", "exit_text", "log_dir", "spawn_worker",
+           "spawn_workers", "stop_workers", "supervise", "worker_command"]

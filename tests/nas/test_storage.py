@@ -124,3 +124,90 @@ def test_wal_switch_gives_up_after_the_timeout_and_never_retries_other_errors():
     with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
         _enable_wal(other, timeout_s=5)
     assert other.calls == 1
+
+
+# ---- who runs a trial; failing a dead process's trial at once -------------------------------
+
+def _ask_and_die(url: str) -> None:
+    """Start one trial (ask) and one enqueued trial (popped by optimize), then die like kill -9."""
+    study = optuna.load_study(study_name="s", storage=make_storage(url, heartbeat_interval=None))
+    study.ask()
+
+    def objective(trial):
+        trial.suggest_float("x", 0, 1)
+        os._exit(1)
+
+    study.optimize(objective, n_trials=1)
+
+
+def test_running_trials_record_their_process_and_a_dead_ones_are_failed_and_retried_at_once(tmp_path):
+    from nas.storage import OWNER_ATTR, owner_alive, process_owner, reap_dead_trials
+
+    url = f"sqlite:///{tmp_path}/study.db"
+    storage = make_storage(url, heartbeat_interval=60, max_retry=1)  # the heartbeat would take minutes
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.enqueue_trial({"x": 0.25})
+    p = mp.get_context("spawn").Process(target=_ask_and_die, args=(url,))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 1
+    asked, popped = study.get_trials()
+    assert asked.state == popped.state == TrialState.RUNNING
+    for t in (asked, popped):
+        assert t.system_attrs[OWNER_ATTR]["pid"] == p.pid and owner_alive(t.system_attrs[OWNER_ATTR]) is False
+    assert owner_alive(process_owner()) is True
+    assert owner_alive({**process_owner(), "host": "elsewhere"}) is None  # only the heartbeat can tell
+
+    assert sorted(reap_dead_trials(study)) == [0, 1]  # no waiting for the heartbeat's grace period
+    trials = study.get_trials()
+    assert [t.state for t in trials[:2]] == [TrialState.FAIL, TrialState.FAIL]
+    assert all(t.user_attrs["fail_reason"].startswith("worker died: process") for t in trials[:2])
+    retries = [t for t in trials[2:] if t.state == TrialState.WAITING]
+    assert len(retries) == 2 and {t.system_attrs["failed_trial"] for t in retries} == {0, 1}
+    assert reap_dead_trials(study) == []  # reaped once
+
+
+def test_fail_trials_of_fails_only_that_process_trials(tmp_path):
+    from nas.storage import fail_trials_of
+
+    url = f"sqlite:///{tmp_path}/study.db"
+    study = optuna.create_study(study_name="s", storage=make_storage(url, heartbeat_interval=None))
+    mine = study.ask()  # heartbeat off: the retry is enqueued all the same
+    assert fail_trials_of(study, os.getpid() + 1, "worker died: test") == []
+    assert fail_trials_of(study, os.getpid(), "worker died: test") == [mine.number]
+    trials = study.get_trials()
+    assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["fail_reason"] == "worker died: test"
+    assert trials[1].state == TrialState.WAITING and trials[1].system_attrs["failed_trial"] == 0
+
+
+def test_an_unwritable_artifact_folder_is_a_config_error_naming_the_setting(tmp_path):
+    from nas.storage import check_artifact_store
+    from search_spaces import ConfigError
+
+    store = make_artifact_store(tmp_path / "art")
+    check_artifact_store(store, str(tmp_path / "art"))  # fine: writes, reads and removes a probe
+    assert list((tmp_path / "art").iterdir()) == []
+    if os.geteuid() != 0:
+        os.chmod(tmp_path / "art", 0o500)
+        with pytest.raises(ConfigError) as e:
+            check_artifact_store(store, str(tmp_path / "art"))
+        assert e.value.field == "artifacts_dir"
+        os.chmod(tmp_path / "art", 0o700)
+    (tmp_path / "gone").write_text("a file, not a folder")
+    store = make_artifact_store(tmp_path / "art2")
+    (tmp_path / "art2").rmdir()
+    (tmp_path / "art2").write_text("now a file")
+    with pytest.raises(ConfigError) as e:
+        check_artifact_store(store, str(tmp_path / "art2"))
+    assert e.value.field == "artifacts_dir" and "art2" in str(e.value)
+
+
+def test_artifacts_dir_s3_url_is_parsed_and_credentials_in_it_refused():
+    from nas.storage import parse_s3_url
+    from search_spaces import ConfigError
+
+    assert parse_s3_url("s3://bucket/a/b/") == ("bucket", "a/b/")
+    assert parse_s3_url("s3://bucket") == ("bucket", "")
+    with pytest.raises(ConfigError) as e:
+        parse_s3_url("s3://key:secretpw@bucket/x")
+    assert "secretpw" not in str(e.value)

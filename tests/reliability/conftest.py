@@ -75,7 +75,12 @@ def pg_database(pg_admin):
         yield name, base.set(database=name).render_as_string(hide_password=False)
     finally:
         _dispose_engines()
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        try:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except Exception:  # the server was restarted by the test (test_rel_dbfaults): a new connection
+            _, fresh = _admin_connect()
+            with fresh:
+                fresh.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -1,0 +1,78 @@
+"""Database faults: PostgreSQL restarted mid-study; SQLite read-only.
+
+The restart test needs `.ci/run`'s server and its pg_ctl (`LOGAH_CI_PG_CTL`, e.g.
+"runuser -u postgres -- .../pg_ctl -D DATA -l LOG"); without it the test is skipped.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+from _rel import STATS, child_env, overrides, run_cli, trials_by_state, wait_for
+
+PG_CTL_ENV = "LOGAH_CI_PG_CTL"
+
+
+@pytest.mark.postgres
+def test_postgres_restarted_mid_study_the_study_completes_nothing_left_running(tmp_path, pg_database):
+    if not os.environ.get(PG_CTL_ENV):
+        pytest.skip(f"{PG_CTL_ENV} is not set (.ci/run exports it): no way to restart the server")
+    import optuna
+
+    from nas.storage import make_storage
+    from nas.study import COUNTED
+
+    _, url = pg_database
+    args = overrides(tmp_path, url, "study.steps=12", "study.eval_every=6", "study.heartbeat_interval=2",
+                     "n_trials=6", "workers=2")
+    search = subprocess.Popen([sys.executable, "-m", "nas", "search", *args], cwd=tmp_path, env=child_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def started():
+            try:
+                study = optuna.load_study(study_name="vit-digits", storage=make_storage(url, heartbeat_interval=None))
+                return len(study.get_trials(deepcopy=False, states=COUNTED)) >= 1
+            except Exception:
+                return False
+
+        wait_for("a first trial done", started, timeout=150, every=0.5)
+        from conftest import _dispose_engines
+
+        _dispose_engines()
+        assert search.poll() is None, "the study finished before the restart"
+        subprocess.run([*shlex.split(os.environ[PG_CTL_ENV]), "-m", "fast", "-w", "restart"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        out, err = search.communicate(timeout=240)
+    finally:
+        if search.poll() is None:
+            search.kill()
+            search.communicate()
+    assert search.returncode == 0, out[-3000:] + err[-3000:]
+    assert "trials done: 6/6" in out and "Traceback" not in err, out[-3000:] + err[-3000:]
+    study = optuna.load_study(study_name="vit-digits", storage=make_storage(url, heartbeat_interval=None))
+    states = trials_by_state(study)
+    assert not states["RUNNING"], [t.number for t in states["RUNNING"]]
+    failed = {t.number for t in states["FAIL"]}
+    retried = [t.system_attrs.get("failed_trial") for t in study.trials if t.system_attrs.get("failed_trial") is not None]
+    assert len(retried) == len(set(retried)), "a failed trial was retried twice"
+    assert set(retried) <= failed
+    STATS["trials"] += len(study.trials)
+    STATS["workers"] += 2
+
+
+def test_read_only_sqlite_database_is_one_clear_error(tmp_path):
+    url = f"sqlite:///{tmp_path}/study.db"
+    first = run_cli(["search", *overrides(tmp_path, url, "n_trials=1", "workers=1")], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    os.chmod(tmp_path / "study.db", 0o444)
+    try:
+        if os.geteuid() == 0:
+            pytest.skip("root writes read-only files")
+        again = run_cli(["search", *overrides(tmp_path, url, "n_trials=2", "workers=1")], cwd=tmp_path, timeout=120)
+    finally:
+        os.chmod(tmp_path / "study.db", 0o644)
+    assert again.returncode != 0 and "Traceback" not in again.stderr
+    assert again.stderr.count("\n") <= 3 and "readonly" in again.stderr.lower().replace("-", ""), again.stderr[-2000:]
