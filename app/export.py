@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial
 
 from app.reader import ArtifactError, short_error
 from nas.attrs import CONFIG, WEIGHTS
-from nas.storage import ARTIFACTS_ENV
+from nas.storage import ARTIFACTS_ENV, is_object_store, make_artifact_store
 
 
 def export_name(study_name: str, number: int) -> str:
@@ -47,9 +47,12 @@ def export_zip(study: optuna.Study, trial: FrozenTrial, artifact_dir: str | os.P
     if not isinstance(trial.user_attrs.get(CONFIG), dict):
         raise ArtifactError(f"{what} has no {CONFIG!r} attr to rebuild its model from")
     base = Path(artifact_dir)
-    if not base.is_dir():
+    if is_object_store(str(artifact_dir)):  # s3://bucket/prefix: workers on machines without a shared disk
+        store = make_artifact_store(str(artifact_dir))
+    elif not base.is_dir():
         raise ArtifactError(f"artifact store {base} does not exist (set --artifacts DIR or {ARTIFACTS_ENV})")
-    store = optuna.artifacts.FileSystemArtifactStore(str(base))
+    else:
+        store = optuna.artifacts.FileSystemArtifactStore(str(base))
     with tempfile.TemporaryDirectory(prefix="logah-dashboard-") as tmp:
         try:
             out = export_trial_from(study, store, tmp, storage_url=storage_url, engine=engine,

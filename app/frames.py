@@ -155,7 +155,8 @@ def page(df: pd.DataFrame, number: int, size: int) -> tuple[pd.DataFrame, int]:
 # ----------------------------------------------------------------------------------------------
 
 def artifacts(trial: FrozenTrial) -> pd.DataFrame:
-    """Artifacts Optuna recorded for the trial (id, filename, mimetype)."""
+    """Artifacts Optuna recorded for the trial (filename, id, mimetype). The store keeps only the
+    artifact id; the original file name lives in this record, so the dashboard shows and serves it."""
     rows = []
     for key, raw in trial.system_attrs.items():
         if not key.startswith(_ARTIFACT_ATTR_PREFIX):
@@ -164,9 +165,9 @@ def artifacts(trial: FrozenTrial) -> pd.DataFrame:
             meta = json.loads(raw) if isinstance(raw, str) else dict(raw)
         except (TypeError, ValueError):
             continue
-        rows.append({"artifact_id": meta.get("artifact_id"), "filename": meta.get("filename"),
+        rows.append({"filename": meta.get("filename"), "artifact_id": meta.get("artifact_id"),
                      "mimetype": meta.get("mimetype")})
-    return pd.DataFrame(rows, columns=["artifact_id", "filename", "mimetype"])
+    return pd.DataFrame(rows, columns=["filename", "artifact_id", "mimetype"])
 
 
 _DETAIL_SKIP = {CONFIG}  # shown on its own

@@ -11,7 +11,7 @@ from optuna.trial import FrozenTrial
 
 from app import analysis, charts, export, frames, state
 from app.reader import ArtifactError, Reader, StorageError
-from nas.attrs import CONFIG, HYPERNET_VERSION, N_PARAMS, WARM_START, WEIGHTS
+from nas.attrs import CONFIG, HYPERNET_VERSION, INIT, N_PARAMS, STUDY_TEST_METRICS, WARM_START, WEIGHTS
 from nas.screen import describe_screening
 
 
@@ -150,6 +150,38 @@ def trials(v: StudyView) -> None:
             st.caption("No artifacts recorded for this trial.")
         else:
             st.dataframe(arts, hide_index=True)
+            _artifact_downloads(arts, int(chosen))
+
+
+def _artifact_downloads(arts: pd.DataFrame, trial_number: int) -> None:
+    """A download per artifact under the file name Optuna recorded at upload (the store names files
+    by artifact id only). Read on request: weights can be tens of MB."""
+    for row in arts.itertuples(index=False):
+        name = row.filename or f"{row.artifact_id}.bin"
+        key = f"artifact_{trial_number}_{row.artifact_id}"
+        if st.button(f"Prepare {name}", key=f"prepare_{key}", icon=":material/draft:"):
+            st.session_state[key] = True
+        if not st.session_state.get(key):
+            continue
+        try:
+            data = _read_artifact(str(row.artifact_id))
+        except ArtifactError as e:
+            st.error(str(e))
+        else:
+            st.download_button(f"Download {name}", data, file_name=name, key=f"download_{key}",
+                               mime=row.mimetype or "application/octet-stream", icon=":material/download:")
+
+
+def _read_artifact(artifact_id: str) -> bytes:
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna.artifacts.exceptions import ArtifactNotFound
+
+    base = state.artifacts_dir()
+    try:
+        with FileSystemArtifactStore(base).open_reader(artifact_id) as f:
+            return f.read()
+    except (ArtifactNotFound, OSError) as e:
+        raise ArtifactError(f"artifact {artifact_id} not found in {base}: {e}") from None
 
 
 def versions(v: StudyView) -> None:
@@ -193,7 +225,21 @@ def best_model(v: StudyView) -> None:
         k[0].metric("Val loss", f"{t.values[0]:.4f}")
         k[1].metric("Init", {"warm": "hypernet", "random": "random", "unknown": "—"}[frames.init_of(a)])
         k[2].metric("Hypernet version", "—" if a.get(HYPERNET_VERSION) is None else a[HYPERNET_VERSION])
+        k[1].metric("Init", a.get(INIT) or {"warm": "hypernet", "random": "random", "unknown": "—"}[frames.init_of(a)])
         k[3].metric("Parameters", f"{a[N_PARAMS]:,}" if isinstance(a.get(N_PARAMS), int) else "—")
+        test = (v.study.user_attrs.get(STUDY_TEST_METRICS) or {}).get(str(t.number))
+        if isinstance(test, dict) and "loss" in test:
+            k = st.columns(4)
+            k[0].metric("Test loss", f"{test['loss']:.4f}")
+            if "accuracy" in test:
+                k[1].metric("Test accuracy", f"{test['accuracy']:.2%}")
+            if "perplexity" in test:
+                k[1].metric("Test perplexity", f"{test['perplexity']:.2f}")
+            k[2].metric("Test examples", f"{test.get('examples', 0):,}")
+            st.caption("Test split: never used to select a trial; computed when `logah-nas search` / `export` "
+                       "exported this trial.")
+        elif t.number == (best_warm.number if best_warm is not None else None):
+            st.caption("No test metrics yet: `logah-nas export` computes them on the test split.")
         if a.get(CONFIG):
             with st.expander("Config"):
                 st.json(a[CONFIG])
@@ -212,4 +258,5 @@ def best_model(v: StudyView) -> None:
                 st.download_button("Download model (.zip)", blob, key=f"download_{t.number}",
                                    file_name=f"{export.export_name(v.name, t.number)}.zip",
                                    mime="application/zip", type="primary", icon=":material/download:")
-                st.caption(f"{len(blob) / 1e6:.1f} MB · model.safetensors + config.json + provenance.json")
+                st.caption(f"{len(blob) / 1e6:.1f} MB · model.safetensors, config.json, provenance.json, model card "
+                           "(README.md); ViT: preprocessor_config.json; GPT-2: tokenizer")

@@ -3,7 +3,7 @@
     python bench/predict_cost.py [--models gpt2_s,gpt2_m,gpt2_l,vit_s,vit_b,vit_l] [--threads 2] [--pure]
 
 Every measurement runs in a fresh interpreter, so its peak RSS (VmHWM) belongs to that model only.
-Baselines, measured in the same run: the model's own random initialisation (`build_model`) time
+Baselines, measured in the same run: the model's own random initialisation time (one pass: built on the meta device, then `init_weights` once)
 and its parameter bytes, and the floor any predictor pays on this machine: allocating and zeroing
 that many fresh bytes ("touch s"; on this VM first touch of fresh memory varies several-fold
 between runs). The predict worker then predicts a second time into memory the first prediction
@@ -60,9 +60,16 @@ def worker(kind: str, name: str, threads: int, variant: str, pure: bool, floats:
         torch.empty(floats).zero_()
         return {"seconds": time.perf_counter() - t0}
     if kind == "baseline":
+        from search_spaces._transformer import init_weights
+
         rss0 = rss_mb()
         t0 = time.perf_counter()
-        model = build_model(config)
+        # one init pass: modules are built on the meta device (no torch default init), then allocated
+        # and given the project's random init once (build_model would initialise every weight twice)
+        with torch.device("meta"):
+            model = build_model(config)
+        model.to_empty(device="cpu")
+        init_weights(model, residual_projections=config.depth)
         seconds = time.perf_counter() - t0
         n = sum(p.numel() for p in model.parameters())
         nbytes = sum(p.numel() * p.element_size() for p in model.parameters())

@@ -9,9 +9,8 @@ its samples), both inits are trained with `nas.train_loop.train` under the same 
 - the warm start (`hn.apply`) is trained the same way; we record its step-0 val loss and the first
   eval step at which its val loss <= L_rand ("steps to match").
 Target (issue 3): steps to match <= S / 3.
-Val loss is measured on the whole validation split for images (digits: 359 images; the first 128,
-used until the eighth session, are a subsample too noisy to decide an architecture's verdict on) and
-on 4 batches for text (4 x 32 windows x 64 bytes: 8,192 predicted tokens); `--eval-batches` overrides.
+Val loss is measured on the whole validation split for images (digits: 179 images; a fixed-size
+subsample is too noisy to decide an architecture's verdict on) and on 4 batches for text (4 x 32 windows x 64 bytes: 8,192 predicted tokens); `--eval-batches` overrides.
 With several `--seeds` (training seeds: init draw and batch order), L_rand is the mean of the random
 runs' final losses and "steps to match" is read off the warm runs' mean curve; each seed's own
 match (warm vs the random run of the same seed) is reported too.

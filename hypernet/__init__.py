@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .checkpoint import CheckpointError, load_checkpoint, pretrained_path, read_header, save_checkpoint
+from .checkpoint import (CheckpointError, load_checkpoint, pretrained_path, pretrained_paths, read_header,
+                         save_checkpoint)
 from .graph import Op, build_graph
 from .model import VARIANTS, LoGAH, LoGAHConfig, functional_forward
 
@@ -27,5 +28,5 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CheckpointError", "LoGAH", "LoGAHConfig", "Op", "VARIANTS", "build_graph", "functional_forward",
-    "load_checkpoint", "pretrained_path", "read_header", "save_checkpoint", *_TRAINING,
+    "load_checkpoint", "pretrained_path", "pretrained_paths", "read_header", "save_checkpoint", *_TRAINING,
 ]

@@ -140,13 +140,21 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     return hn.to(map_location), meta
 
 
-def pretrained_path(space_signature: dict[str, Any], directory: str | Path | None = None) -> Path | None:
-    """The shipped checkpoint (in hypernet/pretrained/) trained for this search space, if any."""
+def pretrained_paths(space_signature: dict[str, Any], directory: str | Path | None = None) -> list[Path]:
+    """The shipped checkpoints (in hypernet/pretrained/) trained for this search space, by name.
+    Which of them suits a study's data is the application's choice (their metadata says)."""
     directory = Path(directory) if directory is not None else PRETRAINED_DIR
+    found = []
     for path in sorted(directory.glob("*.safetensors")):
         try:
             if read_header(path)["space_signature"] == space_signature:
-                return path
+                found.append(path)
         except CheckpointError:
             continue
-    return None
+    return found
+
+
+def pretrained_path(space_signature: dict[str, Any], directory: str | Path | None = None) -> Path | None:
+    """The first shipped checkpoint trained for this search space, if any."""
+    paths = pretrained_paths(space_signature, directory)
+    return paths[0] if paths else None

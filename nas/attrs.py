@@ -20,6 +20,8 @@ VAL_ACCURACY = "val_accuracy"
 VAL_PERPLEXITY = "val_perplexity"
 FAIL_REASON = "fail_reason"
 SCREEN_LOSS = "screen_loss"
+INIT = "init"
+INIT_SOURCE = "init_source"
 
 # key -> (type, meaning): what the dashboard documents and ARCHITECTURE.md lists.
 TRIAL_ATTRS: dict[str, tuple[str, str]] = {
@@ -36,6 +38,8 @@ TRIAL_ATTRS: dict[str, tuple[str, str]] = {
     VAL_PERPLEXITY: ("float", "text only: exp(val loss) at the end"),
     FAIL_REASON: ("str", "set on FAIL/PRUNED trials: why"),
     SCREEN_LOSS: ("float", "only on hypernet-screened startup trials: the predicted val loss that chose the architecture"),
+    INIT: ("str", "the init strategy (`nas.init_strategies`): hypernet, random, pytorch, mimetic or inherit"),
+    INIT_SOURCE: ("int or None", "only with `inherit`: the trial whose trained weights were selected (None: none yet)"),
 }
 
 # ---- study user attrs --------------------------------------------------------------------------
@@ -45,19 +49,27 @@ STUDY_METRIC = "metric"
 STUDY_CONFIG = "config"
 STUDY_PACKAGE_VERSION = "logah_nas_version"
 STUDY_SCREENED = "screened"
+STUDY_UID = "study_uid"
+STUDY_TEST_METRICS = "test_metrics"
 
 STUDY_ATTRS: dict[str, tuple[str, str]] = {
     STUDY_SPACE: ("str", "search space name"),
     STUDY_DATA: ("str", "data set name"),
     STUDY_METRIC: ("str", "the minimised metric (`val_loss`)"),
-    STUDY_CONFIG: ("dict", "resolved Hydra config, passwords masked (what workers run)"),
+    STUDY_CONFIG: ("dict", "what defines the study: space, data, seed, the hypernet/study keys that differ from "
+                           "their defaults, n_trials, artifacts_dir; passwords masked (`nas.study.expand_config` "
+                           "rebuilds what workers run)"),
     STUDY_PACKAGE_VERSION: ("str", "logah-nas version that created the study"),
     STUDY_SCREENED: ("dict", "what screening enqueued when the study was created: candidates, enqueued, seconds, losses"),
+    STUDY_TEST_METRICS: ("dict", "written by `logah-nas search` / `export`: trial number -> the exported model's test "
+                                 "metrics (split, data, loss, accuracy or perplexity, examples), computed at export"),
+    STUDY_UID: ("str", "uuid set at creation: the study's identity in `logah_hypernet_versions` (a deleted "
+                       "study's versions never reach a new study of the same name)"),
 }
 
 __all__ = [
-    "CONFIG", "FAIL_REASON", "HYPERNET_VERSION", "LOSS_STEP0", "N_PARAMS", "PREDICT_SECONDS", "SCREEN_LOSS",
+    "CONFIG", "FAIL_REASON", "HYPERNET_VERSION", "INIT", "INIT_SOURCE", "LOSS_STEP0", "N_PARAMS", "PREDICT_SECONDS", "SCREEN_LOSS",
     "STUDY_ATTRS", "STUDY_CONFIG", "STUDY_DATA", "STUDY_METRIC", "STUDY_PACKAGE_VERSION", "STUDY_SCREENED",
-    "STUDY_SPACE", "TRAIN_SECONDS", "TRIAL_ATTRS", "VAL_ACCURACY", "VAL_PERPLEXITY", "WARM_START", "WARM_STRENGTH",
-    "WEIGHTS",
+    "STUDY_SPACE", "STUDY_TEST_METRICS", "STUDY_UID", "TRAIN_SECONDS", "TRIAL_ATTRS", "VAL_ACCURACY", "VAL_PERPLEXITY", "WARM_START",
+    "WARM_STRENGTH", "WEIGHTS",
 ]

@@ -1,4 +1,4 @@
-"""`logah-nas {pretrain,search,worker,export,dashboard} key=value ...`
+"""`logah-nas {pretrain,search,worker,export,dashboard,predict} key=value ...`
 
 Overrides are Hydra's (`space=gpt2 data=pytext n_trials=32 study.steps=300`); the config tree
 lives in nas/conf. Errors in what the user typed end in one line on stderr and exit code 2
@@ -17,7 +17,7 @@ from search_spaces import ConfigError
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
-COMMANDS = ("pretrain", "search", "worker", "export", "dashboard")
+COMMANDS = ("pretrain", "search", "worker", "export", "dashboard", "predict")
 WORKER_KEYS = {"storage", "study_name", "artifacts_dir", "export_dir", "device", "n_trials"}
 
 USAGE = """\
@@ -29,6 +29,8 @@ commands:
   export     export the best trial (or trial=N) to export_dir
   pretrain   meta-train a hypernet for space x data (pretrain.steps, pretrain.out, ...)
   dashboard  open the Streamlit dashboard on 127.0.0.1:`port` for `storage`
+  predict    write the shipped hypernet's prediction for a config as a transformers-loadable export
+             (space=gpt2 config=gpt2_l | depth=.. width=.. heads=..; out=DIR checkpoint=auto|PATH strength=1.0)
 
 config groups (nas/conf): space={space}  data={data}  hypernet={hypernet}  study={study}
 examples:
@@ -56,16 +58,22 @@ def _print(msg: str = "") -> None:
 # ---- commands -----------------------------------------------------------------------------
 
 def cmd_search(overrides: Sequence[str]) -> int:
-    from nas.artifacts import export_trial, select_trial
+    from nas.artifacts import export_trial, exported_test_metrics, select_trial
     from nas.config import compose
     from nas.screen import describe_screening
-    from nas.study import best_trial, open_session
+    from nas.study import best_trial, export_note, open_session
     from nas.versions import latest_promoted, list_versions
-    from nas.workers import log_dir, monitor, spawn_workers, stop_workers
+    from nas.storage import check_artifact_store, make_artifact_store, reap_dead_trials
+    from nas.study import n_counted
+    from nas.workers import EXIT_INCOMPLETE, log_dir, resume_command, spawn_workers, stop_workers, supervise
 
     cfg = compose(overrides)
+    check_artifact_store(make_artifact_store(cfg.artifacts_dir), cfg.artifacts_dir)  # before anything is written
     session = open_session(cfg, create=True)
     study = session.study
+    reaped = reap_dead_trials(study)  # trials left RUNNING by workers of an earlier run that died
+    if reaped:
+        _print(f"failed and re-queued trials {reaped} left RUNNING by dead workers")
     v0 = list_versions(session.storage.engine, cfg.study_name)[0]
     _print(f"study {cfg.study_name!r} in {session.storage.masked_url}: space={cfg.space['name']} data={cfg.data.name} "
            f"n_trials={cfg.n_trials} workers={cfg.workers} hypernet v0: {v0.note}")
@@ -79,18 +87,23 @@ def cmd_search(overrides: Sequence[str]) -> int:
     else:
         workers = spawn_workers(cfg, cfg.workers)
         try:
-            codes = monitor(study, workers, cfg.n_trials, engine=session.storage.engine, progress=sys.stderr.isatty())
+            report = supervise(study, cfg, workers, max_restarts=cfg.worker_restarts, engine=session.storage.engine,
+                               progress=sys.stderr.isatty(), say=lambda m: print(m, file=sys.stderr, flush=True))
         except KeyboardInterrupt:
             stop_workers(workers)
             raise
-        bad = {i: c for i, c in codes.items() if c != 0}
-        if bad:
-            for w in workers:
-                if w.index in bad:
-                    _print(f"worker {w.index} exited with code {bad[w.index]}; last lines of {w.log_path}:\n{w.tail()}")
-            if best_trial(study) is None:
-                return EXIT_FAILED
+        for line in report.describe():
+            _print(line)
         _print(f"worker logs: {log_dir(cfg)}")
+    reaped = reap_dead_trials(study)
+    if reaped:
+        _print(f"failed and re-queued trials {reaped} left RUNNING by dead workers")
+    done = n_counted(study)
+    _print(f"trials done: {min(done, cfg.n_trials)}/{cfg.n_trials} (COMPLETE + PRUNED)")
+    if done < cfg.n_trials:
+        print(f"logah-nas: error: study {cfg.study_name!r} is incomplete: {done}/{cfg.n_trials} trials done; "
+              f"resume it with: {resume_command('search', list(overrides))}", file=sys.stderr)
+        return EXIT_INCOMPLETE
     best = best_trial(study)
     if best is None:
         print("logah-nas: error: no trial completed; see fail_reason of the trials in the dashboard", file=sys.stderr)
@@ -107,8 +120,14 @@ def cmd_search(overrides: Sequence[str]) -> int:
     chosen = select_trial(study)
     what = (f"best warm-started trial #{chosen.number}" if chosen.user_attrs.get(attrs.WARM_START)
             else f"best trial #{chosen.number}; no warm-started trial completed")
-    path = export_trial(session.storage, study, cfg.export_dir, trial_number=chosen.number)
+    path = export_trial(session.storage, study, cfg.export_dir, trial_number=chosen.number, dataset=session.dataset)
     _print(f"exported to {path} ({what}; any trial: logah-nas export trial=N)")
+    test = exported_test_metrics(path)
+    if test:
+        _print(f"test split (never used for selection): {_test_text(test)}")
+    note = export_note(study, chosen)
+    if note:
+        _print(note)
     return 0
 
 
@@ -154,6 +173,15 @@ def _warm_vs_control(study) -> str:
             text += f", best {min(done):.4f}, median {statistics.median(done):.4f}"
         parts.append(text)
     return "; ".join(parts)
+
+
+def _test_text(test: dict) -> str:
+    text = f"test_loss={test['loss']:.4f}"
+    if "accuracy" in test:
+        text += f" test_accuracy={test['accuracy']:.4f}"
+    if "perplexity" in test:
+        text += f" test_perplexity={test['perplexity']:.2f}"
+    return text + f" ({test.get('examples')} {'images' if 'accuracy' in test else 'tokens'} of {test.get('data')})"
 
 
 def _metric_text(trial) -> str:
@@ -202,7 +230,7 @@ def _merge(base: dict, extra: dict) -> dict:
 
 def cmd_worker(overrides: Sequence[str]) -> int:
     from nas.config import from_dict
-    from nas.storage import StudyStorage
+    from nas.storage import StudyStorage, reap_dead_trials
     from nas.study import open_session, run_trials, stored_config
 
     given = _worker_overrides(overrides)
@@ -216,6 +244,7 @@ def cmd_worker(overrides: Sequence[str]) -> int:
     base = stored_config(storage, study_name).to_dict()
     cfg = from_dict(_merge({**base, "storage": storage.url}, given))
     storage = storage.with_artifacts(cfg.artifacts_dir)
+    storage.check_artifacts()  # unreachable / read-only artifacts: a ConfigError naming artifacts_dir, now
     storage.enable_heartbeat(cfg.study.heartbeat_interval, max_retry=cfg.study.max_retry)
     index = _worker_index()
     if os.environ.get("OMP_NUM_THREADS") == "1":
@@ -224,6 +253,7 @@ def cmd_worker(overrides: Sequence[str]) -> int:
         torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker{index} %(levelname)s %(name)s: %(message)s")
     session = open_session(cfg, worker_index=index, storage=storage)
+    reap_dead_trials(session.study)  # trials left RUNNING by dead processes, even when the count is reached
     guard = run_trials(session)
     if guard.tripped:
         print(f"logah-nas worker: {guard.in_a_row} trials failed in a row, last: {guard.last_reason}", file=sys.stderr)
@@ -246,15 +276,25 @@ def _worker_index() -> int:
 
 
 def cmd_export(overrides: Sequence[str]) -> int:
-    from nas.artifacts import export_trial
+    """Prints the export's path (stdout, for scripts); a note on stderr when the default export
+    (the best warm-started trial) is not the best trial overall."""
+    from nas.artifacts import export_trial, exported_test_metrics, select_trial
     from nas.config import compose
     from nas.storage import StudyStorage
+    from nas.study import export_note
 
     cfg = compose(overrides)
     storage = StudyStorage.open(cfg.storage, cfg.artifacts_dir)
     study = storage.load_study(cfg.study_name)
-    path = export_trial(storage, study, cfg.export_dir, trial_number=cfg.trial)
+    chosen = select_trial(study, cfg.trial)
+    path = export_trial(storage, study, cfg.export_dir, trial_number=chosen.number)
     _print(str(path))
+    test = exported_test_metrics(path)
+    if test:
+        print(f"test split: {_test_text(test)}", file=sys.stderr, flush=True)
+    note = export_note(study, chosen) if cfg.trial is None else None
+    if note:
+        print(note, file=sys.stderr, flush=True)
     return 0
 
 
@@ -294,8 +334,18 @@ def cmd_dashboard(overrides: Sequence[str]) -> int:
         raise
 
 
+def cmd_predict(overrides: Sequence[str]) -> int:
+    """Its own key=value args (nas.predict.parse_predict_args), not the Hydra tree: a prediction needs no study."""
+    from nas.predict import parse_predict_args, predict_export
+
+    path = predict_export(parse_predict_args(overrides))
+    _print(f"predicted weights written to {path} (load: transformers from_pretrained / pipeline, or "
+           "nas.export.load_exported)")
+    return 0
+
+
 HANDLERS = {"search": cmd_search, "worker": cmd_worker, "export": cmd_export, "pretrain": cmd_pretrain,
-            "dashboard": cmd_dashboard}
+            "dashboard": cmd_dashboard, "predict": cmd_predict}
 
 
 # ---- entry point --------------------------------------------------------------------------

@@ -3,9 +3,17 @@
 Layout of an export directory::
 
     model.safetensors   weights only (never pickle); metadata {"format": "pt"}
-    config.json         GPT-2: a Hugging Face GPT2Config, so transformers.GPT2LMHeadModel
-                        .from_pretrained(dir) works; ViT: our own format. Both carry
-                        {"logah_nas": {"space", "config"}} so `load_exported` rebuilds our model.
+    config.json         a Hugging Face config (GPT-2: GPT2Config; ViT with class token and learned
+                        positions: ViTConfig, weights in ViTForImageClassification names), so
+                        transformers' Auto classes load it; other ViTs: our own format
+                        (model_type "logah-vit"). All carry {"logah_nas": {"space", "config"}} so
+                        `load_exported` rebuilds our model.
+    tokenizer.json ...  GPT-2 on byte data: a byte-level tokenizer (id = byte value); on
+                        tokenizer="gpt2" data: GPT-2 BPE from the local HF cache.
+    generation_config.json  GPT-2: greedy, max_length = n_positions, so default generation (also the
+                        pipeline's) stops at the context instead of overflowing the position table.
+    preprocessor_config.json  HF ViT when the data set's normalisation is known (ViTImageProcessor).
+    README.md           the model card (what, metrics, hypernet, data, how to load).
     provenance.json     what produced the weights (study, trial, hypernet, seed, data), with
                         credentials masked, plus the sha256 of model.safetensors.
 
@@ -16,7 +24,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
-import hashlib
 import json
 import os
 import shutil
@@ -28,18 +35,24 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from search_spaces import GPT2, GPT2Config, ModelConfig, ViT, build_model, config_from_dict
+from search_spaces import ConfigError, GPT2, GPT2Config, ModelConfig, ViT, build_model, config_from_dict
 
-from search_spaces.files import atomic_write_bytes, atomic_write_text, fsync_dir, sha256_file
+from search_spaces.files import atomic_write_text, fsync_dir, sha256_file
+from . import hf_layout
+from .model_card import render_model_card
 from .secrets import mask_secrets
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 PROVENANCE_NAME = "provenance.json"
-EXPORT_FILES = (WEIGHTS_NAME, CONFIG_NAME, PROVENANCE_NAME)
+CARD_NAME = "README.md"
+# every file an export may hold (overwrite refuses directories with anything else)
+EXPORT_FILES = (WEIGHTS_NAME, CONFIG_NAME, PROVENANCE_NAME, CARD_NAME, "generation_config.json",
+                "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja")
 FORMAT_VERSION = 1
 PROVENANCE_KEY = "logah_nas_export"  # our block inside provenance.json; reserved for callers
 
@@ -186,7 +199,9 @@ def _config_from_json(doc: Any, source: Path) -> ModelConfig:
     if block is None:
         if doc.get("model_type") == "gpt2":
             return _config_from_hf_gpt2(doc, source)
-        raise ValueError(f"{source}: has neither a 'logah_nas' block nor model_type 'gpt2'")
+        if doc.get("model_type") == "vit":
+            return hf_layout.vit_config_from_hf(doc, str(source))
+        raise ValueError(f"{source}: has neither a 'logah_nas' block nor model_type 'gpt2' or 'vit'")
     if not isinstance(block, dict) or not isinstance(block.get("config"), dict):
         raise ValueError(f"{source}: 'logah_nas' must be an object with a 'config' object")
     fmt = block.get("format_version", FORMAT_VERSION)
@@ -204,9 +219,26 @@ def _config_from_json(doc: Any, source: Path) -> ModelConfig:
 # ---------------------------------------------------------------------------------------------
 
 
-def _export_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    if isinstance(model, GPT2):
+def _consume_gpt2(model: GPT2) -> dict[str, torch.Tensor]:
+    """`state_dict_to_hf_gpt2` that frees each transposed parameter as soon as its copy exists, so a
+    disposable model (a fresh prediction of GPT-2-L, 3 GB) never exists twice. The model is unusable after."""
+    out = {}
+    for name, p in list(model.named_parameters()):
+        if _is_conv1d_weight(name):
+            out[_hf_name(name)] = p.detach().t().contiguous()
+            p.data = torch.empty(0, dtype=p.dtype, device=p.device)
+        else:
+            out[_hf_name(name)] = p.detach()
+    return out
+
+
+def _export_tensors(model: nn.Module, consume: bool = False) -> dict[str, torch.Tensor]:
+    if isinstance(model, GPT2) and consume:
+        tensors = _consume_gpt2(model)
+    elif isinstance(model, GPT2):
         tensors = state_dict_to_hf_gpt2(model)
+    elif isinstance(model, ViT) and hf_layout.vit_hf_representable(model.config) is None:
+        tensors = hf_layout.state_dict_to_hf_vit(model)
     elif isinstance(model, ViT):
         tensors = {k: v.detach() for k, v in model.state_dict().items()}
     else:
@@ -230,14 +262,59 @@ def _dump(doc: Any) -> str:
     return json.dumps(doc, indent=2, default=_json_default) + "\n"
 
 
+def _data_doc(provenance: Mapping[str, Any]) -> Mapping[str, Any]:
+    data = provenance.get("data")
+    return data if isinstance(data, Mapping) else {"name": data}
+
+
+def _tokenizer_kind(config: GPT2Config, provenance: Mapping[str, Any], tokenizer: str | None) -> str:
+    """"bytes" (vocab 256, id = byte), "gpt2" (BPE) or "none", from the data the model was trained on."""
+    if tokenizer is None:
+        data = _data_doc(provenance)
+        options = data.get("options") if isinstance(data.get("options"), Mapping) else {}
+        tokenizer = data.get("tokenizer") or options.get("tokenizer")
+        if tokenizer is None or (tokenizer == "bytes" and config.vocab_size != 256):
+            tokenizer = "bytes" if config.vocab_size == 256 else "none"
+    allowed = {"bytes": 256, "gpt2": 50257}
+    if tokenizer in allowed and config.vocab_size != allowed[tokenizer]:
+        raise ConfigError("tokenizer", tokenizer, f"a tokenizer for vocab_size={config.vocab_size}: "
+                                                  f"'bytes' needs 256, 'gpt2' needs 50257, else 'none'")
+    if tokenizer not in (*allowed, "none"):
+        raise ConfigError("tokenizer", tokenizer, "'bytes', 'gpt2' or 'none'")
+    return tokenizer
+
+
+def _gpt2_side_files(config: GPT2Config, kind: str, eos: int) -> dict[str, str]:
+    files = {"generation_config.json": _dump(hf_layout.generation_config(config.context, eos))}
+    if kind == "bytes":
+        files.update(hf_layout.byte_tokenizer_files(config.context))
+    elif kind == "gpt2":
+        files.update(hf_layout.gpt2_bpe_tokenizer_files(config.context))
+    return files
+
+
+def _check_image_stats(stats: Mapping[str, Any], config: ModelConfig) -> None:
+    for key in ("scale", "mean", "std"):
+        if key not in stats:
+            raise ConfigError("image_stats", sorted(stats), "a mapping with 'scale', 'mean' and 'std'")
+    for key in ("mean", "std"):
+        if len(stats[key]) != config.channels:
+            raise ConfigError(f"image_stats.{key}", list(stats[key]), f"{config.channels} values (one per channel)")
+
+
 def export_model(model: nn.Module, out_dir: str | os.PathLike, *, provenance: Mapping[str, Any],
-                 overwrite: bool = False) -> Path:
-    """Write `model` to `out_dir` (model.safetensors, config.json, provenance.json) and return its path.
+                 overwrite: bool = False, tokenizer: str | None = None,
+                 image_stats: Mapping[str, Any] | None = None, consume: bool = False) -> Path:
+    """Write `model` to `out_dir` (weights, config, provenance, model card, HF side files) and return its path.
 
     The files are written into a temp directory next to `out_dir` that is renamed into place
     only when complete. An existing non-empty `out_dir` is replaced only with `overwrite=True`,
     and only if it holds nothing but export files, so a wrong path cannot delete user data.
-    GPT-2 exports load with `transformers.GPT2LMHeadModel.from_pretrained(out_dir)`.
+    GPT-2 exports load with `transformers.pipeline("text-generation", out_dir)` (with a tokenizer:
+    `tokenizer` "bytes" | "gpt2" | "none", None = from provenance["data"]["tokenizer"] / the vocab);
+    representable ViTs with `AutoModelForImageClassification`, and with `AutoImageProcessor` when
+    `image_stats` ({"scale", "mean", "std", optional "class_names"}: the data set's normalisation) is given.
+    `consume=True`: the model is disposable; its parameters are freed while converting (peak memory ~1x).
     """
     if not isinstance(provenance, Mapping):
         raise TypeError(f"provenance must be a mapping, got {type(provenance).__name__}")
@@ -245,37 +322,77 @@ def export_model(model: nn.Module, out_dir: str | os.PathLike, *, provenance: Ma
         raise ValueError(f"provenance key {PROVENANCE_KEY!r} is reserved for export_model")
     out = Path(out_dir)
     _check_target(out, overwrite)
-    tensors = _export_tensors(model)
+    n_params = sum(p.numel() for p in model.parameters())
+    tensors = _export_tensors(model, consume)
     config: ModelConfig = model.config
     dtype = next(iter(tensors.values())).dtype
+    side: dict[str, str] = {}
+    notes: list[str] = []
+    hf = True
     if isinstance(model, GPT2):
         config_doc = _hf_gpt2_config(config, dtype)
+        kind = _tokenizer_kind(config, provenance, tokenizer)
+        side = _gpt2_side_files(config, kind, config_doc["eos_token_id"])
+        if kind == "bytes":
+            notes.append("Tokenizer: byte-level, token id = byte value (vocab 256), the ids the model was trained on. "
+                         "All 256 ids are bytes; id 255 (a byte that never occurs in UTF-8 text) is the eos id.")
+    elif (why := hf_layout.vit_hf_representable(config)) is None:
+        class_names = list(image_stats.get("class_names") or []) if image_stats else None
+        config_doc = {**hf_layout.hf_vit_config(config, dtype, class_names), "logah_nas": _logah_block(config)}
+        if config.dropout > 0:
+            notes.append(f"dropout={config.dropout}: HF ViT also drops out the embeddings, ours does not; "
+                         "inference (eval mode) is identical, fine-tuning in transformers differs slightly.")
+        if image_stats is not None:
+            _check_image_stats(image_stats, config)
+            side["preprocessor_config.json"] = _dump(hf_layout.vit_image_processor_config(
+                config, scale=image_stats["scale"], mean=list(image_stats["mean"]), std=list(image_stats["std"])))
+        else:
+            notes.append("No preprocessor_config.json: the data set's normalisation was not known at export time.")
     else:
+        hf = False
         config_doc = {"model_type": f"logah-{config.space}", "logah_nas": _logah_block(config)}
-    weights = save(tensors, metadata={"format": "pt"})
+        notes.append(f"Not exported in Hugging Face ViT layout: {why}.")
+    _dump(provenance)  # fail on unserialisable values before touching the disk
     provenance_doc = {**mask_secrets(dict(provenance)), PROVENANCE_KEY: {
         "format_version": FORMAT_VERSION,
         "logah_nas_version": _LOGAH_NAS_VERSION,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "space": config.space,
-        "n_params": sum(p.numel() for p in model.parameters()),
+        "n_params": n_params,
         "dtype": str(dtype).removeprefix("torch."),
-        "model_sha256": hashlib.sha256(weights).hexdigest(),
+        "hf_layout": hf,
+        "model_sha256": None,  # set once the weights are on disk
     }}
-    provenance_text = _dump(provenance_doc)  # fail on unserialisable values before touching the disk
+    card = render_model_card(config, provenance_doc, n_params=n_params, hf_layout=hf,
+                             has_tokenizer="tokenizer.json" in side or "vocab.json" in side,
+                             has_processor="preprocessor_config.json" in side, notes=notes)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        atomic_write_bytes(tmp / WEIGHTS_NAME, weights)
+        provenance_doc[PROVENANCE_KEY]["model_sha256"] = _write_weights(tmp / WEIGHTS_NAME, tensors)
+        del tensors  # transposed copies (GPT-2 Conv1D) are freed before the small files are written
         atomic_write_text(tmp / CONFIG_NAME, _dump(config_doc))
-        atomic_write_text(tmp / PROVENANCE_NAME, provenance_text)
+        atomic_write_text(tmp / PROVENANCE_NAME, _dump(provenance_doc))
+        atomic_write_text(tmp / CARD_NAME, card)
+        for name, text in side.items():
+            atomic_write_text(tmp / name, text)
         os.chmod(tmp, 0o755)  # mkdtemp makes 0700: exports are meant to be shared
         _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _write_weights(path: Path, tensors: dict[str, torch.Tensor]) -> str:
+    """Stream the safetensors file to disk (no in-memory copy of a 3 GB model), fsync it, return its sha256.
+    `path` is inside the export's temp directory, which is renamed into place only when complete."""
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+    os.chmod(path, 0o644)
+    return sha256_file(path)
 
 
 def _check_target(out: Path, overwrite: bool) -> None:
@@ -353,7 +470,8 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_exported(path: str | os.PathLike) -> tuple[nn.Module, ModelConfig]:
-    """Load an export directory (ours, or a HF GPT-2 `save_pretrained` one) into our model, in eval mode.
+    """Load an export directory into our model, in eval mode: ours (GPT-2 / HF-layout ViT / logah-vit), a HF
+    GPT-2 `save_pretrained` one, or a HF ViT config.json with classic (transformers 4.x) ViT weight names.
 
     Reads only JSON and safetensors (never pickle). Errors: FileNotFoundError naming the missing
     file; ValueError for corrupt JSON, a weights file that fails its recorded sha256 or does not
@@ -375,6 +493,9 @@ def load_exported(path: str | os.PathLike) -> tuple[nn.Module, ModelConfig]:
             state = hf_gpt2_to_state_dict(tensors, config)
         except ValueError as e:
             raise ValueError(f"{weights}: {e}") from None
+    elif hf_layout.is_hf_vit_layout(tensors):
+        _check_tensors(tensors, hf_layout.expected_hf_vit_shapes(config), f"{weights}: HF ViT weights")
+        state = hf_layout.hf_vit_to_state_dict(tensors, config)
     else:
         _check_tensors(tensors, {k: v.shape for k, v in model.state_dict().items()}, f"{weights}: ViT weights")
         state = tensors
@@ -386,6 +507,6 @@ def load_exported(path: str | os.PathLike) -> tuple[nn.Module, ModelConfig]:
 
 
 __all__ = [
-    "CONFIG_NAME", "EXPORT_FILES", "PROVENANCE_NAME", "WEIGHTS_NAME",
+    "CARD_NAME", "CONFIG_NAME", "EXPORT_FILES", "PROVENANCE_NAME", "WEIGHTS_NAME",
     "export_model", "load_exported", "state_dict_to_hf_gpt2", "hf_gpt2_to_state_dict",
 ]

@@ -37,16 +37,27 @@ class InitialHypernet:
     pretrained: bool
 
 
-def initial_hypernet(hcfg, space) -> InitialHypernet:
-    """Version 0 following `hypernet.checkpoint` (auto | none | path)."""
+def initial_hypernet(hcfg, space, dataset=None) -> InitialHypernet:
+    """Version 0 following `hypernet.checkpoint` (auto | none | path). With the study's `dataset`,
+    `auto` takes only a shipped checkpoint of the same data that saw none of its val/test examples,
+    and a given checkpoint that saw some is refused (`nas.checkpoint_choice`)."""
     from hypernet import LoGAH, LoGAHConfig, load_checkpoint, pretrained_path
+
+    from nas.checkpoint_choice import check_given, choose_shipped
 
     signature = space.signature()
     if hcfg.checkpoint not in ("auto", "none"):
-        hn, _ = load_checkpoint(hcfg.checkpoint, expected_signature=signature)
+        hn, meta = load_checkpoint(hcfg.checkpoint, expected_signature=signature)
+        if dataset is not None:
+            check_given(hcfg.checkpoint, meta, dataset)
         return InitialHypernet(hn, f"checkpoint {Path(hcfg.checkpoint).name}", pretrained=True)
+    why = "no shipped checkpoint for this space"
     if hcfg.checkpoint == "auto":
-        path = pretrained_path(signature)
+        if dataset is not None:
+            choice = choose_shipped(signature, dataset)
+            path, why = choice.path, choice.note
+        else:
+            path = pretrained_path(signature)
         if path is not None:
             hn, _ = load_checkpoint(path, expected_signature=signature)
             if hn.config.variant != hcfg.variant:
@@ -54,23 +65,68 @@ def initial_hypernet(hcfg, space) -> InitialHypernet:
                              "(set hypernet.checkpoint=none for a random %s)", hn.config.variant, path.name,
                              hcfg.variant, hcfg.variant)
             return InitialHypernet(hn, f"pretrained {path.name}", pretrained=True)
+        _log.warning("hypernet version 0 is a random LoGAH-%s: %s", hcfg.variant, why)
     hn = LoGAH(LoGAHConfig(variant=hcfg.variant, space_signature=signature))
-    return InitialHypernet(hn, f"random init LoGAH-{hcfg.variant}" + (" (no shipped checkpoint for this space)"
-                                                                       if hcfg.checkpoint == "auto" else ""),
+    return InitialHypernet(hn, f"random init LoGAH-{hcfg.variant}" + (f" ({why})" if hcfg.checkpoint == "auto" else ""),
                            pretrained=False)
 
 
+CHECKPOINT_ID_PREFIX = "hypernet-sha256-"
+
+
 def upload_checkpoint(hn, study: optuna.Study, artifact_store, meta: dict[str, Any]) -> tuple[str, str]:
-    """Save `hn` as a checkpoint artifact of the study; returns (artifact_id, payload sha256)."""
+    """Save `hn` as a checkpoint artifact of the study; returns (artifact_id, payload sha256).
+
+    The artifact id is a hash of the content (`content_id`): every study that starts from the
+    shipped checkpoint (~7 MB) shares one copy in the artifact store instead of uploading its own.
+    The study still lists the artifact (Optuna's artifact meta, as `upload_artifact` records it)."""
     from hypernet import save_checkpoint
 
     with tempfile.TemporaryDirectory(prefix="logah-hn-") as tmp:
         path = Path(tmp) / f"hypernet-{meta.get('version', 'new')}.safetensors"
         sha = save_checkpoint(hn, path, meta)
-        artifact_id = optuna.artifacts.upload_artifact(
-            artifact_store=artifact_store, file_path=str(path), study_or_trial=study,
-            mimetype="application/octet-stream")
+        artifact_id = content_id(path)
+        if not _artifact_exists(artifact_store, artifact_id):
+            with open(path, "rb") as f:
+                artifact_store.write(artifact_id, f)  # concurrent writers of one id write equal bytes
+        _link_artifact(study, artifact_id, path.name)
     return artifact_id, sha
+
+
+def content_id(path: str | Path) -> str:
+    """The artifact id of a checkpoint's content: the sha256 of its canonical header (config, space,
+    meta and the payload's sha256). Not the file's hash: safetensors writes the header keys in a
+    different order on every save, so equal checkpoints are rarely equal files."""
+    import hashlib
+    import json
+
+    from hypernet import read_header
+
+    canonical = json.dumps(read_header(path), sort_keys=True, separators=(",", ":"))
+    return CHECKPOINT_ID_PREFIX + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _artifact_exists(artifact_store, artifact_id: str) -> bool:
+    from optuna.artifacts.exceptions import ArtifactNotFound
+
+    try:
+        artifact_store.open_reader(artifact_id).close()
+    except (ArtifactNotFound, FileNotFoundError):
+        return False
+    return True
+
+
+def _link_artifact(study: optuna.Study, artifact_id: str, filename: str) -> None:
+    """Record the artifact in the study's system attrs exactly as `optuna.artifacts.upload_artifact`
+    does, so `optuna.artifacts.get_all_artifact_meta(study)` and optuna-dashboard list it."""
+    import json
+    from dataclasses import asdict
+
+    from optuna.artifacts import ArtifactMeta
+    from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX  # the key upload_artifact uses
+
+    meta = ArtifactMeta(artifact_id=artifact_id, filename=filename, mimetype="application/octet-stream", encoding=None)
+    study._storage.set_study_system_attr(study._study_id, ARTIFACTS_ATTR_PREFIX + artifact_id, json.dumps(asdict(meta)))
 
 
 def ensure_initial_version(storage: StudyStorage, study: optuna.Study, hcfg, space,
@@ -83,7 +139,8 @@ def ensure_initial_version(storage: StudyStorage, study: optuna.Study, hcfg, spa
         return existing
     t0 = time.perf_counter()
     initial = initial if initial is not None else initial_hypernet(hcfg, space)
-    artifact_id, sha = upload_checkpoint(initial.hn, study, storage.artifacts, {"study": study.study_name, "version": 0})
+    # No study name in version 0's meta: equal initial hypernets are equal files, stored once (upload_checkpoint).
+    artifact_id, sha = upload_checkpoint(initial.hn, study, storage.artifacts, {"version": 0})
     try:
         return record_version(storage.engine, study.study_name, version=0, artifact_id=artifact_id, sha256=sha,
                               promoted=True, trials_used=0, device="cpu", seconds=time.perf_counter() - t0,
@@ -120,7 +177,8 @@ class HypernetCache:
         if version is None:
             raise RuntimeError(f"study {self.study_name!r} has no hypernet version; create the study with "
                                "`logah-nas search` before starting workers")
-        if self._version is None or version.id != self._version.id:
+        # Not the row id alone: SQLite reuses a deleted study's row ids for a new study of its name.
+        if self._version is None or (version.id, version.study_uid) != (self._version.id, self._version.study_uid):
             self._hn = load_version(version, self.storage.artifacts)
             self._version = version
         return self._version, self._hn
@@ -137,5 +195,6 @@ def predicted_val_loss(hn, config: ModelConfig, dataset, *, init_seed: int, batc
     return metrics["val_loss"]
 
 
-__all__ = ["HypernetCache", "InitialHypernet", "ensure_initial_version", "initial_hypernet", "load_version",
+__all__ = ["CHECKPOINT_ID_PREFIX", "HypernetCache", "InitialHypernet", "content_id", "ensure_initial_version",
+           "initial_hypernet", "load_version",
            "predicted_val_loss", "upload_checkpoint"]

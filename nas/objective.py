@@ -1,9 +1,10 @@
 """The trial function: suggest an architecture, warm-start it from the hypernet, train, record.
 
 Every trial writes the user attrs the dashboard reads (ARCHITECTURE.md, "Trial user attrs"),
-also when it is pruned or fails, so a study explains itself. A fixed share of trials
-(`study.control_fraction`) starts from random init instead: the same search then measures
-what the hypernet is worth.
+also when it is pruned or fails, so a study explains itself. Trials start as `study.init` says
+(the hypernet by default) and a fixed share of them (`study.control_fraction`) as
+`study.control_init` (random init by default): the same search then measures what the hypernet is
+worth against the baseline the user picks (`nas.init_strategies`).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import optuna
 import torch
 
 from nas import attrs
-from nas.hypernets import HypernetCache
+from nas.init_strategies import make_strategy
 from nas.train_loop import TrainConfig, train
 from nas.trial_recipe import count_params, eval_batch_size, is_control, trial_seed
 from search_spaces import ModelConfig, build_model
@@ -46,7 +47,8 @@ class Objective:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.cfg, self.dataset, self.space = session.cfg, session.dataset, session.space
-        self.hypernets = HypernetCache(session.storage, session.cfg.study_name)
+        self.init = make_strategy(session.cfg.study.init, session)
+        self.control_init = make_strategy(session.cfg.study.control_init, session)
 
     def __call__(self, trial: optuna.Trial) -> float:
         try:
@@ -69,11 +71,12 @@ class Objective:
         lr = trial.suggest_float("lr", *s.lr, log=True)
         weight_decay = trial.suggest_float("weight_decay", *s.weight_decay)
         batch_size = trial.suggest_categorical("batch_size", list(s.batch_sizes))
-        warm = not is_control(trial.number, s.control_fraction, cfg.seed)
+        strategy = self.control_init if is_control(trial.number, s.control_fraction, cfg.seed) else self.init
         n_params = count_params(config)
         trial.set_user_attr(attrs.CONFIG, config.to_dict())
         trial.set_user_attr(attrs.N_PARAMS, n_params)
-        trial.set_user_attr(attrs.WARM_START, warm)
+        trial.set_user_attr(attrs.INIT, strategy.name)
+        trial.set_user_attr(attrs.WARM_START, strategy.uses_hypernet)
         trial.set_user_attr(attrs.HYPERNET_VERSION, None)
         trial.set_user_attr(attrs.PREDICT_SECONDS, 0.0)
         if n_params > s.max_params:
@@ -82,13 +85,8 @@ class Objective:
             raise optuna.TrialPruned(reason)
 
         model = build_model(config, seed=trial_seed(cfg.seed, trial.number))
-        if warm:
-            version, hn = self.hypernets.latest()
-            t0 = time.perf_counter()
-            hn.apply(model, strength=cfg.hypernet.warm_strength)
-            trial.set_user_attr(attrs.PREDICT_SECONDS, time.perf_counter() - t0)
-            trial.set_user_attr(attrs.WARM_STRENGTH, cfg.hypernet.warm_strength)
-            trial.set_user_attr(attrs.HYPERNET_VERSION, version.version)
+        for key, value in strategy.apply(model, config, trial_seed(cfg.seed, trial.number)).items():
+            trial.set_user_attr(key, value)
 
         train_cfg = TrainConfig(steps=s.steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                 warmup_steps=s.warmup_steps, grad_clip=s.grad_clip, eval_every=s.eval_every,

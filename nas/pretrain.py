@@ -102,7 +102,7 @@ def pretrain(
     so models fit the data). Returns the checkpoint path; its metadata records the space signature,
     the data, the recipe, wall time, git commit and the command that reproduces it.
     """
-    from nas.data import load_dataset
+    from nas.data import data_fingerprint, load_dataset
 
     unknown = set(recipe) - {f.name for f in fields(Recipe)}
     if unknown:
@@ -129,6 +129,8 @@ def pretrain(
         "space_ranges": _ranges(the_space),
         "data": data,
         "data_options": data_options or {},
+        # which examples it learns from: a study refuses a checkpoint that saw its val/test examples
+        "data_fingerprint": data_fingerprint(dataset, data_options),
         "variant": variant,
         **asdict(the_recipe),
         "init_checkpoint": parent,

@@ -5,7 +5,10 @@ After every `refit_every` completed trials one process (the holder of the DB lea
 found good, plus a distillation term pulling predictions towards the trained weights of the best
 trials. The new version is scored on the validation architectures (loss of the predicted
 parameters before any training) against its parent on the same set; it is recorded either way
-but only *promoted* (used by workers) if it is better. Versions themselves: `nas.hypernets`.
+but only *promoted* (used by workers) if it is better. Validation stays held out: its architectures
+(a fixed sample plus completed trials other than the distillation targets) are never replayed nor
+distilled, and its examples are a seeded slice of the train split that the refit never meta-trains
+on and the trials' val selection never uses. Versions themselves: `nas.hypernets`.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from nas import attrs
 from nas.hypernets import load_version, predicted_val_loss, upload_checkpoint
 from nas.trial_recipe import eval_batch_size, trial_init
 from nas.versions import HypernetVersion, latest_promoted, list_versions, record_version
-from search_spaces import ModelConfig, config_from_dict
+from search_spaces import ConfigError, ModelConfig, config_from_dict
 
 if TYPE_CHECKING:
     from nas.session import Session
@@ -35,6 +38,7 @@ _log = logging.getLogger(__name__)
 
 VALIDATION_SEED = 424_242  # the fixed part of the validation set; never a training seed
 VALIDATION_INIT_SEED = 525_252  # W0 of the validation models, the same for every version compared
+VALIDATION_DATA_FRACTION = 0.1  # of the train split: what refits are judged on and never meta-trained on
 
 
 def lease_name(study_name: str) -> str:
@@ -64,13 +68,16 @@ def refit_due(engine: Engine, study: optuna.Study, refit_every: int) -> bool:
     return n_complete >= (refits_done(engine, study.study_name) + 1) * refit_every
 
 
-def validation_architectures(space, trials: list[FrozenTrial], n_fixed: int, n_best: int) -> list[ModelConfig]:
-    """What a refit is judged on: a fixed-seed sample of the space plus the best trials' configs."""
+def validation_architectures(space, trials: list[FrozenTrial], n_fixed: int, n_trials: int,
+                             taken: set[str] = frozenset()) -> list[ModelConfig]:
+    """What a refit is judged on: a fixed-seed sample of the space plus the architectures of
+    `n_trials` completed trials (best first) whose configs are not in `taken` (the distillation
+    targets): validation architectures are never distilled nor replayed."""
     rng = random.Random(VALIDATION_SEED)
     configs = [space.sample(rng) for _ in range(n_fixed)]
-    seen = {config_key(c) for c in configs}
+    seen = {config_key(c) for c in configs} | set(taken)
     for t in trials:
-        if len(configs) >= n_fixed + n_best:
+        if len(configs) >= n_fixed + n_trials:
             break
         c = config_from_dict(t.user_attrs[attrs.CONFIG])
         if config_key(c) not in seen:
@@ -95,18 +102,20 @@ def _rank_weights(n: int) -> list[float]:
 
 def make_sample_arch(space, trial_configs: list[ModelConfig], fraction: float,
                      exclude: set[str]) -> Callable[[random.Random], ModelConfig]:
-    """Replay good trials (rank-weighted) with probability `fraction`, else sample the space;
-    never a fixed held-out architecture (so validation stays held out)."""
+    """Replay good trials (rank-weighted) with probability `fraction`, else sample the space; in
+    both branches never an architecture in `exclude` (the validation set stays held out)."""
+    trial_configs = [c for c in trial_configs if config_key(c) not in exclude]
     weights = _rank_weights(len(trial_configs))
 
     def sample(rng: random.Random) -> ModelConfig:
         if trial_configs and rng.random() < fraction:
             return rng.choices(trial_configs, weights=weights)[0]
-        for _ in range(20):
+        for _ in range(1000):
             config = space.sample(rng)
             if config_key(config) not in exclude:
                 return config
-        return config
+        raise ConfigError("hypernet.heldout_archs", len(exclude),
+                          "fewer validation architectures: the space has (almost) no other architecture to refit on")
 
     return sample
 
@@ -167,10 +176,10 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
     hn = load_version(parent, artifact_store)
     trials = completed_trials(study)
     trial_configs = [config_from_dict(t.user_attrs[attrs.CONFIG]) for t in trials]
-    validation = validation_architectures(space, trials, h.heldout_archs, h.heldout_best)
-    fixed = {config_key(c) for c in validation[:h.heldout_archs]}
-    eval_kw = {"batch_size": eval_batch_size(cfg.study), "batches": cfg.study.eval_batches}
-    parent_val = validation_loss(hn, validation, dataset, **eval_kw)
+    fixed = {config_key(c) for c in validation_architectures(space, [], h.heldout_archs, 0)}
+    # Meta-train on the train split minus a seeded slice; judge parent and child on that slice:
+    # examples neither the refit nor the trials' val selection saw.
+    meta_data, check_data = dataset.split_off_train(VALIDATION_DATA_FRACTION, VALIDATION_SEED)
 
     # An anchored hypernet's warm starts all begin at its anchored W0 (+ correction), so only warm
     # trials' trained weights are updates of that W0; control trials started from their own random
@@ -184,12 +193,17 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
             break
         if anchored and not t.user_attrs.get(attrs.WARM_START):
             continue
-        if attrs.WEIGHTS in t.user_attrs and config_key(c) not in targets:
+        if attrs.WEIGHTS in t.user_attrs and config_key(c) not in targets and config_key(c) not in fixed:
             try:
                 targets[config_key(c)] = (load_trial_weights(t, artifact_store), w / rank[0])
                 target_trials[config_key(c)] = t.number
             except Exception as exc:  # a missing artifact only removes one target
                 _log.warning("refit: no weights for trial %d (%s)", t.number, exc)
+
+    validation = validation_architectures(space, trials, h.heldout_archs, h.heldout_best, taken=set(targets))
+    excluded = {config_key(c) for c in validation}
+    eval_kw = {"batch_size": eval_batch_size(cfg.study), "batches": cfg.study.eval_batches}
+    parent_val = validation_loss(hn, validation, check_data, **eval_kw)
 
     def init_for(config: ModelConfig) -> dict[str, torch.Tensor] | None:
         """A fresh-W0 hypernet: a distillation target's own initial weights as W0, so the correction
@@ -205,12 +219,12 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
                            seed=cfg.seed + 1000 * (n_prev + 1), device=str(device),
                            unroll_betas=ADAM_BETAS, unroll_grad_clip=TrainConfig().grad_clip,
                            log_every=max(1, min(10, h.refit_steps)))
-    result = meta_train(hn, space, dataset, mcfg,
-                        sample_arch=make_sample_arch(space, trial_configs, h.study_arch_fraction, fixed),
+    result = meta_train(hn, space, meta_data, mcfg,
+                        sample_arch=make_sample_arch(space, trial_configs, h.study_arch_fraction, excluded),
                         extra_loss=make_distill_loss(targets, h.distill_weight), init_for=init_for,
                         progress=progress)
     hn = hn.cpu().eval()
-    val = validation_loss(hn, validation, dataset, **eval_kw)
+    val = validation_loss(hn, validation, check_data, **eval_kw)
     promoted = bool(val < parent_val)
     if lease is not None and not lease.renew():
         _log.warning("refit of %s: lease lost during the refit; result discarded", study.study_name)

@@ -104,15 +104,16 @@ def _check_compatible(model: nn.Module, dataset) -> int | None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset, *, batch_size: int, batches: int, context: int | None = None,
-             device: torch.device | str = "cpu", autocast=nullcontext) -> dict[str, float]:
-    """Mean val loss over the same `batches` deterministic val batches for every model
-    (weighted by examples), plus accuracy for images."""
+def evaluate(model: nn.Module, dataset, *, batch_size: int, batches: int | None, context: int | None = None,
+             device: torch.device | str = "cpu", autocast=nullcontext, split: str = "val") -> dict[str, float]:
+    """Mean loss over the same `batches` deterministic batches of `split` for every model (weighted
+    by examples; `batches=None`: the whole split), plus accuracy for images. Keys are
+    `<split>_loss` / `<split>_accuracy`: studies select on val, exports report test."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
     loss_sum, correct, count = 0.0, 0, 0
-    for x, y in dataset.val_batches(batch_size, context=context, limit=batches):
+    for x, y in dataset.val_batches(batch_size, context=context, limit=batches, split=split):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast():
             logits, loss = model(x, y)
@@ -121,9 +122,9 @@ def evaluate(model: nn.Module, dataset, *, batch_size: int, batches: int, contex
         if dataset.kind == "image":
             correct += int((logits.argmax(-1) == y).sum())
     model.train(was_training)
-    metrics = {"val_loss": loss_sum / max(1, count)}
+    metrics = {f"{split}_loss": loss_sum / max(1, count)}
     if dataset.kind == "image":
-        metrics["val_accuracy"] = correct / max(1, count)
+        metrics[f"{split}_accuracy"] = correct / max(1, count)
     return metrics
 
 

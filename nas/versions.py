@@ -7,16 +7,25 @@ version numbers without a lost update, and the dashboard reads it with plain SQL
 Version 0 is the initial hypernet (the shipped pretrained checkpoint or a random one); every
 refit adds the next number. Only *promoted* versions (validation better than their parent) are
 used by workers; a worse refit is kept for the record.
+
+Rows carry the identity of the study that recorded them (`study_uid`: the study's `study_uid` user
+attr, a uuid set at creation), not only its name: `optuna delete-study` leaves our rows behind, and
+a new study of the same name must never reuse them. Reads ignore rows of another identity; the first
+version a new study records removes them (the unique (study_name, version) key would refuse its
+version 0 otherwise). Rows without an identity (older databases) belong to a study without one.
 """
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+from nas.attrs import STUDY_UID
 
 metadata = sa.MetaData()
 
@@ -35,6 +44,7 @@ hypernet_versions = sa.Table(
     sa.Column("device", sa.String(64), nullable=False, default="cpu"),
     sa.Column("seconds", sa.Float, nullable=False, default=0.0),
     sa.Column("note", sa.Text, nullable=False, default=""),
+    sa.Column("study_uid", sa.String(64), nullable=True),  # the recording study's STUDY_UID attr (None: none)
     sa.UniqueConstraint("study_name", "version", name="uq_logah_hypernet_versions_study_version"),
 )
 
@@ -48,6 +58,12 @@ leases = sa.Table(
 
 _ready: set[tuple[str, int]] = set()  # engines whose tables exist (per process)
 _ready_lock = threading.Lock()
+_with_uid: set[tuple[str, int]] = set()  # engines whose versions table has the study_uid column
+
+# Optuna's own tables (same database), read to find the live study's identity.
+_optuna_studies = sa.table("studies", sa.column("study_id"), sa.column("study_name"))
+_optuna_study_attrs = sa.table("study_user_attributes", sa.column("study_id"), sa.column("key"),
+                               sa.column("value_json"))
 
 
 def utcnow() -> dt.datetime:
@@ -70,6 +86,7 @@ class HypernetVersion:
     device: str
     seconds: float
     note: str
+    study_uid: str | None = None
 
 
 class VersionExistsError(ValueError):
@@ -100,7 +117,58 @@ def ensure_tables(engine: Engine) -> None:
                     break
                 if attempt == 4:
                     raise
+        _add_uid_column(engine)
         _ready.add(key)
+
+
+def _add_uid_column(engine: Engine) -> None:
+    """Databases created before versions carried a study identity get the column (nullable)."""
+    if _has_uid_column(engine):
+        return
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE {hypernet_versions.name} ADD COLUMN study_uid VARCHAR(64)"))
+    except (OperationalError, ProgrammingError):  # another process added it first
+        if not _has_uid_column(engine, fresh=True):
+            raise
+
+
+def _has_uid_column(engine: Engine, fresh: bool = False) -> bool:
+    key = (str(engine.url), id(engine))
+    if key in _with_uid and not fresh:
+        return True
+    columns = {c["name"] for c in sa.inspect(engine).get_columns(hypernet_versions.name)}
+    if "study_uid" in columns:
+        _with_uid.add(key)
+    return "study_uid" in columns
+
+
+def live_study_uid(conn: sa.Connection, study_name: str) -> str | None:
+    """The `STUDY_UID` attr of the Optuna study named `study_name` in this database (None: no such
+    study, or one created without an identity)."""
+    if not sa.inspect(conn).has_table("study_user_attributes"):
+        return None
+    s, a = _optuna_studies, _optuna_study_attrs
+    value = conn.execute(sa.select(a.c.value_json).select_from(s.join(a, s.c.study_id == a.c.study_id))
+                         .where(s.c.study_name == study_name, a.c.key == STUDY_UID)).scalar()
+    return None if value is None else str(json.loads(value))
+
+
+def _select(conn: sa.Connection) -> sa.Select:
+    """SELECT of our columns that this database has (study_uid is missing from older ones)."""
+    t = hypernet_versions
+    if _has_uid_column(conn.engine):
+        return sa.select(t)
+    return sa.select(*(c for c in t.c if c.name != "study_uid"))
+
+
+def _of_study(conn: sa.Connection, study_name: str):
+    """WHERE clause: the rows of the live study named `study_name` (identity included)."""
+    t = hypernet_versions
+    if not _has_uid_column(conn.engine):  # an older database nobody has written to since: names only
+        return t.c.study_name == study_name
+    uid = live_study_uid(conn, study_name)
+    return sa.and_(t.c.study_name == study_name, t.c.study_uid.is_(None) if uid is None else t.c.study_uid == uid)
 
 
 def _float(x) -> float | None:
@@ -116,7 +184,7 @@ def _row_to_version(row) -> HypernetVersion:
         id=m["id"], study_name=m["study_name"], version=m["version"], created_at=created,
         trials_used=int(m["trials_used"]), val_loss=_float(m["val_loss"]), parent_val_loss=_float(m["parent_val_loss"]),
         promoted=bool(m["promoted"]), artifact_id=m["artifact_id"], sha256=m["sha256"], device=m["device"],
-        seconds=float(m["seconds"]), note=m["note"],
+        seconds=float(m["seconds"]), note=m["note"], study_uid=m.get("study_uid"),
     )
 
 
@@ -136,13 +204,16 @@ def record_version(engine: Engine | str, study_name: str, *, artifact_id: str, s
     for _ in range(50):
         try:
             with engine.begin() as conn:
+                mine = _of_study(conn, study_name)
+                # A deleted study's rows (another identity, same name) are garbage: drop them.
+                conn.execute(t.delete().where(t.c.study_name == study_name, sa.not_(mine)))
                 number = version
                 if number is None:
-                    prev = conn.execute(
-                        sa.select(sa.func.max(t.c.version)).where(t.c.study_name == study_name)).scalar()
+                    prev = conn.execute(sa.select(sa.func.max(t.c.version)).where(mine)).scalar()
                     number = 0 if prev is None else int(prev) + 1
                 row = conn.execute(t.insert().values(
-                    study_name=study_name, version=number, created_at=utcnow(), trials_used=int(trials_used),
+                    study_name=study_name, study_uid=live_study_uid(conn, study_name), version=number,
+                    created_at=utcnow(), trials_used=int(trials_used),
                     val_loss=None if val_loss is None else float(val_loss),
                     parent_val_loss=None if parent_val_loss is None else float(parent_val_loss),
                     promoted=bool(promoted), artifact_id=artifact_id, sha256=sha256, device=str(device),
@@ -166,7 +237,7 @@ def list_versions(engine_or_url: Engine | str, study_name: str) -> list[Hypernet
         return []
     t = hypernet_versions
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(t).where(t.c.study_name == study_name).order_by(t.c.version)).all()
+        rows = conn.execute(_select(conn).where(_of_study(conn, study_name)).order_by(t.c.version)).all()
     return [_row_to_version(r) for r in rows]
 
 
@@ -176,7 +247,7 @@ def get_version(engine_or_url: Engine | str, study_name: str, version: int) -> H
         return None
     t = hypernet_versions
     with engine.connect() as conn:
-        row = conn.execute(sa.select(t).where(t.c.study_name == study_name, t.c.version == version)).first()
+        row = conn.execute(_select(conn).where(_of_study(conn, study_name), t.c.version == version)).first()
     return None if row is None else _row_to_version(row)
 
 
@@ -187,10 +258,10 @@ def latest_promoted(engine_or_url: Engine | str, study_name: str) -> HypernetVer
         return None
     t = hypernet_versions
     with engine.connect() as conn:
-        row = conn.execute(sa.select(t).where(t.c.study_name == study_name, t.c.promoted.is_(True))
+        row = conn.execute(_select(conn).where(_of_study(conn, study_name), t.c.promoted.is_(True))
                            .order_by(t.c.version.desc()).limit(1)).first()
     return None if row is None else _row_to_version(row)
 
 
 __all__ = ["HypernetVersion", "VersionExistsError", "ensure_tables", "get_version", "hypernet_versions",
-           "latest_promoted", "leases", "list_versions", "metadata", "record_version", "utcnow"]
+           "latest_promoted", "leases", "list_versions", "live_study_uid", "metadata", "record_version", "utcnow"]

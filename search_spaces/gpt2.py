@@ -15,6 +15,7 @@ from torch import nn
 
 from .validate import ConfigError, require_depth_in, require_positive_int, validate_block_dims
 from ._transformer import Block, init_weights
+from .vit import heads_param_name
 
 
 @dataclass(frozen=True)
@@ -129,29 +130,35 @@ class GPT2Space:
     def _build(self, **kw: Any) -> GPT2Config:
         return GPT2Config(vocab_size=self.vocab_size, context=self.context, **kw)
 
+    def _heads_param(self, width: int) -> tuple[str, list[int]]:
+        """The Optuna parameter that draws the head count for `width`, and its choices: `heads`
+        when every head count divides the width (always, with GPTs-1K), else named by the allowed
+        set (see `ViTSpace._heads_param`)."""
+        options = [h for h in self.heads if width % h == 0]
+        return heads_param_name(options, list(self.heads)), options
+
     def suggest(self, trial) -> GPT2Config:
-        """Define-by-run sampling for an Optuna trial (heads drawn as an index, see ViTSpace; with the
-        paper's rule the width range depends on depth)."""
+        """Define-by-run sampling for an Optuna trial (with the paper's rule the width range
+        depends on depth; heads: `_heads_param`)."""
         depth = trial.suggest_int("depth", *self.depth)
         widths = self._widths(depth)  # the paper's rule: range depends on depth
         width = trial.suggest_int("width", widths[0], widths[-1], step=self.width[2])
-        options = [h for h in self.heads if width % h == 0]
-        heads = options[trial.suggest_int("heads_index", 0, len(self.heads) - 1) % len(options)]
+        name, options = self._heads_param(width)
         return self._build(
-            depth=depth, width=width, heads=heads,
+            depth=depth, width=width, heads=trial.suggest_categorical(name, options),
             mlp_ratio=trial.suggest_categorical("mlp_ratio", list(self.mlp_ratios)),
             tied_embeddings=trial.suggest_categorical("tied_embeddings", list(self.tied_embeddings)),
         )
 
     def params_of(self, config: GPT2Config) -> dict[str, Any]:
         """The Optuna params for which `suggest` returns `config` (to enqueue a chosen architecture)."""
-        options = [h for h in self.heads if config.width % h == 0]
+        name, options = self._heads_param(config.width)
         if not self.contains(config) or config.width not in self._widths(config.depth) or not (
                 self.depth[0] <= config.depth <= self.depth[1]) or config.heads not in options \
                 or config.mlp_ratio not in self.mlp_ratios or config.tied_embeddings not in self.tied_embeddings:
             raise ConfigError("config", config.to_dict(), f"an architecture of this space: {self.signature()}, "
                                                            f"depth {self.depth}, width {self.width}")
-        return {"depth": config.depth, "width": config.width, "heads_index": options.index(config.heads),
+        return {"depth": config.depth, "width": config.width, name: config.heads,
                 "mlp_ratio": config.mlp_ratio, "tied_embeddings": config.tied_embeddings}
 
     def sample(self, rng: random.Random, depth: int | None = None) -> GPT2Config:

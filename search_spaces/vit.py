@@ -119,6 +119,14 @@ class ViT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+def heads_param_name(options: list[int], all_heads: list[int]) -> str:
+    """`heads` when `options` are all the space's head counts, else `heads_of_<options>` (see
+    `ViTSpace._heads_param`: an Optuna categorical needs fixed choices per name)."""
+    if sorted(options) == sorted(all_heads):
+        return "heads"
+    return "heads_of_" + "_".join(str(h) for h in options)
+
+
 def _choices(field_name: str, values: tuple) -> None:
     if not values:
         raise ConfigError(field_name, values, "a non-empty list")
@@ -188,18 +196,26 @@ class ViTSpace:
     def _build(self, **kw: Any) -> ViTConfig:
         return ViTConfig(image_size=self.image_size, channels=self.channels, num_classes=self.num_classes, **kw)
 
+    def _heads_param(self, width: int) -> tuple[str, list[int]]:
+        """The Optuna parameter that draws the head count for `width`, and its choices.
+
+        Optuna fixes a categorical's choices per parameter name, yet which head counts divide a
+        width depends on the width. So the name is `heads` when every head count of the space is
+        allowed, else it names the allowed set (`heads_of_3_6_12`): one name per distinct set
+        (few: ViTs-1K has two), so TPE learns each from many trials and the value is the head
+        count itself, as users read it in the Optuna CLI, dashboard and importances."""
+        options = self._heads_for(width)
+        return heads_param_name(options, list(self.heads)), options
+
     def suggest(self, trial) -> ViTConfig:
-        """Define-by-run sampling for an Optuna trial. Heads are drawn as an index into the
-        divisors of the chosen width so the distribution stays static for TPE. With the paper's
-        rule the width range depends on depth (Optuna allows a param's range to vary per trial)."""
+        """Define-by-run sampling for an Optuna trial. With the paper's rule the width range
+        depends on depth (Optuna allows a param's range to vary per trial); heads: `_heads_param`."""
         depth = trial.suggest_int("depth", *self.depth)
         wlo, whi, step = self._width_range(depth)
         width = trial.suggest_int("width", wlo, whi, step=step)
-        options = self._heads_for(width)
-        n_index = 3 if self.paper_width_rule else len(self.heads)  # the paper rule offers at most 3 head counts
-        heads = options[trial.suggest_int("heads_index", 0, n_index - 1) % len(options)]
+        name, options = self._heads_param(width)
         return self._build(
-            depth=depth, width=width, heads=heads,
+            depth=depth, width=width, heads=trial.suggest_categorical(name, options),
             patch_size=trial.suggest_categorical("patch_size", list(self.patch_sizes)),
             mlp_ratio=trial.suggest_categorical("mlp_ratio", list(self.mlp_ratios)),
         )
@@ -211,8 +227,7 @@ class ViTSpace:
                 or config.mlp_ratio not in self.mlp_ratios or config.heads not in self._heads_for(config.width):
             raise ConfigError("config", config.to_dict(), f"an architecture of this space: {self.signature()}, "
                                                            f"depth {self.depth}, width {self.width}")
-        return {"depth": config.depth, "width": config.width,
-                "heads_index": self._heads_for(config.width).index(config.heads),
+        return {"depth": config.depth, "width": config.width, self._heads_param(config.width)[0]: config.heads,
                 "patch_size": config.patch_size, "mlp_ratio": config.mlp_ratio}
 
     def sample(self, rng: random.Random, depth: int | None = None) -> ViTConfig:

@@ -13,6 +13,8 @@ from typing import Any, ClassVar, Mapping
 
 from nas.recipe import Recipe, RecipeOptions
 from nas.storage import DEFAULT_ARTIFACTS, DEFAULT_STORAGE
+
+INIT_STRATEGIES = ("hypernet", "random", "pytorch", "mimetic", "inherit")  # nas.init_strategies implements them
 from search_spaces import SPACES, ConfigError, SearchSpace, get_space
 from search_spaces.validate import require_choice, require_int, require_interval, require_range
 
@@ -100,6 +102,8 @@ class StudyConfig:
     weight_decay: tuple[float, float] = (0.0, 0.1)
     batch_sizes: tuple[int, ...] = (32, 64)
     control_fraction: float = 0.25
+    init: str = "hypernet"  # how trials start (nas.init_strategies): hypernet | random | pytorch | mimetic | inherit
+    control_init: str = "random"  # how control trials start (the baseline the study measures against)
     max_params: int = 1_000_000
     heartbeat_interval: int | None = 30
     max_retry: int | None = 2
@@ -122,6 +126,8 @@ class StudyConfig:
         object.__setattr__(self, "batch_sizes",
                            tuple(require_int("study.batch_sizes", b, 1) for b in self.batch_sizes))
         require_range("study.control_fraction", self.control_fraction, 0.0, 1.0)
+        require_choice("study.init", self.init, INIT_STRATEGIES)
+        require_choice("study.control_init", self.control_init, INIT_STRATEGIES)
         require_int("study.max_params", self.max_params, 1)
         if self.heartbeat_interval is not None:
             require_int("study.heartbeat_interval", self.heartbeat_interval, 1)
@@ -164,6 +170,7 @@ class NASConfig:
     export_dir: str = "logah_runs/exports"
     n_trials: int = 64
     workers: int = 2
+    worker_restarts: int = 3
     seed: int = 0
     device: str = "auto"
     trial: int | None = None
@@ -188,6 +195,7 @@ class NASConfig:
                 raise ConfigError(key, getattr(self, key), "a directory path")
         require_int("n_trials", self.n_trials, 1)
         require_int("workers", self.workers, 1, 64)
+        require_int("worker_restarts", self.worker_restarts, 0, 1000)
         require_int("seed", self.seed, 0)
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ConfigError("device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'")

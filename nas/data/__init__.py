@@ -4,8 +4,12 @@ the paper's (`cifar10`, `cifar100`, `wikitext103`, `wikitext2`) from local files
     ds = load_dataset("digits")
     space = get_space("vit", **ds.space_options())
     x, y = ds.batch("train", 64, torch.Generator().manual_seed(0))
+
+Every data set has train / val / test splits: studies select on val, exports report test.
 """
-from ._base import Dataset, ImageDataset, TextDataset
+from ._base import SPLITS, Dataset, ImageDataset, TextDataset
+from ._fingerprint import data_fingerprint, overlap
 from ._registry import DATASETS, dataset_options, load_dataset
 
-__all__ = ["Dataset", "ImageDataset", "TextDataset", "DATASETS", "dataset_options", "load_dataset"]
+__all__ = ["Dataset", "ImageDataset", "TextDataset", "DATASETS", "SPLITS", "data_fingerprint", "dataset_options",
+           "load_dataset", "overlap"]

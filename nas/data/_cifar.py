@@ -111,16 +111,15 @@ def _images_labels(name: str, batch: dict, label_key: bytes, file: str) -> tuple
     return images, torch.as_tensor(np.asarray(labels, dtype=np.int64))
 
 
-def load_cifar(name: str, path: str | os.PathLike = "data", val_fraction: float | None = None, seed: int = 0,
+def load_cifar(name: str, path: str | os.PathLike = "data", val_fraction: float = 0.1, seed: int = 0,
                label: str = "fine") -> ImageDataset:
-    """val = the official test set, or with `val_fraction` a seeded hold-out of the train set
-    (use that when you tune on val and report on test)."""
+    """val = a seeded `val_fraction` hold-out of the official train set (what a study selects on),
+    test = the official test set (what an export reports)."""
     if name not in _LAYOUTS:
         raise ConfigError("data", name, f"one of {sorted(_LAYOUTS)}")
     if label not in ("fine", "coarse"):
         raise ConfigError("label", label, "'fine' (100 classes) or 'coarse' (20 superclasses), CIFAR-100 only")
-    if val_fraction is not None:
-        check_fraction("val_fraction", val_fraction)
+    check_fraction("val_fraction", val_fraction)
     layout = _LAYOUTS[name]
     files = _read_files(name, layout, Path(path))
     if name == "cifar10":
@@ -131,14 +130,13 @@ def load_cifar(name: str, path: str | os.PathLike = "data", val_fraction: float 
     class_names = [n.decode() if isinstance(n, bytes) else str(n) for n in files[layout.meta].get(names_key, [])]
     parts = [_images_labels(name, files[f], label_key, f) for f in layout.train]
     train = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
-    val = _images_labels(name, files[layout.test], label_key, layout.test)
-    if val_fraction is not None:
-        perm = torch.randperm(len(train[1]), generator=torch.Generator().manual_seed(seed))
-        n_train, _ = split_sizes(len(perm), val_fraction)
-        val = (train[0][perm[n_train:]], train[1][perm[n_train:]])
-        train = (train[0][perm[:n_train]], train[1][perm[:n_train]])
-    num_classes = len(class_names) or int(max(train[1].max(), val[1].max())) + 1
-    for split, labels in (("train", train[1]), ("val", val[1])):
+    test = _images_labels(name, files[layout.test], label_key, layout.test)
+    perm = torch.randperm(len(train[1]), generator=torch.Generator().manual_seed(seed))
+    n_train, _ = split_sizes(len(perm), val_fraction)
+    val = (train[0][perm[n_train:]], train[1][perm[n_train:]])
+    train = (train[0][perm[:n_train]], train[1][perm[:n_train]])
+    num_classes = len(class_names) or int(max(train[1].max(), val[1].max(), test[1].max())) + 1
+    for split, labels in (("train", train[1]), ("val", val[1]), ("test", test[1])):
         if labels.min() < 0 or labels.max() >= num_classes:
             raise ValueError(f"{name}: {split} labels outside [0, {num_classes}); the meta file lists {num_classes} classes")
-    return ImageDataset(name, train, val, num_classes=num_classes, scale=255.0, class_names=class_names or None)
+    return ImageDataset(name, train, val, test, num_classes=num_classes, scale=255.0, class_names=class_names or None)

@@ -1,8 +1,9 @@
 """WikiText-103 / WikiText-2 (raw), the GPT-2 corpora of the LoGAH paper.
 
 Sources, first match wins: `path=` a folder with the official raw files (`wiki.train.raw`,
-`wiki.valid.raw`, optionally inside `wikitext-103-raw/`), or the Hugging Face layout
-(`wikitext-103-raw-v1/{train,validation}-*.parquet`); without `path`, Hugging Face `datasets`
+`wiki.valid.raw`, `wiki.test.raw`, optionally inside `wikitext-103-raw/`), or the Hugging Face layout
+(`wikitext-103-raw-v1/{train,validation,test}-*.parquet`); the official valid and test splits are
+our val and test; without `path`, Hugging Face `datasets`
 from its local cache (no network). Tokens are bytes (vocab 256) or, with `tokenizer="gpt2"`,
 GPT-2 BPE from a locally cached `transformers` tokenizer (vocab 50257).
 """
@@ -18,15 +19,15 @@ from search_spaces import ConfigError
 from ._base import TextDataset, bytes_to_tokens
 
 _VARIANTS = {"wikitext103": "103", "wikitext2": "2"}
-_SPLITS = {"train": "train", "val": "valid"}  # our split -> official file suffix
-_HF_SPLITS = {"train": "train", "val": "validation"}
+_SPLITS = {"train": "train", "val": "valid", "test": "test"}  # our split -> official file suffix
+_HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 
 
 def _layout_help(name: str) -> str:
     n = _VARIANTS[name]
-    return (f"Expected path= to be a folder with wiki.train.raw and wiki.valid.raw (as in the official "
-            f"wikitext-{n}-raw-v1.zip, extracted: wikitext-{n}-raw/wiki.*.raw), or with the Hugging Face parquet "
-            f"files wikitext-{n}-raw-v1/{{train,validation}}-*.parquet (dataset 'Salesforce/wikitext'). "
+    return (f"Expected path= to be a folder with wiki.train.raw, wiki.valid.raw and wiki.test.raw (as in the "
+            f"official wikitext-{n}-raw-v1.zip, extracted: wikitext-{n}-raw/wiki.*.raw), or with the Hugging Face "
+            f"parquet files wikitext-{n}-raw-v1/{{train,validation,test}}-*.parquet (dataset 'Salesforce/wikitext'). "
             f"Download once on a machine with internet (e.g. `huggingface-cli download Salesforce/wikitext "
             f"--repo-type dataset --include 'wikitext-{n}-raw-v1/*'`) and pass data.path=...")
 
@@ -41,7 +42,8 @@ def _read_folder(name: str, root: Path) -> dict[str, str | bytes]:
         parquet = {split: sorted(folder.glob(f"{s}-*.parquet")) for split, s in _HF_SPLITS.items()}
         if all(parquet.values()):
             return {split: _read_parquet(files) for split, files in parquet.items()}
-    raise FileNotFoundError(f"{name}: no wiki.train.raw / wiki.valid.raw under {root}. {_layout_help(name)}")
+    raise FileNotFoundError(f"{name}: no wiki.train.raw / wiki.valid.raw / wiki.test.raw under {root}. "
+                            f"{_layout_help(name)}")
 
 
 def _read_parquet(files: list[Path]) -> str:
@@ -107,4 +109,21 @@ def load_wikitext(name: str, path: str | os.PathLike | None = None, tokenizer: s
     for split, t in tokens.items():
         if len(t) < 2:
             raise ValueError(f"{name}: the {split} split has {len(t)} tokens; need at least 2")
-    return TextDataset(name, tokens["train"], tokens["val"], vocab_size=vocab, context=context)
+    return TextDataset(name, tokens["train"], tokens["val"], tokens["test"], vocab_size=vocab, context=context,
+                       documents={s: _article_starts(t, vocab) for s, t in tokens.items()})
+
+
+def _article_starts(tokens: torch.Tensor, vocab: int) -> list[int] | None:
+    """Offsets of the articles of a byte-level split (lines ` = Title = `); None for BPE tokens
+    (hashed in chunks instead)."""
+    if vocab != 256:
+        return None
+    data = tokens.numpy().tobytes()
+    starts, pos = [0], data.find(b"\n = ", 0)
+    while pos != -1:
+        end = data.find(b"\n", pos + 1)
+        line = data[pos + 1: end if end != -1 else len(data)]
+        if not line.startswith(b" = = ") and line.rstrip().endswith(b" ="):
+            starts.append(pos + 1)
+        pos = data.find(b"\n = ", pos + 1)
+    return sorted(set(starts))

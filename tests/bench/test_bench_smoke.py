@@ -43,7 +43,7 @@ def test_warm_start_quality_compares_mean_curves_over_seeds():
     (row,) = payload["rows"]
     assert payload["bench"] == "warm_start_quality" and row["seeds"] == [0, 1]
     assert len(row["per_seed_steps_to_match"]) == 2 and row["warm_step0"] < row["rand_step0"]
-    assert row["eval_batches"] == 12  # digits' whole val split: 359 images in batches of 32
+    assert row["eval_batches"] == 6  # digits' whole val split: 179 images in batches of 32
     assert "seeds <= 1/3" in human
 
 

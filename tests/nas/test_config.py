@@ -60,3 +60,11 @@ def test_config_is_validated_without_importing_the_hypernet_package():
             "print(sorted(m for m in sys.modules if m.partition('.')[0] == 'hypernet'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_worker_restarts_defaults_to_3_and_is_validated():
+    assert compose([]).worker_restarts == 3 == compose_dict([])["worker_restarts"]
+    assert compose(["worker_restarts=0"]).worker_restarts == 0
+    with pytest.raises(ConfigError) as e:
+        compose(["worker_restarts=-1"])
+    assert e.value.field == "worker_restarts"

@@ -27,6 +27,8 @@ def test_pretrain_writes_a_loadable_checkpoint_with_the_space_signature(tmp_path
     assert meta["data"] == "digits" and meta["steps"] == 3 and meta["seed"] == 1 and meta["variant"] == "tiny"
     assert meta["seconds"] > 0 and "python -m nas.pretrain" in meta["command"]
     assert meta["heldout_seed"] == UNSEEN_SEED
+    fingerprint = meta["data_fingerprint"]  # the examples it learned from: what the study-side guard checks
+    assert fingerprint["data"] == "digits" and fingerprint["examples"] == 1438 and fingerprint["split"] == "train"
     config = unseen_architectures(space)[0]
     params = hn.predict(config)
     assert set(params) == set(dict(build_model(config).named_parameters()))

@@ -75,14 +75,46 @@ def test_callback_refits_when_due_only_with_the_lease(session, monkeypatch):
 
 def test_sample_arch_replays_good_trials_and_never_the_heldout_set(session):
     space = session.space
-    good = [ViTConfig(depth=1, width=16, heads=2, patch_size=4, mlp_ratio=2.0)]
     heldout = validation_architectures(space, [], 2, 0)
     fixed = {config_key(c) for c in heldout}
+    candidates = [ViTConfig(depth=d, width=w, heads=2, patch_size=4, mlp_ratio=2.0) for d in (1, 2) for w in (16, 32)]
+    good = [next(c for c in candidates if config_key(c) not in fixed)]
     rng = random.Random(0)
     assert all(make_sample_arch(space, good, 1.0, fixed)(rng) == good[0] for _ in range(10))
     drawn = [make_sample_arch(space, good, 0.0, fixed)(rng) for _ in range(30)]
     assert all(config_key(c) not in fixed for c in drawn)
     assert validation_architectures(space, [], 2, 0) == heldout  # fixed seed: the same set every refit
+    # the replay branch obeys the exclusion too: a held-out architecture a trial used is never replayed
+    replay = make_sample_arch(space, [heldout[0], good[0]], 1.0, fixed)
+    assert all(replay(rng) == good[0] for _ in range(30))
+
+
+def test_refit_never_trains_on_its_validation_architectures_or_examples(session, monkeypatch):
+    """Validation = a fixed sample + trials other than the distillation targets; the refit's
+    meta-training draws none of them, and it meta-trains on the train split minus the slice that
+    both parent and child are judged on (examples apart from the trials' val)."""
+    import hypernet
+
+    seen: dict = {}
+    real_meta_train = hypernet.meta_train
+
+    def spy(hn, space, data, cfg, *, sample_arch, extra_loss, **kw):
+        rng = random.Random(0)
+        seen["drawn"] = {config_key(sample_arch(rng)) for _ in range(200)}
+        seen["train"] = data.example_digests("train")
+        return real_meta_train(hn, space, data, cfg, sample_arch=sample_arch, extra_loss=extra_loss, **kw)
+
+    judged = []
+    monkeypatch.setattr(hypernet, "meta_train", spy)
+    monkeypatch.setattr(refit_mod, "validation_loss",
+                        lambda hn, configs, data, **kw: judged.append(({config_key(c) for c in configs},
+                                                                       data.example_digests("val"))) or 1.0)
+    refit(session)
+    (archs, examples), (archs_again, examples_again) = judged
+    assert archs == archs_again and examples == examples_again  # parent and child on the same set
+    assert not archs & seen["drawn"]
+    assert examples and not examples & seen["train"]
+    assert not examples & session.dataset.example_digests("val")  # not the trials' val either
 
 
 def test_distill_loss_pulls_matching_configs_only():

@@ -58,3 +58,49 @@ def test_two_processes_record_concurrently_without_gaps(backend, tmp_path):
         p.join(60)
         assert p.exitcode == 0
     assert [v.version for v in list_versions(url, study)] == list(range(20))
+
+
+def test_a_deleted_studys_versions_never_reach_a_new_study_of_the_same_name(tmp_path):
+    """`optuna delete-study` leaves our rows; the new study (another study_uid) must not see them."""
+    import optuna
+
+    from nas.attrs import STUDY_UID
+
+    url = f"sqlite:///{tmp_path}/db.sqlite"
+    engine = make_engine(url)
+
+    def new_study(uid: str) -> None:
+        optuna.create_study(study_name="s", storage=url).set_user_attr(STUDY_UID, uid)
+
+    new_study("first")
+    record_version(engine, "s", artifact_id="old0", sha256="a" * 64, promoted=True, version=0)
+    record_version(engine, "s", artifact_id="old1", sha256="b" * 64, promoted=True)
+    optuna.delete_study(study_name="s", storage=url)
+    assert list_versions(engine, "s") == [] and latest_promoted(engine, "s") is None  # gone with its study
+    new_study("second")  # SQLite may even give it the deleted study's id: the uuid tells them apart
+    assert get_version(engine, "s", 0) is None
+    v0 = record_version(engine, "s", artifact_id="new0", sha256="c" * 64, promoted=True, version=0)
+    assert v0.study_uid == "second" and [v.artifact_id for v in list_versions(engine, "s")] == ["new0"]
+    assert latest_promoted(engine, "s").artifact_id == "new0"
+    assert record_version(engine, "s", artifact_id="new1", sha256="d" * 64, promoted=False).version == 1
+
+
+def test_a_database_from_before_study_identities_keeps_working(tmp_path):
+    """Rows without study_uid (older databases): the column is added; a study without the attr reads them."""
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path}/db.sqlite"
+    old = sa.create_engine(url)
+    with old.begin() as conn:  # the table as older versions created it
+        conn.execute(sa.text("CREATE TABLE logah_hypernet_versions (id INTEGER PRIMARY KEY, study_name VARCHAR(512) "
+                             "NOT NULL, version INTEGER NOT NULL, created_at DATETIME NOT NULL, trials_used INTEGER "
+                             "NOT NULL, val_loss FLOAT, parent_val_loss FLOAT, promoted BOOLEAN NOT NULL, artifact_id "
+                             "VARCHAR(255) NOT NULL, sha256 VARCHAR(64) NOT NULL, device VARCHAR(64) NOT NULL, seconds "
+                             "FLOAT NOT NULL, note TEXT NOT NULL, UNIQUE (study_name, version))"))
+        conn.execute(sa.text("INSERT INTO logah_hypernet_versions VALUES (1, 'legacy', 0, '2025-01-01 00:00:00', 0, "
+                             "NULL, NULL, 1, 'a0', :sha, 'cpu', 0.0, '')"), {"sha": "a" * 64})
+    old.dispose()
+    engine = make_engine(url)
+    assert [v.artifact_id for v in list_versions(engine, "legacy")] == ["a0"]  # read-only: no column yet
+    assert record_version(engine, "legacy", artifact_id="a1", sha256="b" * 64, promoted=True).version == 1
+    assert [v.study_uid for v in list_versions(engine, "legacy")] == [None, None]

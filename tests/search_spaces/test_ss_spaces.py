@@ -189,3 +189,53 @@ def test_invalid_space_names_the_field(name, kwargs, field):
     with pytest.raises(ConfigError) as err:
         get_space(name, **kwargs)
     assert err.value.field == field
+
+
+@pytest.mark.parametrize("space", [s for s, _ in SPACES], ids=["vit", "vits_1k", "gpt2", "gpts_1k"])
+def test_params_are_named_and_valued_as_users_read_them(space):
+    """The Optuna CLI, optuna-dashboard and importances show trial.params: the head count itself,
+    never an index; a categorical keeps one fixed choice list per parameter name (else Optuna raises)."""
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=5))
+    configs = {}
+    study.optimize(lambda t: configs.setdefault(t.number, space.suggest(t)).width, n_trials=40)
+    choices: dict[str, tuple] = {}
+    for t in study.trials:
+        c = configs[t.number]
+        heads = [k for k in t.params if k.startswith("heads")]
+        assert len(heads) == 1 and t.params[heads[0]] == c.heads
+        assert "heads_index" not in t.params and t.params["depth"] == c.depth and t.params["width"] == c.width
+        for name, dist in t.distributions.items():
+            if isinstance(dist, optuna.distributions.CategoricalDistribution):
+                assert choices.setdefault(name, dist.choices) == dist.choices
+        assert space.params_of(c) == t.params
+    if not space.paper_width_rule:  # every head count divides every width of the default grids
+        assert {k for t in study.trials for k in t.params if k.startswith("heads")} == {"heads"}
+
+
+def test_vits_1k_heads_params_name_the_allowed_head_counts():
+    vits = ViTSpace.vits_1k()
+    assert vits.params_of(ViTConfig(image_size=32, channels=3, patch_size=2, depth=3, width=384, heads=6))[
+        "heads_of_3_6_12"] == 6
+    assert vits.params_of(ViTConfig(image_size=32, channels=3, patch_size=4, depth=3, width=416, heads=8))[
+        "heads_of_4_8"] == 8
+    assert GPT2Space.gpts_1k().params_of(GPT2Config(vocab_size=50257, context=1024, depth=3, width=200, heads=8,
+                                                    tied_embeddings=False))["heads"] == 8
+
+
+@pytest.mark.parametrize("space", [s for s, _ in SPACES], ids=["vit", "vits_1k", "gpt2", "gpts_1k"])
+def test_round_trip_over_every_config_of_a_depth(space):
+    """suggest(params_of(c)) == c for every width x head count at the smallest and largest depth."""
+    rng = random.Random(0)
+    for depth in space.depth:
+        for c in {space.sample(rng, depth=depth) for _ in range(400)}:
+            assert space.suggest(optuna.trial.FixedTrial(space.params_of(c))) == c
+
+
+def test_importances_name_the_head_count():
+    """What `optuna` importances (and our dashboard's) list: `heads`, not an index into divisors."""
+    space = ViTSpace()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: (c := space.suggest(t)).width / c.heads + c.depth, n_trials=30)
+    importances = optuna.importance.get_param_importances(
+        study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    assert {"heads", "width", "depth", "patch_size", "mlp_ratio"} == set(importances)

@@ -97,18 +97,22 @@ def test_cifar10_every_layout(tmp_path, form):
         _tar(folder, tmp_path / "dl" / "cifar-10-python.tar.gz")
         path = tmp_path / "dl"
     ds = load_dataset("cifar10", path=str(path))
-    assert ds.kind == "image" and ds.num_examples("train") == 30 and ds.num_examples("val") == 6
+    assert ds.kind == "image" and (ds.num_examples("train"), ds.num_examples("val")) == (27, 3)  # 10 % of train
+    assert ds.num_examples("test") == 6
     assert ds.space_options() == {"image_size": 32, "channels": 3, "num_classes": 10}
     assert ds.class_names[0] == "airplane"
     get_space("vit", **ds.space_options())  # the options are exactly get_space's kwargs
-    # val = official test batch, in file order, with the pixel layout 1024 R, 1024 G, 1024 B
-    (x, y), = list(ds.val_batches(100))
+    # test = official test batch, in file order, with the pixel layout 1024 R, 1024 G, 1024 B
+    (x, y), = list(ds.val_batches(100, split="test"))
     test = files["test_batch"]
     assert y.tolist() == test[b"labels"]
     expected = torch.from_numpy(test[b"data"][2, 1024:2048].reshape(32, 32)).float() / 255
     assert torch.allclose(x[2, 1] * ds.std[1] + ds.mean[1], expected, atol=1e-5)
     train_pixels = np.concatenate([files[f"data_batch_{i}"][b"data"] for i in range(1, 6)]).reshape(-1, 3, 1024)
-    assert torch.allclose(ds.mean, torch.tensor(train_pixels.mean(axis=(0, 2)) / 255, dtype=torch.float32), atol=1e-5)
+    train_rows = {r.tobytes() for r in ds._images["train"].reshape(-1, 3, 1024).numpy()}
+    kept = np.stack([r for r in train_pixels if r.tobytes() in train_rows])  # the official train minus val
+    assert len(kept) == 27  # statistics of our train split only, never val or test
+    assert torch.allclose(ds.mean, torch.tensor(kept.mean(axis=(0, 2)) / 255, dtype=torch.float32), atol=1e-5)
 
 
 def test_cifar10_batches_are_normalised_and_seeded(tmp_path):
@@ -118,14 +122,15 @@ def test_cifar10_batches_are_normalised_and_seeded(tmp_path):
     assert x.shape == (64, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.long
     x2, y2 = ds.batch("train", 64, torch.Generator().manual_seed(3))
     assert torch.equal(x, x2) and torch.equal(y, y2)
-    full = torch.cat([b[0] for b in ds._val_iter(1000, None)])
+    full = torch.cat([b[0] for b in ds.val_batches(1000, split="test")])
     assert full.mean(dim=(0, 2, 3)).abs().max() < 0.1  # uniform random pixels: val ~ train statistics
 
 
 def test_cifar10_val_fraction_holds_out_train_images(tmp_path):
     folder, _ = fake_cifar10(tmp_path, n=10)
     ds = load_dataset("cifar10", path=folder, val_fraction=0.2, seed=1)
-    assert (ds.num_examples("train"), ds.num_examples("val")) == (40, 10)
+    assert (ds.num_examples("train"), ds.num_examples("val"), ds.num_examples("test")) == (40, 10, 10)
+    assert not ds.example_digests("val") & ds.example_digests("train")
 
 
 @pytest.mark.parametrize("archive", [False, True])
@@ -134,10 +139,10 @@ def test_cifar100_fine_and_coarse(tmp_path, archive):
     path = _tar(folder, tmp_path / "cifar-100-python.tar.gz") if archive else folder.parent
     fine = load_dataset("cifar100", path=path)
     assert fine.space_options() == {"image_size": 32, "channels": 3, "num_classes": 100}
-    assert next(iter(fine.val_batches(8)))[1].tolist() == files["test"][b"fine_labels"]
+    assert next(iter(fine.val_batches(8, split="test")))[1].tolist() == files["test"][b"fine_labels"]
     coarse = load_dataset("cifar100", path=path, label="coarse")
     assert coarse.num_classes == 20 and coarse.class_names[3] == "super3"
-    assert next(iter(coarse.val_batches(8)))[1].tolist() == files["test"][b"coarse_labels"]
+    assert next(iter(coarse.val_batches(8, split="test")))[1].tolist() == files["test"][b"coarse_labels"]
 
 
 def test_missing_files_say_what_is_expected(tmp_path):
@@ -170,7 +175,7 @@ def test_bad_options_are_config_errors(tmp_path):
         ds.batch("train", 0, torch.Generator())
     assert err.value.field == "batch_size"
     with pytest.raises(ConfigError) as err:
-        ds.batch("test", 2, torch.Generator())
+        ds.batch("valid", 2, torch.Generator())
     assert err.value.field == "split"
 
 

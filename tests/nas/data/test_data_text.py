@@ -25,8 +25,9 @@ def test_pytext_is_deterministic_held_out_and_fast():
     b = load_dataset("pytext", max_bytes=200_000)
     assert isinstance(a, TextDataset) and a.space_options() == {"vocab_size": 256}
     assert torch.equal(a._tokens["train"], b._tokens["train"]) and torch.equal(a._tokens["val"], b._tokens["val"])
-    n_train, n_val = a.num_examples("train"), a.num_examples("val")
-    assert n_train + n_val == 200_000 and 0.05 * 200_000 <= n_val <= 0.5 * 200_000
+    n_train, n_val, n_test = (a.num_examples(s) for s in ("train", "val", "test"))
+    assert n_train + n_val + n_test == 200_000 and 0.05 * 200_000 <= n_val + n_test <= 0.5 * 200_000
+    assert n_val > 0 and n_test > 0
     other = load_dataset("pytext", max_bytes=200_000, seed=1)
     assert not torch.equal(other._tokens["val"][:1000], a._tokens["val"][:1000])  # another file order
     text = bytes(a._tokens["train"][:20_000].tolist()).decode("utf-8", errors="replace")
@@ -38,14 +39,16 @@ def test_pytext_splits_by_file(tmp_path):
         (tmp_path / f"mod{i}.py").write_text(f"# module {i}\n" + f"x{i} = {i}\n" * 200)
     (tmp_path / "test").mkdir()
     (tmp_path / "test" / "test_skipped.py").write_text("SKIPPED_TEST_DIR = 1\n" * 100)
-    ds = load_dataset("pytext", root=tmp_path, max_bytes=1_000_000, val_fraction=0.25, context=8)
-    train = bytes(ds._tokens["train"].tolist()).decode()
-    val = bytes(ds._tokens["val"].tolist()).decode()
-    assert "SKIPPED_TEST_DIR" not in train + val
-    headers_train = {line for line in train.splitlines() if line.startswith("# module")}
-    headers_val = {line for line in val.splitlines() if line.startswith("# module")}
-    assert headers_train and headers_val and not headers_train & headers_val
-    assert len(headers_train | headers_val) == 10
+    ds = load_dataset("pytext", root=tmp_path, max_bytes=1_000_000, val_fraction=0.2, test_fraction=0.2, context=8)
+    text = {s: bytes(ds._tokens[s].tolist()).decode() for s in ("train", "val", "test")}
+    assert "SKIPPED_TEST_DIR" not in "".join(text.values())
+    headers = {s: {line for line in t.splitlines() if line.startswith("# module")} for s, t in text.items()}
+    assert all(headers.values())
+    assert not headers["train"] & headers["val"] and not headers["train"] & headers["test"]
+    assert not headers["val"] & headers["test"]
+    assert len(headers["train"] | headers["val"] | headers["test"]) == 10
+    digests = {s: ds.example_digests(s) for s in text}  # one per file
+    assert len(digests["val"]) + len(digests["test"]) == len(headers["val"]) + len(headers["test"])
 
 
 def test_pytext_missing_sources(tmp_path):
@@ -191,7 +194,8 @@ def test_wikitext_hugging_face_parquet_layout(tmp_path):
     pq.write_table(pa.table({"text": lines[:20]}), folder / "train-00000-of-00002.parquet")
     pq.write_table(pa.table({"text": lines[20:]}), folder / "train-00001-of-00002.parquet")
     pq.write_table(pa.table({"text": WIKI_VALID.splitlines(keepends=True) * 5}), folder / "validation-00000-of-00001.parquet")
-    pq.write_table(pa.table({"text": ["unused\n"]}), folder / "test-00000-of-00001.parquet")
+    pq.write_table(pa.table({"text": WIKI_VALID.splitlines(keepends=True) * 3}), folder / "test-00000-of-00001.parquet")
     ds = load_dataset("wikitext103", path=tmp_path, context=16)
     assert bytes(ds._tokens["train"].tolist()).decode() == "".join(lines)  # shards in order
     assert bytes(ds._tokens["val"].tolist()).decode() == WIKI_VALID * 5
+    assert bytes(ds._tokens["test"].tolist()).decode() == WIKI_VALID * 3  # the official test split

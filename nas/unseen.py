@@ -1,0 +1,104 @@
+"""Architectures a hypernet meta-trained on a search space cannot have seen: the evaluation
+protocol's held-out shape classes.
+
+An architecture that differs from a meta-training one only in its head count has exactly the same
+parameter shapes, so it is not held out. Held out here are whole classes of shapes: widths off the
+space's grid, 2x and 4x its widest width, 2x its deepest depth, and an MLP ratio it never draws.
+`shares_shapes_with_space` is the check: True when some architecture of the space has every
+parameter shape of the given one.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from search_spaces import GPT2Config, ModelConfig, ViTConfig, build_model
+
+CLASSES = ("off_grid_width", "wide_2x", "wide_4x", "deep_2x", "unseen_mlp_ratio")
+
+
+def shape_signature(config: ModelConfig) -> tuple:
+    """The parameter shapes of a model, in order (names differ with depth, so they are part of it)."""
+    return _shapes(config)
+
+
+@lru_cache(maxsize=4096)
+def _shapes(config: ModelConfig) -> tuple:
+    with torch.device("meta"):
+        model = build_model(config)
+    return tuple((name, tuple(p.shape)) for name, p in model.named_parameters())
+
+
+def _grid_widths(space: Any) -> list[int]:
+    lo, hi, step = space.width
+    return list(range(lo, hi + 1, step))
+
+
+def _base(space: Any, depth: int, width: int, mlp_ratio: float | None = None) -> ModelConfig:
+    """An architecture of `space`'s kind at (depth, width): the largest head count of the space that
+    divides the width (else 1), the space's first patch size / tying choice and MLP ratio."""
+    heads = max((h for h in space.heads if width % h == 0), default=1)
+    ratio = space.mlp_ratios[0] if mlp_ratio is None else mlp_ratio
+    if space.__class__.__name__ == "ViTSpace":
+        return ViTConfig(image_size=space.image_size, channels=space.channels, num_classes=space.num_classes,
+                         patch_size=space.patch_sizes[0], depth=depth, width=width, heads=heads, mlp_ratio=ratio)
+    return GPT2Config(vocab_size=space.vocab_size, context=space.context, depth=depth, width=width, heads=heads,
+                      mlp_ratio=ratio, tied_embeddings=space.tied_embeddings[0])
+
+
+def unseen_shape_classes(space: Any) -> dict[str, list[ModelConfig]]:
+    """A few architectures per held-out shape class of `space` (`CLASSES`), none of which shares
+    every parameter shape with an architecture of the space."""
+    lo, hi, step = space.width
+    d_lo, d_hi = space.depth
+    d_mid = (d_lo + d_hi) // 2
+    off_grid = [w for w in range(lo + step // 2, hi, step) if w % 8 == 0 or w % 4 == 0][:3]
+    unseen_ratio = next(r for r in (3.0, 1.5, 6.0, 8.0) if r not in space.mlp_ratios)
+    mid_width = _grid_widths(space)[len(_grid_widths(space)) // 2]
+    classes = {
+        "off_grid_width": [_base(space, d, w) for d, w in zip((d_lo, d_mid, d_hi), off_grid)],
+        "wide_2x": [_base(space, d, 2 * hi) for d in (d_lo, d_mid)],
+        "wide_4x": [_base(space, d_lo, 4 * hi)],
+        "deep_2x": [_base(space, 2 * d_hi, w) for w in (lo, mid_width)],
+        "unseen_mlp_ratio": [_base(space, d_mid, mid_width, unseen_ratio)],
+    }
+    return {name: [c for c in configs if not shares_shapes_with_space(c, space)] for name, configs in classes.items()}
+
+
+def space_shape_signatures(space: Any) -> set[tuple]:
+    """The parameter-shape signatures of every architecture `space` can draw (enumerated over its
+    grid and filtered by `space.contains`; head counts do not change shapes)."""
+    return _space_signatures(space)
+
+
+@lru_cache(maxsize=16)
+def _space_signatures(space: Any) -> frozenset:
+    found = set()
+    extra = ({"patch_size": space.patch_sizes} if space.__class__.__name__ == "ViTSpace"
+             else {"tied_embeddings": space.tied_embeddings})
+    keys = ("depth", "width", "mlp_ratio", *extra)
+    grid = itertools.product(range(space.depth[0], space.depth[1] + 1), _grid_widths(space), space.mlp_ratios,
+                             *extra.values())
+    for values in grid:
+        fields = dict(zip(keys, values))
+        for heads in space.heads:
+            if fields["width"] % heads:
+                continue
+            config = replace(_base(space, fields["depth"], fields["width"], fields["mlp_ratio"]), heads=heads,
+                             **{k: fields[k] for k in extra})
+            if space.contains(config):
+                found.add(shape_signature(config))
+                break  # other head counts: the same shapes
+    return frozenset(found)
+
+
+def shares_shapes_with_space(config: ModelConfig, space: Any) -> bool:
+    return shape_signature(config) in space_shape_signatures(space)
+
+
+__all__ = ["CLASSES", "shape_signature", "shares_shapes_with_space", "space_shape_signatures",
+           "unseen_shape_classes"]
