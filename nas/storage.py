@@ -42,6 +42,7 @@ import shutil
 import sqlite3
 import threading
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -276,7 +277,9 @@ def set_heartbeat(storage, interval: int | None, grace_period: int | None = None
             raise ConfigError(f"study.{name}", value, "null or an integer >= 1")
     storage.heartbeat_interval = interval
     storage.grace_period = grace_period if interval is not None else None
-    callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if interval is not None else None
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.8; we rely on it knowingly
+        warnings.simplefilter("ignore")
+        callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if interval is not None else None
     storage.heartbeat_stale_trial_callback = storage.failed_trial_callback = callback
 
 
@@ -395,7 +398,7 @@ def _fail_and_retry(study, trial, reason: str) -> bool:
     """FAIL a RUNNING trial with `reason` and enqueue its retry (as the heartbeat path does);
     False when another process finished or reaped it first."""
     from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.storages import RetryFailedTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.trial import TrialState
 
     storage = _backend(study)
@@ -408,7 +411,9 @@ def _fail_and_retry(study, trial, reason: str) -> bool:
     callback = storage.get_heartbeat_stale_trial_callback() if hasattr(
         storage, "get_heartbeat_stale_trial_callback") else None
     if callback is None:  # heartbeat off in this process: retry all the same
-        callback = RetryFailedTrialCallback(max_retry=2)
+        with warnings.catch_warnings():  # "experimental" since Optuna 2.8; the heartbeat path uses it too
+            warnings.simplefilter("ignore")
+            callback = RetryHeartbeatStaleTrialCallback(max_retry=2)
     callback(study, storage.get_trial(trial._trial_id))
     _log.warning("trial %d of %s failed: %s", trial.number, study.study_name, reason)
     return True

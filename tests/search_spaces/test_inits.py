@@ -10,7 +10,7 @@ from search_spaces.inits import MIMETIC_QK, MIMETIC_VO, inherit_weights, mimetic
 
 
 def test_mimetic_attention_is_identity_like_for_qk_and_minus_identity_for_vo():
-    model = build_model(ViTConfig(depth=2, width=64, heads=4, patch_size=2))
+    model = build_model(ViTConfig(depth=2, width=64, heads=4, patch_size=2)).requires_grad_(False)
     before = {k: v.clone() for k, v in model.named_parameters()}
     assert mimetic_init(model, torch.Generator().manual_seed(0)) == 2
     c, d = 64, 16
