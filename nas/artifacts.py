@@ -117,21 +117,25 @@ def export_trial(storage: StudyStorage, study: optuna.Study, export_dir: str | P
     test metrics, model card, ...)."""
     path = export_trial_from(study, storage.artifacts, export_dir, storage_url=storage.url, engine=storage.engine,
                              trial_number=trial_number, overwrite=overwrite, dataset=dataset)
-    test = exported_test_metrics(path)
-    if test is not None:  # the dashboard shows it beside the trial (it cannot compute it: read-only)
-        number = select_trial(study, trial_number).number
+    prov = _exported_provenance(path)
+    test = prov.get("test")
+    if isinstance(test, dict):  # the dashboard shows it beside the trial (it cannot compute it: read-only)
         recorded = dict(study.user_attrs.get(attrs.STUDY_TEST_METRICS) or {})
-        study.set_user_attr(attrs.STUDY_TEST_METRICS, {**recorded, str(number): test})
+        study.set_user_attr(attrs.STUDY_TEST_METRICS, {**recorded, str(prov["trial"]): test})
     return path
 
 
-def exported_test_metrics(path: str | Path) -> dict[str, Any] | None:
-    """The `test` block of an export's provenance.json (None when the data was not loadable)."""
+def _exported_provenance(path: str | Path) -> dict[str, Any]:
     import json
 
     from nas.export import PROVENANCE_NAME
 
-    test = json.loads((Path(path) / PROVENANCE_NAME).read_text()).get("test")
+    return json.loads((Path(path) / PROVENANCE_NAME).read_text())
+
+
+def exported_test_metrics(path: str | Path) -> dict[str, Any] | None:
+    """The `test` block of an export's provenance.json (None when the data was not loadable)."""
+    test = _exported_provenance(path).get("test")
     return test if isinstance(test, dict) else None
 
 

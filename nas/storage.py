@@ -189,14 +189,19 @@ def host_key() -> str:
     return "/".join(parts)
 
 
-def _process_start(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux), None where unknown."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), None where unknown."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
+
+
+def _process_start(pid: int, fields: list[str] | None = None) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), None where unknown."""
+    fields = _proc_stat(pid) if fields is None else fields
     try:
-        return int(stat.rsplit(")", 1)[1].split()[19])
+        return int(fields[19]) if fields is not None else None
     except (IndexError, ValueError):
         return None
 
@@ -221,16 +226,12 @@ def owner_alive(owner: Any) -> bool | None:
         pass
     except OSError:
         return None
-    start = _process_start(pid)
+    fields = _proc_stat(pid)
+    start = _process_start(pid, fields)
     if owner.get("start") is not None and start is not None and start != owner["start"]:
         return False  # the pid was reused by another process
-    if Path(f"/proc/{pid}/stat").exists():
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            if state in ("Z", "X"):  # a zombie: dead, not yet waited for
-                return False
-        except (OSError, IndexError):
-            pass
+    if fields and fields[0] in ("Z", "X"):  # a zombie: dead, not yet waited for
+        return False
     return True
 
 
@@ -268,8 +269,6 @@ def _make_owned_storage_class():
 def set_heartbeat(storage, interval: int | None, grace_period: int | None = None, max_retry: int | None = 2) -> None:
     """Turn the heartbeat of an opened RDBStorage on (or off with `interval=None`), as its constructor
     would: a process can read a study's own settings before it starts beating with them."""
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-
     from search_spaces import ConfigError
 
     for name, value in (("heartbeat_interval", interval), ("grace_period", grace_period)):
@@ -277,10 +276,17 @@ def set_heartbeat(storage, interval: int | None, grace_period: int | None = None
             raise ConfigError(f"study.{name}", value, "null or an integer >= 1")
     storage.heartbeat_interval = interval
     storage.grace_period = grace_period if interval is not None else None
+    callback = _retry_callback(max_retry) if interval is not None else None
+    storage.heartbeat_stale_trial_callback = storage.failed_trial_callback = callback
+
+
+def _retry_callback(max_retry: int | None):
+    """Optuna's retry of a trial failed for a dead worker (a copy with the same params is enqueued)."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
     with warnings.catch_warnings():  # "experimental" since Optuna 2.8; we rely on it knowingly
         warnings.simplefilter("ignore")
-        callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if interval is not None else None
-    storage.heartbeat_stale_trial_callback = storage.failed_trial_callback = callback
+        return RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
 
 
 class AtomicFileSystemArtifactStore(FileSystemArtifactStore):
@@ -398,12 +404,13 @@ def _fail_and_retry(study, trial, reason: str) -> bool:
     """FAIL a RUNNING trial with `reason` and enqueue its retry (as the heartbeat path does);
     False when another process finished or reaped it first."""
     from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.trial import TrialState
+
+    from nas.attrs import FAIL_REASON
 
     storage = _backend(study)
     try:
-        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, reason)
         if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
             return False
     except UpdateFinishedTrialError:  # another process reaped (or the worker finished) it first
@@ -411,9 +418,7 @@ def _fail_and_retry(study, trial, reason: str) -> bool:
     callback = storage.get_heartbeat_stale_trial_callback() if hasattr(
         storage, "get_heartbeat_stale_trial_callback") else None
     if callback is None:  # heartbeat off in this process: retry all the same
-        with warnings.catch_warnings():  # "experimental" since Optuna 2.8; the heartbeat path uses it too
-            warnings.simplefilter("ignore")
-            callback = RetryHeartbeatStaleTrialCallback(max_retry=2)
+        callback = _retry_callback(2)
     callback(study, storage.get_trial(trial._trial_id))
     _log.warning("trial %d of %s failed: %s", trial.number, study.study_name, reason)
     return True
