@@ -75,7 +75,8 @@ def save_checkpoint(hn: LoGAH, path: str | Path, meta: dict[str, Any] | None = N
     `meta` must be JSON-serialisable (e.g. version, trials used, val loss).
     """
     path = Path(path)
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in hn.state_dict().items()}
+    tensors = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
+               for k, v in hn.state_dict().items()}  # weights fp32; coverage buffers keep bool / int64
     metadata = {
         "format": FORMAT_NAME,
         "format_version": str(FORMAT_VERSION),
@@ -106,6 +107,16 @@ def read_header(path: str | Path) -> dict[str, Any]:
     return _metadata(header, path)
 
 
+def _legacy_coverage(hn: LoGAH, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Coverage buffers for a checkpoint written before they existed: every shape row counts as
+    trained and depth / basis reach as unrecorded, so it predicts exactly as it did."""
+    legacy = {}
+    for name, value in hn.state_dict().items():
+        if name.endswith(("out_seen", "in_seen", "layers_seen", "width_seen", "rows_seen")) and name not in tensors:
+            legacy[name] = torch.ones_like(value) if value.dtype == torch.bool else torch.zeros_like(value)
+    return legacy
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *,
                     expected_signature: dict[str, Any] | None = None) -> tuple[LoGAH, dict[str, Any]]:
     """(hypernet, meta) from a file written by `save_checkpoint`; never unpickles.
@@ -132,7 +143,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     try:
         tensors = load(blob)
         hn = LoGAH(LoGAHConfig.from_dict(info["config"]))
-        hn.load_state_dict(tensors, strict=True)
+        hn.load_state_dict({**_legacy_coverage(hn, tensors), **tensors}, strict=True)
     except (SafetensorError, ValueError, RuntimeError, TypeError) as e:
         raise CheckpointError(f"{path}: cannot restore the hypernet ({e})") from None
     meta = dict(info["meta"])

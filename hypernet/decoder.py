@@ -109,6 +109,8 @@ class LowRankDecoder(nn.Module):
         n_codes = math.ceil(max_total_dim / max_dim) - 1
         signs = torch.randint(0, 2, (n_codes, rank)).float() * 2 - 1
         self.chunk_codes = nn.Parameter(signs)  # s_1..s_C for indices >= K
+        # 1 + the largest basis index meta-training used (0: not recorded): see `chunk`.
+        self.register_buffer("rows_seen", torch.zeros((), dtype=torch.long))
         if residual:  # one gain per role (Role.ALL order), 0: predict exactly the random init
             self.gain = nn.Parameter(torch.zeros(len(Role.ALL)))
         if node_keys:  # per-(op, layer) offsets of X and g, a linear path around the MLP (zero at init)
@@ -140,11 +142,24 @@ class LowRankDecoder(nn.Module):
         return x, g
 
     # ---- the basis ---------------------------------------------------------------------------
+    @property
+    def chunk(self) -> int:
+        """K: indices >= K reuse the basis rows, chunk by chunk, with the chunk codes.
+
+        `max_dim`, or once meta-training has recorded its reach (`rows_seen`), the smaller of the
+        two: rows no architecture of meta-training reached were never trained, so a dimension
+        wider than any trained one reuses the trained rows (times a chunk code) instead of
+        reading untrained ones."""
+        seen = int(self.rows_seen)
+        return min(self.max_dim, seen) if seen > 0 else self.max_dim
+
     def _check(self, n: int) -> None:
-        if n > self.max_total_dim:
+        limit = min(self.max_total_dim, self.chunk * (1 + self.chunk_codes.shape[0]))
+        if n > limit:
             from search_spaces import ConfigError
 
-            raise ConfigError("dimension", n, f"<= {self.max_total_dim} (LoGAHConfig.max_total_dim)")
+            raise ConfigError("dimension", n, f"<= {limit} (LoGAHConfig.max_total_dim, or the chunk codes "
+                                              f"times the {self.chunk} basis rows meta-training reached)")
 
     def basis_chunk(self, c: int, rows: int, base: torch.Tensor | None = None) -> torch.Tensor:
         """Basis rows for indices c*K .. c*K+rows-1: [rows, r].
@@ -158,12 +173,12 @@ class LowRankDecoder(nn.Module):
 
     def prefix(self, n: int) -> torch.Tensor:
         """The basis rows needed for dimensions up to n (one slice, shared by all parameters)."""
-        return self.basis[: min(n, self.max_dim)]
+        return self.basis[: min(n, self.chunk)]
 
     def basis_rows(self, n: int, base: torch.Tensor | None = None) -> torch.Tensor:
         """Basis rows for indices 0..n-1: [n, r] (a view of the basis when n <= K)."""
         self._check(n)
-        k = self.max_dim
+        k = self.chunk
         if n <= k:
             return self.basis_chunk(0, n, base)  # a view: no copy
         return torch.cat([self.basis_chunk(c, min(k, n - c * k), base) for c in range(math.ceil(n / k))])
@@ -176,7 +191,7 @@ class LowRankDecoder(nn.Module):
         `std` may be a signed, differentiable tensor (g_role times the role's RMS).
         """
         self._check(n_out)
-        r, k = self.rank, self.max_dim
+        r, k = self.rank, self.chunk
         with torch.autocast(x.device.type, enabled=False):
             ca, cb = x[:r], x[r:]  # [r, r] coefficients per factor (no ReLU: see module doc)
             b = F.linear(self.basis_rows(n_in, base), cb).T / math.sqrt(r)  # [r, n_in]
@@ -245,8 +260,10 @@ class LowRankDecoder(nn.Module):
         groups: dict[tuple, list[int]] = {}
         for t, (_, shape, role, _) in enumerate(targets):
             groups.setdefault(self._group_key(tuple(shape), role), []).append(t)
-        base = self.prefix(max(max(k[-2:]) if k[0] == "matrix" else k[-1] for k in groups))
-        return groups, base
+        reach = max(max(k[-2:]) if k[0] == "matrix" else k[-1] for k in groups)
+        if self.training and torch.is_grad_enabled():  # record the basis rows meta-training covers
+            self.rows_seen.fill_(max(int(self.rows_seen), min(reach, self.max_dim)))
+        return groups, self.prefix(reach)
 
     def _vectors(self, g: torch.Tensor, rows: torch.Tensor, role: str, n: int, base: torch.Tensor) -> torch.Tensor:
         """Normalised vectors of `role` for the nodes `rows`: [k, n]."""

@@ -20,7 +20,17 @@ if TYPE_CHECKING:
 
 
 class NodeEmbedding(nn.Module):
-    """x0 = op + [out-dim ; in-dim] + flag + in/out-degree + distance-from-input embeddings."""
+    """x0 = op + [out-dim ; in-dim] + flag + in/out-degree + distance-from-input embeddings.
+
+    Shape buckets are rows of a table, but only the rows meta-training used carry anything learned
+    (a bucket never drawn keeps its random init). So the table remembers which rows training used
+    (`out_seen` / `in_seen`, saved with the weights), and outside training a dimension whose bucket
+    was never used is embedded by linear interpolation, in log-dimension, between the nearest used
+    buckets below and above it, and clamped to the nearest used bucket beyond either end: an
+    off-grid width lies between its grid neighbours instead of on a random row. Until anything is
+    recorded (a fresh hypernet), or when every row counts as used (checkpoints written before the
+    record existed), the lookup is the plain table.
+    """
 
     def __init__(self, d: int, cutoff: int, max_degree: int) -> None:
         super().__init__()
@@ -32,11 +42,51 @@ class NodeEmbedding(nn.Module):
         self.in_degree = nn.Embedding(max_degree + 1, d)
         self.out_degree = nn.Embedding(max_degree + 1, d)
         self.input_dist = nn.Embedding(cutoff + 2, d)  # 0..cutoff, cutoff+1 = unreachable
+        self.register_buffer("out_seen", torch.zeros(NUM_SHAPE_BUCKETS, dtype=torch.bool))
+        self.register_buffer("in_seen", torch.zeros(NUM_SHAPE_BUCKETS, dtype=torch.bool))
+
+    def reset_coverage(self) -> None:
+        """Forget which shape rows were trained (before meta-training a hypernet without a record)."""
+        self.out_seen.zero_()
+        self.in_seen.zero_()
+
+    def mark(self, x: torch.Tensor) -> None:
+        """Record the shape rows of node features `x` [N, 4] as trained."""
+        self.out_seen[x[:, 1]] = True
+        self.in_seen[x[:, 2]] = True
+
+    def _dim(self, table: nn.Embedding, seen: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Embeddings of the shape buckets `ids` [N] -> [N, e]: interpolated over the used rows."""
+        if self.training and torch.is_grad_enabled():
+            new = ids[~seen[ids]].unique()
+            if new.numel() and bool(seen[1:].any()) and not bool(seen.all()):
+                with torch.no_grad():  # a row's first training starts from its interpolation
+                    table.weight[new] = self._interpolate(table, seen, new)
+            seen[ids] = True  # these rows get a gradient now
+            return table(ids)
+        if bool(seen.all()) or not bool(seen[1:].any()):
+            return table(ids)
+        return self._interpolate(table, seen, ids)
+
+    @staticmethod
+    def _interpolate(table: nn.Embedding, seen: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        known = seen[1:].nonzero().squeeze(1) + 1  # [S] sorted ids of used rows (0, "no dimension", apart)
+        last = known.numel() - 1
+        pos = torch.searchsorted(known, ids.contiguous())  # first used id >= ids
+        hi = known[pos.clamp(max=last)]
+        lo = known[(pos - 1).clamp(min=0)]
+        lo = torch.where((pos == 0) | (hi == ids), hi, lo)  # below the first used row, or a used row
+        hi = torch.where(pos > last, lo, hi)  # beyond the last used row: clamp
+        t = ((ids - lo) / (hi - lo).clamp(min=1)).to(table.weight.dtype)[:, None]
+        direct = (ids == 0) | seen[ids]  # "no dimension" and used rows: the row itself
+        mixed = (1 - t) * table(lo) + t * table(hi)
+        return torch.where(direct[:, None], table(ids), mixed)
 
     def forward(self, x: torch.Tensor, in_deg: torch.Tensor, out_deg: torch.Tensor,
                 input_dist: torch.Tensor) -> torch.Tensor:  # x: [N, 4] -> [N, d]
         op, out_dim, in_dim, flag = x.unbind(-1)
-        shape = torch.cat([self.out_dim(out_dim), self.in_dim(in_dim)], dim=-1)
+        shape = torch.cat([self._dim(self.out_dim, self.out_seen, out_dim),
+                           self._dim(self.in_dim, self.in_seen, in_dim)], dim=-1)
         return (self.op(op) + shape + self.flag(flag)
                 + self.in_degree(in_deg.clamp(max=self.max_degree))
                 + self.out_degree(out_deg.clamp(max=self.max_degree))

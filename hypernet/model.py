@@ -21,11 +21,19 @@ parameter is W0 + g_role * Delta, where W0 is a standard random initialisation. 
   RNG or `generator`).
 
 `base_init` gives the W0 those paths use, to pass explicitly as `inits`.
+
+Coverage: meta-training records what it trained (shape-embedding rows, the deepest depth, the
+widest width, the basis rows it reached; buffers saved with the weights). `predict` / `apply` never
+read what was not trained: untrained shape rows are interpolated (hypernet/encoder.py), and a model
+wider or deeper than any trained is predicted through its covered twin and grown (`covered_config`,
+`_grow_into`). Checkpoints written before the record predict exactly as they did.
 """
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import asdict, dataclass, field, fields
+from dataclasses import replace as dataclass_replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -35,9 +43,9 @@ from search_spaces import ConfigError, ModelConfig
 from search_spaces.validate import require_range
 
 from .anchor import anchored_fill_
-from .decoder import RESIDUAL_ROLES, LowRankDecoder, init_std
+from .decoder import RESIDUAL_ROLES, ROLE_INIT, LowRankDecoder, init_std
 from .encoder import GraphEncoder
-from .graph import DEFAULT_SPD_CUTOFF, Op, build_graph
+from .graph import DEFAULT_SPD_CUTOFF, Op, Role, build_graph
 
 if TYPE_CHECKING:
     from torch_geometric.data import Data
@@ -148,6 +156,8 @@ def node_keys(graph: Data) -> torch.Tensor:
 
     Residual decoders learn an offset of X and g per key (a direct path around the MLP), so
     different layers can get different corrections even where the encoder's h barely differ.
+    Models deeper than any meta-training used never reach untrained keys: they are grown from a
+    covered twin (`LoGAH.covered_config`).
     """
     layers = []
     for name in graph.node_names:
@@ -178,6 +188,25 @@ class LoGAH(nn.Module):
         self.encoder = GraphEncoder(c.d, c.n_layers, c.n_heads, c.spd_cutoff, c.max_degree)
         self.decoder = LowRankDecoder(c.d, c.r, c.max_dim, c.max_total_dim, residual=c.residual,
                                       node_keys=NODE_KEYS if c.residual else 0)
+        # The deepest and the widest model meta-training used (0: not recorded; see node_keys, `_covered`).
+        self.register_buffer("layers_seen", torch.zeros((), dtype=torch.long))
+        self.register_buffer("width_seen", torch.zeros((), dtype=torch.long))
+
+    # ---- what meta-training covered ------------------------------------------------------------
+    def coverage_recorded(self) -> bool:
+        """False for a fresh hypernet and for checkpoints written before coverage was recorded."""
+        seen = self.encoder.embed.out_seen
+        return bool(seen[1:].any()) and not bool(seen.all())
+
+    def reset_coverage(self) -> None:
+        """Start recording what meta-training covers: shape rows, depth, basis rows (see
+        NodeEmbedding, node_keys and LowRankDecoder.rows_seen). Meta-training calls it on a
+        hypernet that has no record yet; until its first step nothing is recorded."""
+        self.encoder.embed.reset_coverage()
+        self.layers_seen.zero_()
+        self.width_seen.zero_()
+        self.decoder.rows_seen.zero_()
+
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -249,6 +278,112 @@ class LoGAH(nn.Module):
         self.decoder.decode_into(x, g, targets, outs, strength=strength)
         return {name: outputs[name] for name in graph.param_order}
 
+    # ---- wider than meta-training: grow the widest covered prediction -----------------------------
+    def covered_config(self, config: ModelConfig) -> ModelConfig | None:
+        """The architecture `config` is predicted through when it is wider or deeper than any
+        meta-training used (None when it is not, when nothing is recorded, or W0 is not anchored).
+
+        Past the widest trained width the decoder reads basis rows and shape embeddings nothing
+        trained, and past the deepest trained depth layer keys nothing trained: its guesses there
+        are far worse than random init. So such a model is predicted as its covered twin (width and
+        depth clamped to the widest / deepest trained, the head count that keeps the head dimension
+        as near as the width allows, everything else equal) and the twin's prediction is grown into it (`_grow_into`).
+        """
+        widest, deepest = int(self.width_seen), int(self.layers_seen)
+        if not self.config.anchored or widest <= 0 or deepest <= 0 or (
+                config.width <= widest and config.depth <= deepest):
+            return None
+        width, heads = config.width, config.heads
+        if width > widest:  # the widest trained width, with the head count nearest the same head dimension
+            width = widest
+            heads = max(h for h in range(1, max(1, round(widest / (config.width // config.heads))) + 1)
+                        if widest % h == 0)
+        return dataclass_replace(config, width=width, heads=heads, depth=min(config.depth, deepest))
+
+    @torch.no_grad()
+    def record_coverage(self, configs: list[ModelConfig]) -> None:
+        """Record `configs` as covered by meta-training without training on them: for a checkpoint
+        written before coverage was recorded, whose training architectures are known (its space's
+        grid), before it is meta-trained further."""
+        for config in configs:
+            graph = self.graph(config)
+            self.encoder.embed.mark(graph.x)
+            self.layers_seen.fill_(max(int(self.layers_seen), config.depth))
+            self.width_seen.fill_(max(int(self.width_seen), config.width))
+            reach = max(max(shape) for shapes in graph.param_shapes for shape in shapes)
+            self.decoder.rows_seen.fill_(max(int(self.decoder.rows_seen), min(reach, self.decoder.max_dim)))
+
+    def _decode_or_grow(self, config: ModelConfig, graph: Data, outputs: dict[str, torch.Tensor],
+                        strength: float) -> dict[str, torch.Tensor]:
+        covered = self.covered_config(config)
+        if covered is None:
+            return self._decode_into(graph, outputs, strength)
+        return self._grow_into(graph, outputs, self.predict(covered, strength=strength), covered.depth)
+
+    @staticmethod
+    def _grow_into(graph: Data, outputs: dict[str, torch.Tensor], small: dict[str, torch.Tensor],
+                   small_depth: int) -> dict[str, torch.Tensor]:
+        """Grow the twin's prediction `small` into the wide / deep model's `outputs` (which hold the
+        anchored W0).
+
+        Width, as weight selection grows a small model: every parameter gets the twin's values in its
+        leading block (fused q/k/v part by part, as the anchored init lays them out); since the
+        anchored W0's leading block IS the twin's W0, that block is W0 + the twin's correction and
+        the rest keeps the standard init (LayerNorm gain 1, shifts and biases 0 for vectors).
+        Depth, as layer stacking: block i of L takes the twin's block floor(i * L' / L) of L', its
+        residual-branch output projections (weight and bias) scaled by L' / L, so the stack adds up
+        the same residual updates in finer steps."""
+        depth = graph.depth
+        role_of = {name: role for names, roles in zip(graph.param_names, graph.param_roles)
+                   for name, role in zip(names, roles)}
+        for name in graph.param_order:
+            source, scale = name, 1.0
+            parts = name.split(".")
+            if parts[0] == "blocks" and depth > small_depth:
+                parts[1] = str(int(parts[1]) * small_depth // depth)
+                source = ".".join(parts)
+                if name.endswith(("attn.c_proj.weight", "attn.c_proj.bias", "mlp.c_proj.weight", "mlp.c_proj.bias")):
+                    scale = small_depth / depth
+            out, part = outputs[name], small[source].to(outputs[name].device)
+            if role_of[name] not in RESIDUAL_ROLES:
+                out.fill_(ROLE_INIT[role_of[name]])
+            n_parts = 3 if ".attn.c_attn." in name else 1
+            big_rows, small_rows = out.shape[0] // n_parts, part.shape[0] // n_parts
+            for k in range(n_parts):
+                dest = out[k * big_rows: k * big_rows + small_rows]
+                src = part[k * small_rows: (k + 1) * small_rows]
+                dest[tuple(slice(0, n) for n in src.shape)] = src * scale if scale != 1.0 else src
+        LoGAH._rescale_norms(graph, outputs, role_of, small)
+        return {name: outputs[name] for name in graph.param_order}
+
+    @staticmethod
+    def _rescale_norms(graph: Data, outputs: dict[str, torch.Tensor], role_of: dict[str, str],
+                       small: dict[str, torch.Tensor]) -> None:
+        """Keep the twin's LayerNorm outputs on the leading features of a wider model.
+
+        A LayerNorm divides by the RMS over ALL features: when the grown leading block of the
+        residual stream is larger than the standard-init rest, that RMS is smaller than the twin's
+        and the leading outputs come out larger by r_lead / r_all. The embedding tables (token,
+        positional, class token) set the stream's scale, so their leading vs overall RMS gives that
+        ratio, and every LayerNorm gain of the leading block is multiplied by r_all / r_lead (1
+        when the block and the rest have one scale)."""
+        tables = [n for n in graph.param_order if role_of[n] in (Role.EMBEDDING, Role.POS_EMBEDDING, Role.CLS_TOKEN)]
+        if not tables:
+            return
+        width = outputs[tables[0]].shape[-1]
+        lead = small[tables[0]].shape[-1]
+        if lead >= width:
+            return
+        rows = [outputs[n].reshape(-1, width) for n in tables]
+        sq_lead = sum(float(r[:, :lead].double().pow(2).sum()) for r in rows) / sum(r.shape[0] * lead for r in rows)
+        sq_all = sum(float(r.double().pow(2).sum()) for r in rows) / sum(r.numel() for r in rows)
+        if sq_lead <= 0:
+            return
+        factor = math.sqrt(sq_all / sq_lead)
+        for name in graph.param_order:
+            if role_of[name] == Role.LN_WEIGHT and outputs[name].shape[-1] == width:
+                outputs[name][:lead] *= factor
+
     @torch.no_grad()
     def predict(self, config: ModelConfig, device: torch.device | str | None = None,
                 seed: int = 0, strength: float = 1.0) -> dict[str, torch.Tensor]:
@@ -269,7 +404,7 @@ class LoGAH(nn.Module):
                    for name, shape in zip(names, shapes)}
         if self.config.residual:
             self._fill_init(graph, outputs, torch.Generator(device=hn_device).manual_seed(seed))
-        params = self._decode_into(graph, outputs, strength)
+        params = self._decode_or_grow(config, graph, outputs, strength)
         if device is not None and torch.device(device) != hn_device:
             params = {k: v.to(device) for k, v in params.items()}
         return params
@@ -295,6 +430,9 @@ class LoGAH(nn.Module):
                      for c, i in zip(configs, inits if inits is not None else [None] * len(configs))]
         else:
             inits = None  # the pure low-rank decoder has no W0
+        if self.training and torch.is_grad_enabled():  # record the depths and widths meta-training covers
+            self.layers_seen.fill_(max(int(self.layers_seen), *(gr.depth for gr in graphs)))
+            self.width_seen.fill_(max(int(self.width_seen), *(c.width for c in configs)))
         h = torch.cat(self.embed(graphs))  # [sum N, d], graph by graph in node order
         x, g = self.decoder.node_features(h, torch.cat([node_keys(gr) for gr in graphs]).to(h.device))
         targets, names, w0, offset = [], [], [], 0
@@ -341,7 +479,7 @@ class LoGAH(nn.Module):
                    {k: p.detach().to(hn_device, torch.float32, copy=True).contiguous() for k, p in params.items()})
         if self.config.anchored:
             self._fill_init(graph, targets, None)
-        decoded = self._decode_into(graph, targets, strength)
+        decoded = self._decode_or_grow(model.config, graph, targets, strength)
         if not direct:
             for name, value in decoded.items():
                 params[name].copy_(value)

@@ -67,8 +67,11 @@ class Block(nn.Module):
 def init_weights(module: nn.Module, residual_projections: int) -> None:
     """GPT-2 initialisation: N(0, 0.02), zero biases, output projections scaled by 1/sqrt(2L).
 
-    This is the "random init" baseline every warm start is compared against.
+    This is the "random init" baseline every warm start is compared against. Models built on the
+    `meta` device (shapes only: graphs, functional calls) have no values to draw.
     """
+    if any(p.is_meta for p in module.parameters()):
+        return
     for name, p in module.named_parameters():
         if name.endswith(".bias") and p.dim() == 1:
             nn.init.zeros_(p)
