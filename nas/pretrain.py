@@ -17,7 +17,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,13 @@ import torch
 
 from hypernet import (CheckpointError, LoGAH, LoGAHConfig, load_checkpoint, meta_train, save_checkpoint,
                       trainstate_path)
-from nas.recipe import DEFAULT_STEPS, UNSEEN_SEED, Recipe, RecipeOptions
+from nas.recipe import DEFAULT_STEPS, UNSEEN_SEED, WIDTH_SAMPLING, Recipe, RecipeOptions
+from nas.unseen import unseen_shape_classes
 from search_spaces import ConfigError, get_space
 from search_spaces.validate import require_range
 
 UNSEEN_COUNT = 8
+COVERAGE_DRAWS = 2000  # grid draws that stand for an unrecorded checkpoint's training architectures
 
 
 def unseen_architectures(space: Any, n: int = UNSEEN_COUNT) -> list:
@@ -48,20 +50,29 @@ def unseen_architectures(space: Any, n: int = UNSEEN_COUNT) -> list:
     return found[:min(n, len(found) // 4)]
 
 
-def sampler_excluding(space: Any, excluded: list, shallow_share: float = 0.0):
+def sampler_excluding(space: Any, excluded: list, shallow_share: float = 0.0, widths: str = "grid"):
     """`sample_arch` for meta_train that never returns one of `excluded` (rejection sampling).
 
     With `shallow_share` > 0 that share of the draws is made at the space's smallest depth (the
     rest uniformly over the space, that depth included): the hypernet underfits the shallowest
-    architectures most (bench/RESULTS.md, eighth session), so they get more meta-steps.
+    architectures most, so they get more meta-steps. `widths="range"` replaces the grid width by
+    any width of the space's range that one of its head counts divides, except the held-out
+    off-grid widths (`nas.unseen`), with a head count drawn among those dividing it: the hypernet
+    learns the whole range, not only the grid, and the protocol's off-grid class stays unseen.
     """
     require_range("shallow_share", shallow_share, 0.0, 1.0)
+    if widths not in WIDTH_SAMPLING:
+        raise ConfigError("widths", widths, f"one of {list(WIDTH_SAMPLING)}")
     banned = set(excluded)
+    free = range_widths(space) if widths == "range" else None
 
     def sample(rng: random.Random):
         for _ in range(10_000):
             depth = space.depth[0] if shallow_share and rng.random() < shallow_share else None
             config = space.sample(rng, depth=depth)
+            if free is not None:
+                width = rng.choice(free)
+                config = replace(config, width=width, heads=rng.choice([h for h in space.heads if width % h == 0]))
             if config not in banned:
                 return config
         raise ConfigError("space", space, "a space with more architectures than the unseen ones")
@@ -69,9 +80,20 @@ def sampler_excluding(space: Any, excluded: list, shallow_share: float = 0.0):
     return sample
 
 
+def range_widths(space: Any) -> list[int]:
+    """Every width in the space's [low, high] that a head count divides, minus the held-out off-grid
+    widths of `nas.unseen.unseen_shape_classes`."""
+    lo, hi, _ = space.width
+    held_out = {c.width for c in unseen_shape_classes(space)["off_grid_width"]}
+    found = [w for w in range(lo, hi + 1) if w not in held_out and any(w % h == 0 for h in space.heads)]
+    if not found:
+        raise ConfigError("width", space.width, "a range with a width one of the head counts divides")
+    return found
+
+
 # What a restarted run must share with the one it resumes, besides MetaTrainConfig (checked there).
 _RUN_DEFINING = ("space_signature", "space_ranges", "data", "data_options", "variant", "shallow_share",
-                 "init_checkpoint")
+                 "widths", "init_checkpoint")
 
 
 def default_out(space: str, data: str) -> Path:
@@ -142,12 +164,22 @@ def pretrain(
         # exact for the default data/space options; others are recorded in data_options / space_ranges
         "command": reproduce_command(space=space, data=data, variant=variant, out=out, recipe=the_recipe, init=init),
     }
-    t0 = time.perf_counter()
-    sample_arch = sampler_excluding(the_space, unseen, the_recipe.shallow_share)
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    if init is not None and not hn.coverage_recorded():  # a checkpoint from before coverage was recorded:
+        hn.reset_coverage()  # it was meta-trained on this space's grid (minus the held-out architectures)
+        grid = sampler_excluding(the_space, unseen)
+        rng = random.Random(the_recipe.seed)
+        hn.record_coverage(list({grid(rng) for _ in range(COVERAGE_DRAWS)}))
+    sample_arch = sampler_excluding(the_space, unseen, the_recipe.shallow_share, the_recipe.widths)
     result = meta_train(hn, the_space, dataset, cfg, sample_arch=sample_arch, checkpoint_path=out,
                         checkpoint_meta=meta, resume=True, progress=progress,
                         resume_must_match={k: meta[k] for k in _RUN_DEFINING})
+    stage = {"command": meta["command"], "steps": the_recipe.steps, "device": result.device,
+             "threads": torch.get_num_threads(), "seconds": round(time.perf_counter() - t0, 1),
+             "cpu_seconds": round(time.process_time() - cpu0, 1)}
     meta.update({
+        # every stage from a fresh hypernet to this file: its command and its cost (None: not recorded)
+        "stages": [*_parent_stages(init_meta if init is not None else None), stage],
         "seconds": round(time.perf_counter() - t0, 1),  # this call; a resumed run adds to its earlier part
         "device": result.device,
         "loss_first": _mean(result.losses[:20]),
@@ -167,6 +199,28 @@ def reproduce_command(*, space: str, data: str, variant: str, out: str | Path, r
     if init is not None:
         args += ["--init", str(init)]
     return shlex.join(args)
+
+
+def _parent_stages(init_meta: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The stages behind an init checkpoint: its own `stages`, or for a file written before they
+    were recorded its chain of commands with their seconds where the metadata kept them."""
+    if init_meta is None:
+        return []
+    if init_meta.get("stages"):
+        return list(init_meta["stages"])
+    chain, node = [], init_meta
+    while node:
+        chain.append({"command": node.get("command"), "steps": node.get("steps"),
+                      "seconds": node.get("seconds"), "cpu_seconds": None})
+        node = node.get("init_checkpoint") or node.get("parent")
+    return chain[::-1]
+
+
+def total_cpu_hours(meta: dict[str, Any]) -> tuple[float, int]:
+    """(CPU-hours recorded over a checkpoint's stages, number of stages whose cost was not recorded)."""
+    stages = meta.get("stages") or []
+    known = [s["cpu_seconds"] for s in stages if s.get("cpu_seconds") is not None]
+    return sum(known) / 3600, len(stages) - len(known)
 
 
 def _ranges(space: Any) -> dict[str, Any]:
@@ -212,6 +266,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="std of Gaussian noise added to the meta-training images (0: off; images only)")
     parser.add_argument("--shallow-share", type=float, default=d.shallow_share,
                         help="share of meta-steps whose architecture has the space's smallest depth (0: uniform)")
+    parser.add_argument("--widths", default=d.widths, choices=list(WIDTH_SAMPLING),
+                        help="meta-training widths: the space's grid, or any width of its range a head count divides")
     parser.add_argument("--init", default=None, help="start from this checkpoint instead of a fresh hypernet")
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -232,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["DEFAULT_STEPS", "Recipe", "RecipeOptions", "UNSEEN_COUNT", "UNSEEN_SEED", "default_out", "main",
-           "pretrain", "reproduce_command", "sampler_excluding", "unseen_architectures"]
+           "pretrain", "range_widths", "reproduce_command", "total_cpu_hours", "sampler_excluding", "unseen_architectures"]
 
 
 if __name__ == "__main__":

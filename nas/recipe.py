@@ -17,6 +17,7 @@ from search_spaces.validate import ConfigError, require_int, require_positive_in
 
 UNSEEN_SEED = 777_777  # draws `nas.pretrain.unseen_architectures`: never a pretraining seed
 DEFAULT_STEPS = 2000
+WIDTH_SAMPLING = ("grid", "range")  # meta-training widths: the space's grid, or its whole range
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,7 +28,9 @@ class RecipeOptions:
     `unroll_steps` > 0 after that many real AdamW steps at a peak lr around `unroll_lr`
     (`MetaTrainConfig.unroll_steps`); `input_noise` > 0 adds that much Gaussian noise to the
     meta-training images (`MetaTrainConfig.input_noise`); `shallow_share` > 0 draws that share of the
-    architectures at the space's smallest depth (`nas.pretrain.sampler_excluding`).
+    architectures at the space's smallest depth (`nas.pretrain.sampler_excluding`). `widths` "range"
+    draws any width of the space's range that a head count divides (bar the held-out ones), "grid"
+    only the space's grid.
     """
 
     _prefix: ClassVar[str] = ""  # how errors name the fields: "" (a Recipe) or "pretrain." (the config block)
@@ -41,6 +44,7 @@ class RecipeOptions:
     unroll_lr: float = 1e-3
     input_noise: float = 0.0
     shallow_share: float = 0.0
+    widths: str = "grid"
 
     def __post_init__(self) -> None:
         p = self._prefix
@@ -53,6 +57,8 @@ class RecipeOptions:
         require_range(f"{p}unroll_lr", self.unroll_lr, 0.0, 0.3, lo_open=True)  # drawn up to x sqrt(10), still < 1
         require_range(f"{p}input_noise", self.input_noise, 0.0, 10.0)
         require_range(f"{p}shallow_share", self.shallow_share, 0.0, 1.0)
+        if self.widths not in WIDTH_SAMPLING:
+            raise ConfigError(f"{p}widths", self.widths, f"one of {list(WIDTH_SAMPLING)}")
 
     def options(self) -> dict[str, Any]:
         """The `RecipeOptions` fields of this object (a subclass's own fields left out)."""
@@ -100,7 +106,9 @@ class Recipe(RecipeOptions):
             args += ["--input-noise", repr(self.input_noise)]
         if self.shallow_share:
             args += ["--shallow-share", repr(self.shallow_share)]
+        if self.widths != "grid":
+            args += ["--widths", self.widths]
         return args
 
 
-__all__ = ["DEFAULT_STEPS", "Recipe", "RecipeOptions", "UNSEEN_SEED"]
+__all__ = ["DEFAULT_STEPS", "Recipe", "RecipeOptions", "UNSEEN_SEED", "WIDTH_SAMPLING"]

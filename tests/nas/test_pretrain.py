@@ -144,3 +144,56 @@ def test_a_recipe_checks_every_field_before_any_work(tmp_path):
         with pytest.raises(ConfigError, match=needle):
             pretrain(out=tmp_path / "x.safetensors", progress=False, **bad)
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_range_widths_cover_the_space_off_its_grid_but_never_the_held_out_shapes():
+    from nas.pretrain import range_widths
+    from nas.unseen import shape_signature, unseen_shape_classes
+
+    space = get_space("vit", image_size=8, channels=1, num_classes=10)
+    held_out = [c for configs in unseen_shape_classes(space).values() for c in configs]
+    widths = range_widths(space)
+    off_grid = {c.width for c in unseen_shape_classes(space)["off_grid_width"]}
+    assert {48, 88, 104, 120} <= set(widths) and off_grid and not off_grid & set(widths)
+    sample, rng = sampler_excluding(space, unseen_architectures(space), widths="range"), random.Random(0)
+    drawn = [sample(rng) for _ in range(1500)]
+    assert len({c.width for c in drawn}) > 30  # not the 7 grid widths
+    assert all(c.width % c.heads == 0 and c.heads in space.heads for c in drawn)
+    held_shapes = {shape_signature(c) for c in held_out}
+    assert not {shape_signature(c) for c in set(drawn)} & held_shapes
+    grid, rng = sampler_excluding(space, []), random.Random(0)
+    assert {grid(rng).width for _ in range(300)} == set(range(32, 129, 16))  # "grid" keeps the old draws
+    with pytest.raises(ConfigError, match="widths"):
+        sampler_excluding(space, [], widths="all")
+    with pytest.raises(ConfigError, match="widths"):
+        Recipe(widths="all")
+
+
+def test_a_checkpoint_without_a_coverage_record_gets_its_grid_recorded_before_training(tmp_path):
+    from hypernet import load_checkpoint
+
+    first = pretrain(space="vit", data="digits", steps=1, out=tmp_path / "a.safetensors", device="cpu",
+                     batch_size=8, space_options=SMALL_VIT, progress=False)
+    import sys
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "hypernet"))
+    from test_coverage import _without_record
+
+    _without_record(first)
+    assert not load_checkpoint(first)[0].coverage_recorded()
+    second = pretrain(space="vit", data="digits", steps=1, out=tmp_path / "b.safetensors", device="cpu",
+                      batch_size=8, space_options=SMALL_VIT, progress=False, init=first, widths="range")
+    hn, meta = load_checkpoint(second)
+    assert hn.coverage_recorded() and int(hn.width_seen) == 32 and int(hn.layers_seen) == 2
+    assert "--widths range" in meta["command"] and meta["widths"] == "range"
+    stages = meta["stages"]
+    assert [s["command"] for s in stages] == [load_checkpoint(first)[1]["command"], meta["command"]]
+    assert stages[-1]["cpu_seconds"] > 0 and stages[-1]["threads"] >= 1
+
+
+def test_total_cpu_hours_counts_recorded_stages_and_says_how_many_are_missing():
+    from nas.pretrain import total_cpu_hours
+
+    meta = {"stages": [{"command": "a", "cpu_seconds": None}, {"command": "b", "cpu_seconds": 1800.0},
+                       {"command": "c", "cpu_seconds": 5400.0}]}
+    assert total_cpu_hours(meta) == (2.0, 1)
+    assert total_cpu_hours({}) == (0.0, 0)
