@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas.attrs import (CONFIG, FAIL_REASON, HYPERNET_VERSION, LOSS_STEP0, N_PARAMS, PREDICT_SECONDS, SCREEN_LOSS,
                        STUDY_DATA, STUDY_SPACE, TRAIN_SECONDS, VAL_ACCURACY, VAL_PERPLEXITY, WARM_START, WEIGHTS)
+from nas.safety import outcome_of
 
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 INITS = ("warm", "random", "unknown")  # from the `warm_start` trial attr; "unknown": study predates it
@@ -75,8 +76,8 @@ def study_row(study: optuna.Study) -> dict[str, Any]:
 # Trials
 # ----------------------------------------------------------------------------------------------
 
-TRIAL_COLUMNS = ["number", "state", "value", "init", "hypernet_version", "loss_step0", "screen_loss", "n_params",
-                 "train_seconds", "predict_seconds", "val_accuracy", "val_perplexity", "duration_s",
+TRIAL_COLUMNS = ["number", "state", "value", "init", "hypernet_version", "loss_step0", "screen_loss", "safety",
+                 "n_params", "train_seconds", "predict_seconds", "val_accuracy", "val_perplexity", "duration_s",
                  "datetime_start", "datetime_complete", "has_weights", "fail_reason"]
 
 
@@ -91,6 +92,7 @@ def trials_frame(trials: Iterable[FrozenTrial]) -> pd.DataFrame:
             "init": init_of(a), "hypernet_version": _num(a.get(HYPERNET_VERSION)),
             "loss_step0": _num(a.get(LOSS_STEP0, t.intermediate_values.get(0))),
             "screen_loss": _num(a.get(SCREEN_LOSS)),  # hypernet-screened startup architecture
+            "safety": outcome_of(a),  # kept / blended / replaced by the safety net; None: not checked
             "n_params": _num(a.get(N_PARAMS)), "train_seconds": _num(a.get(TRAIN_SECONDS)),
             "predict_seconds": _num(a.get(PREDICT_SECONDS)), "val_accuracy": _num(a.get(VAL_ACCURACY)),
             "val_perplexity": _num(a.get(VAL_PERPLEXITY)),

@@ -11,7 +11,8 @@ from optuna.trial import FrozenTrial
 
 from app import analysis, charts, export, frames, state
 from app.reader import ArtifactError, Reader, StorageError
-from nas.attrs import CONFIG, HYPERNET_VERSION, INIT, N_PARAMS, STUDY_TEST_METRICS, WARM_START, WEIGHTS
+from nas.attrs import CONFIG, HYPERNET_VERSION, INIT, N_PARAMS, SAFETY, STUDY_TEST_METRICS, WARM_START, WEIGHTS
+from nas.safety import describe_safety
 from nas.screen import describe_screening
 
 
@@ -90,6 +91,10 @@ def warm_start(v: StudyView) -> None:
         st.table(gain.map(lambda x: _fmt(float(x), "{:.4g}")))
         st.caption("AUC: area under the val-loss curve divided by its step span (mean loss over training), "
                    "completed trials only. Gain: random minus warm; for steps and seconds, random ÷ warm.")
+    safety = describe_safety(v.trials_df["safety"])
+    if safety:
+        st.caption(safety[0].upper() + safety[1:] + f" (trial attr `{SAFETY}`: a prediction that scored worse than "
+                   "its init on a few val batches was blended toward it or replaced by it before training).")
 
 
 def trials(v: StudyView) -> None:
@@ -119,6 +124,9 @@ def trials(v: StudyView) -> None:
                          key=f"trials_table_{number}_{size}",
                          column_config={"value": st.column_config.NumberColumn(format="%.4f"),
                                         "loss_step0": st.column_config.NumberColumn(format="%.4f"),
+                                        "safety": st.column_config.TextColumn(
+                                            help="warm trials: the safety net kept the prediction, blended it "
+                                                 "toward the init or replaced it by the init"),
                                         "screen_loss": st.column_config.NumberColumn(
                                             format="%.4f", help="predicted val loss that chose this startup "
                                                                 "architecture (hypernet screening)")})

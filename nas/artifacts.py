@@ -90,6 +90,7 @@ def provenance(study: optuna.Study, trial: FrozenTrial, *, storage_url: str, eng
         "hypernet_version": version,
         "hypernet": hn,
         "warm_strength": ua.get(attrs.WARM_STRENGTH),  # init + strength * (prediction - init); None: random init
+        "safety": ua.get(attrs.SAFETY),  # the safety net's outcome and the strength the trial really started from
         "params": trial.params,
         "seed": config.get("seed"),
         "data": config.get("data") or {"name": sattrs.get(attrs.STUDY_DATA)},

@@ -22,6 +22,7 @@ FAIL_REASON = "fail_reason"
 SCREEN_LOSS = "screen_loss"
 INIT = "init"
 INIT_SOURCE = "init_source"
+SAFETY = "safety"
 
 # key -> (type, meaning): what the dashboard documents and ARCHITECTURE.md lists.
 TRIAL_ATTRS: dict[str, tuple[str, str]] = {
@@ -40,6 +41,9 @@ TRIAL_ATTRS: dict[str, tuple[str, str]] = {
     SCREEN_LOSS: ("float", "only on hypernet-screened startup trials: the predicted val loss that chose the architecture"),
     INIT: ("str", "the init strategy (`nas.init_strategies`): hypernet, random, pytorch, mimetic or inherit"),
     INIT_SOURCE: ("int or None", "only with `inherit`: the trial whose trained weights were selected (None: none yet)"),
+    SAFETY: ("dict", "only on warm trials with `study.safety_batches` > 0 (`nas.safety`): outcome (kept, blended or "
+                     "replaced), init_loss, predicted_loss, loss (of the start trained from; None: not finite), "
+                     "strength (of that start; 0: the init)"),
 }
 
 # ---- study user attrs --------------------------------------------------------------------------
@@ -68,7 +72,8 @@ STUDY_ATTRS: dict[str, tuple[str, str]] = {
 }
 
 __all__ = [
-    "CONFIG", "FAIL_REASON", "HYPERNET_VERSION", "INIT", "INIT_SOURCE", "LOSS_STEP0", "N_PARAMS", "PREDICT_SECONDS", "SCREEN_LOSS",
+    "CONFIG", "FAIL_REASON", "HYPERNET_VERSION", "INIT", "INIT_SOURCE", "LOSS_STEP0", "N_PARAMS", "PREDICT_SECONDS", "SAFETY",
+    "SCREEN_LOSS",
     "STUDY_ATTRS", "STUDY_CONFIG", "STUDY_DATA", "STUDY_METRIC", "STUDY_PACKAGE_VERSION", "STUDY_SCREENED",
     "STUDY_SPACE", "STUDY_TEST_METRICS", "STUDY_UID", "TRAIN_SECONDS", "TRIAL_ATTRS", "VAL_ACCURACY", "VAL_PERPLEXITY", "WARM_START",
     "WARM_STRENGTH", "WEIGHTS",

@@ -60,6 +60,7 @@ def _print(msg: str = "") -> None:
 def cmd_search(overrides: Sequence[str]) -> int:
     from nas.artifacts import export_trial, exported_test_metrics, select_trial
     from nas.config import compose
+    from nas.safety import describe_safety, outcome_of
     from nas.screen import describe_screening
     from nas.study import best_trial, export_note, open_session
     from nas.versions import latest_promoted, list_versions
@@ -117,6 +118,9 @@ def cmd_search(overrides: Sequence[str]) -> int:
            f" config={_short_config(best.user_attrs.get(attrs.CONFIG, {}))}")
     _print(f"hypernet versions: {len(versions)} (newest promoted: v{latest.version if latest else '-'})")
     _print(_warm_vs_control(study))
+    safety = describe_safety(outcome_of(t.user_attrs) for t in study.get_trials(deepcopy=False))
+    if safety:
+        _print(safety)
     chosen = select_trial(study)
     what = (f"best warm-started trial #{chosen.number}" if chosen.user_attrs.get(attrs.WARM_START)
             else f"best trial #{chosen.number}; no warm-started trial completed")

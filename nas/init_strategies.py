@@ -79,9 +79,11 @@ class HypernetInit(InitStrategy):
 
         self.strength = session.cfg.hypernet.warm_strength
         self.hypernets = HypernetCache(session.storage, session.cfg.study_name)
+        self.applied: Any = None  # the hypernet of the last `apply` (the safety net re-applies it, nas.safety)
 
     def apply(self, model, config, seed):
         version, hn = self.hypernets.latest()
+        self.applied = hn
         t0 = time.perf_counter()
         hn.apply(model, strength=self.strength)
         return {attrs.PREDICT_SECONDS: time.perf_counter() - t0, attrs.WARM_STRENGTH: self.strength,

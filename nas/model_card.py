@@ -91,6 +91,10 @@ def render_model_card(config: ModelConfig, provenance: Mapping[str, Any], *, n_p
         lines.append(line)
     if prov.get("strength") not in (None, 1.0) or prov.get("warm_strength") is not None:
         lines.append(f"- warm-start strength: {prov.get('strength', prov.get('warm_strength'))}")
+    safety = prov.get("safety")
+    if isinstance(safety, Mapping) and safety.get("outcome") in ("blended", "replaced"):
+        lines.append(f"- safety net: the prediction scored worse than its init on val batches and was "
+                     f"{safety['outcome']} (trained from strength {safety.get('strength')})")
     for note in prov.get("space_notes") or ():
         lines.append(f"- fixed by the hypernet's space: {note}")
     data = prov.get("data")

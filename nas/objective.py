@@ -4,7 +4,8 @@ Every trial writes the user attrs the dashboard reads (ARCHITECTURE.md, "Trial u
 also when it is pruned or fails, so a study explains itself. Trials start as `study.init` says
 (the hypernet by default) and a fixed share of them (`study.control_fraction`) as
 `study.control_init` (random init by default): the same search then measures what the hypernet is
-worth against the baseline the user picks (`nas.init_strategies`).
+worth against the baseline the user picks (`nas.init_strategies`). Before a warm trial trains, the
+safety net (`nas.safety`, `study.safety_batches`) checks its prediction against the init it refines.
 """
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ import torch
 
 from nas import attrs
 from nas.init_strategies import make_strategy
-from nas.train_loop import TrainConfig, train
+from nas.safety import guard
+from nas.train_loop import TrainConfig, evaluate, resolve_device, train
 from nas.trial_recipe import count_params, eval_batch_size, is_control, trial_seed
 from search_spaces import ModelConfig, build_model
 from search_spaces.files import atomic_write_bytes
 
 if TYPE_CHECKING:
+    from nas.init_strategies import HypernetInit
     from nas.session import Session
 
 
@@ -87,6 +90,8 @@ class Objective:
         model = build_model(config, seed=trial_seed(cfg.seed, trial.number))
         for key, value in strategy.apply(model, config, trial_seed(cfg.seed, trial.number)).items():
             trial.set_user_attr(key, value)
+        if strategy.uses_hypernet and s.safety_batches > 0:
+            trial.set_user_attr(attrs.SAFETY, self._safety(model, config, strategy, trial_seed(cfg.seed, trial.number)))
 
         train_cfg = TrainConfig(steps=s.steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                 warmup_steps=s.warmup_steps, grad_clip=s.grad_clip, eval_every=s.eval_every,
@@ -112,6 +117,20 @@ class Objective:
             trial.set_user_attr(attrs.VAL_PERPLEXITY, math.exp(min(result.val_loss, 700.0)))
         trial.set_user_attr(attrs.WEIGHTS, self._upload_weights(trial, model, config))
         return result.val_loss
+
+    def _safety(self, model: torch.nn.Module, config: ModelConfig, strategy: HypernetInit, seed: int) -> dict[str, Any]:
+        """The safety net (`nas.safety.guard`) on `study.safety_batches` of the val batches every trial
+        is scored on, on the device the trial trains on (the model moves there now, not at `train`)."""
+        s, dataset = self.cfg.study, self.dataset
+        model.to(resolve_device(self.cfg.device))
+        context = getattr(config, "context", None) if dataset.kind == "text" else None
+
+        def score(m: torch.nn.Module) -> float:
+            device = next(m.parameters()).device
+            return evaluate(m, dataset, batch_size=eval_batch_size(s), batches=s.safety_batches, context=context,
+                            device=device)["val_loss"]
+
+        return guard(model, strategy.applied, strategy.strength, init_seed=seed, score=score)
 
     def _reporter(self, trial: optuna.Trial):
         def report(step: int, metrics: dict[str, Any]) -> None:

@@ -108,6 +108,7 @@ class StudyConfig:
     heartbeat_interval: int | None = 30
     max_retry: int | None = 2
     max_consecutive_failures: int = 5
+    safety_batches: int = 2  # val batches scoring a warm trial's prediction against its init (nas/safety.py); 0: off
 
     def __post_init__(self) -> None:
         require_choice("study.sampler", self.sampler, SAMPLERS)
@@ -134,6 +135,7 @@ class StudyConfig:
         if self.max_retry is not None:
             require_int("study.max_retry", self.max_retry, 0)
         require_int("study.max_consecutive_failures", self.max_consecutive_failures, 1)
+        require_int("study.safety_batches", self.safety_batches, 0, 1000)
 
 
 @dataclass(frozen=True, kw_only=True)

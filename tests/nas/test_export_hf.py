@@ -238,3 +238,13 @@ def test_gpt2_bpe_tokenizer_is_copied_from_the_local_cache(tmp_path, monkeypatch
     assert (out / "tokenizer.json").is_file()
     assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == 8
     assert json.loads((out / "config.json").read_text())["eos_token_id"] == 50256
+
+
+def test_model_card_says_when_the_safety_net_changed_the_start(tmp_path):
+    blended = {"safety": {"outcome": "blended", "strength": 0.125, "init_loss": 2.3, "predicted_loss": 3.1,
+                          "loss": 2.1}}
+    card = (export_model(_vit(), tmp_path / "v", provenance=blended, image_stats=STATS) / "README.md").read_text()
+    assert "safety net" in card and "blended (trained from strength 0.125)" in card
+    kept = {"safety": {**blended["safety"], "outcome": "kept", "strength": 0.5}}
+    card = (export_model(_vit(), tmp_path / "k", provenance=kept, image_stats=STATS) / "README.md").read_text()
+    assert "safety net" not in card

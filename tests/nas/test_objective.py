@@ -162,6 +162,8 @@ def test_warm_trials_start_from_the_configured_warm_strength(tmp_path):
         return evaluate(model, dataset, batch_size=max(cfg.study.batch_sizes), batches=cfg.study.eval_batches)["val_loss"]
 
     assert trial.user_attrs["warm_strength"] == 0.5
+    safety = trial.user_attrs["safety"]  # a trained hypernet's prediction beats its init: the safety net keeps it
+    assert safety["outcome"] == "kept" and safety["predicted_loss"] < safety["init_loss"]
     assert trial.user_attrs["loss_step0"] == pytest.approx(step0(0.5), rel=1e-5)
     assert trial.user_attrs["loss_step0"] != pytest.approx(step0(1.0), rel=1e-3)
 

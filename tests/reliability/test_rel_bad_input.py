@@ -263,9 +263,11 @@ def test_bad_cifar_files_are_refused_without_running_code(tmp_path, content, cap
 
 # ---- bad trials: the study keeps going ----------------------------------------------------
 
-def test_nan_predictions_fail_their_trials_with_a_reason_and_the_study_goes_on(tmp_path):
-    """A hypernet whose predictions are NaN (a refit gone wrong): warm trials diverge at step 0
-    and FAIL with the reason recorded; random-init controls complete; the study finishes."""
+@pytest.mark.parametrize("safety_batches", [0, 2])
+def test_nan_predictions_fail_their_trials_with_a_reason_and_the_study_goes_on(tmp_path, safety_batches):
+    """A hypernet whose predictions are NaN (a refit gone wrong). Without the safety net, warm trials
+    diverge at step 0 and FAIL with the reason recorded; with it (the default), they are replaced by
+    their init before training and say so. Random-init controls complete; the study finishes."""
     import torch
 
     from hypernet import LoGAH, LoGAHConfig, save_checkpoint
@@ -280,11 +282,18 @@ def test_nan_predictions_fail_their_trials_with_a_reason_and_the_study_goes_on(t
     bad = tmp_path / "nan.safetensors"
     save_checkpoint(hn, bad, {"note": "all NaN"})
     cfg, session = create_study(tmp_path, sqlite_url(tmp_path), f"hypernet.checkpoint={bad}", "n_trials=2",
-                                "study.control_fraction=0.5", "study.max_consecutive_failures=3")
+                                "study.control_fraction=0.5", "study.max_consecutive_failures=3",
+                                f"study.safety_batches={safety_batches}")
     guard = run_trials(session)
     states = trials_by_state(session.study)
     STATS["trials"] += len(session.study.trials)
     STATS["bad_inputs"] += 1
+    if safety_batches:
+        assert not guard.tripped and not states["FAIL"] and not states["RUNNING"]
+        warm = [t for t in states["COMPLETE"] if t.user_attrs["warm_start"]]
+        assert warm and all(t.user_attrs["safety"]["outcome"] == "replaced" for t in warm)
+        assert all(t.user_attrs["safety"]["predicted_loss"] is None for t in warm)  # NaN is stored as None
+        return
     assert not guard.tripped and len(states["COMPLETE"]) == 2 and not states["RUNNING"]
     assert states["FAIL"], "warm trials from a NaN hypernet must fail"
     for t in states["FAIL"]:
