@@ -139,3 +139,19 @@ def test_warm_start_quality_scores_images_on_the_whole_val_split():
         batches = default_eval_batches(digits, batch_size)
         assert (batches - 1) * batch_size < n_val <= batches * batch_size  # every val image, no empty batch
     assert default_eval_batches(SimpleNamespace(kind="text"), 32) == 4
+
+
+def test_step0_scores_every_held_out_class_against_the_random_inits():
+    payload, human = run_bench("step0.py", "--spaces", "vit", "--seeds", "0,1", "--quick")
+    res = payload["spaces"]["vit"]
+    from nas.unseen import CLASSES
+
+    assert {r["class"] for r in res["rows"]} == set(CLASSES) and res["n"] == len(CLASSES)
+    for row in res["rows"]:
+        assert set(row["arms"]) == set(payload["arms"]) and row["best_random"] == min(
+            row["arms"]["random_gpt2"]["mean"], row["arms"]["random_pytorch"]["mean"])
+        assert row["arms"]["random_gpt2"]["se"] is not None  # two seeds: a standard error
+        assert row["below_random"]["hypernet_full"] == (row["arms"]["hypernet_full"]["mean"] < row["best_random"])
+    wide = next(r for r in res["rows"] if r["class"] == "wide_4x")
+    assert wide["grown_from"] is not None  # wider than anything meta-trained: predicted through its twin
+    assert "step-0 val loss" in human

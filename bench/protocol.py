@@ -1,0 +1,561 @@
+"""The evaluation protocol's table (issue 18, ../shared/reference/EVALUATION.md): warm starts against
+the strongest cheap baselines, on held-out shape classes, at several budgets, over seeds.
+
+    python bench/protocol.py [--spaces vit,gpt2] [--budgets 150,study,long] [--seeds 0,1,2]
+                             [--archs-per-class N] [--lr-grid 3e-4,1e-3,3e-3] [--pool 3] [--out FILE.json]
+    python bench/protocol.py --quick          # smoke run: budgets 10,20, one seed, one arch per class
+
+For each space x data pair (vit x digits, gpt2 x pytext; the shipped checkpoint of that space) and
+each held-out architecture (`nas.unseen.unseen_shape_classes`: off-grid widths, 2x / 4x the widest
+width, 2x the deepest depth, an unseen MLP ratio), every arm is trained with `nas.train_loop.train`
+under the same TrainConfig, the same seeds (init draw and batch order) and the same batches:
+
+- `random_gpt2`: the models' own GPT-2 scheme (`build_model`, N(0, 0.02); `RandomInit`),
+- `random_pytorch`: PyTorch's default constructors' init (`PyTorchInit`),
+  both with the lr picked per architecture and budget over `--lr-grid` (lowest mean final val loss);
+  `random` is the better of the two (lower mean final val loss), the random-init baseline;
+- `mimetic`: closed-form attention init (`MimeticInit`),
+- `inherit`: weight selection from the most similar architecture of a pool of the space's own
+  architectures trained the same way at the study budget (donor = `nas.init_strategies.distance`,
+  ties broken by the donor's val loss, as `InheritInit` picks a completed trial; cropping by
+  `search_spaces.inits.inherit_weights`, what `InheritInit` calls),
+- `hypernet_study`: the hypernet at the study's `hypernet.warm_strength` (nas/conf), as `HypernetInit`,
+- `hypernet_full`: the hypernet at strength 1.0.
+mimetic, inherit and the hypernet arms train at `--lr` (add them to `--tune` to tune their lr too).
+
+Budgets: `150`, `study` (the default study's `study.steps`) and `long` (`--long-steps`, 1,500 for both
+spaces; on digits the val loss plateaus well before, on pytext it is a longer budget, not a plateau).
+Every budget is its own run (the cosine schedule depends on the step count). Reported per arm and
+budget: mean +- standard error over seeds of the step-0 and final val loss (and final test loss:
+lr is picked and arms are compared on val, test is reported beside); the steps each hypernet arm's
+mean curve needs to reach each baseline's final loss (None: never); the best baseline per
+architecture; win / level / loss counts per shape class (win: hypernet final <= best baseline final;
+level: the difference is within one combined standard error); beside every gain the hypernet's
+meta-training CPU-hours (checkpoint metadata) and the break-even: trials after which the warm start
+has paid back its pretraining = pretraining seconds / seconds saved per trial at the study budget
+(baseline training seconds x (1 - steps to reach / budget) - prediction seconds); "never" when
+nothing is saved. The pretraining seconds come from the checkpoint metadata (the last stage records
+its seconds, earlier stages only their steps: estimated at the last stage's rate) or `--pretrain-hours`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import describe_arch, emit, shipped_checkpoint, table  # noqa: E402
+
+CASES = (("vit", "digits"), ("gpt2", "pytext"))
+RANDOM_ARMS = ("random_gpt2", "random_pytorch")
+BASELINES = ("random", "mimetic", "inherit")  # `random` = the better of RANDOM_ARMS
+HYPERNET_ARMS = ("hypernet_study", "hypernet_full")
+ARMS = (*RANDOM_ARMS, "mimetic", "inherit", *HYPERNET_ARMS)
+LONG_STEPS = 1500
+QUICK = {"budgets": "4,8", "seeds": "0", "archs_per_class": 1, "lr_grid": "1e-3", "pool": 1, "eval_every": 4,
+         "eval_batches": 1, "batch_size": 8}
+
+
+# ---------------------------------------------------------------- pure helpers (unit-tested)
+
+def mean_se(values: Iterable[float]) -> dict[str, Any]:
+    """Mean and standard error (sample sd / sqrt(n)) of the finite values; `n` finite values used,
+    `diverged` the non-finite ones left out. mean None when none is finite, se None when n < 2."""
+    values = list(values)
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    n = len(finite)
+    mean = statistics.fmean(finite) if n else None
+    se = statistics.stdev(finite) / math.sqrt(n) if n >= 2 else None
+    return {"mean": mean, "se": se, "n": n, "diverged": len(values) - n}
+
+
+def mean_curve(histories: Sequence[Sequence[dict]], key: str = "val_loss") -> list[tuple[int, float]]:
+    """(step, mean of `key` over the runs) at every eval step all runs reached (a diverged run's
+    history stops early, so the mean curve stops there too)."""
+    if not histories:
+        return []
+    by_step = [{h["step"]: h[key] for h in hist} for hist in histories]
+    steps = sorted(set.intersection(*(set(d) for d in by_step)))
+    return [(s, statistics.fmean(d[s] for d in by_step)) for s in steps]
+
+
+def steps_to_reach(curve: Sequence[tuple[int, float]], target: float | None) -> int | None:
+    """The first eval step whose loss is <= `target`; None when never (or no target)."""
+    if target is None or not math.isfinite(target):
+        return None
+    return next((step for step, loss in curve if math.isfinite(loss) and loss <= target), None)
+
+
+def pick_lr(finals_by_lr: dict[float, Sequence[float]]) -> float:
+    """The lr with the lowest mean final val loss over seeds; a diverged seed (non-finite) counts as
+    +inf, so an lr that diverges on any seed loses to one that never does. Ties: the smaller lr."""
+    def score(lr: float) -> float:
+        losses = list(finals_by_lr[lr])
+        if not losses or any(v is None or not math.isfinite(v) for v in losses):
+            return math.inf
+        return statistics.fmean(losses)
+
+    return min(sorted(finals_by_lr), key=score)
+
+
+def seconds_saved(baseline_seconds: float, budget: int, reach_step: int | None, predict_seconds: float) -> float:
+    """Training seconds a warm start saves per trial: it stops at `reach_step` where the baseline
+    needed the whole `budget` (time scales with steps), minus the prediction's cost; 0 when never reached."""
+    if reach_step is None:
+        return 0.0
+    return baseline_seconds * (1.0 - reach_step / budget) - predict_seconds
+
+
+def break_even(pretrain_seconds: float, saved_per_trial: float) -> float | None:
+    """Trials after which the pretraining has paid back; None ("never") when nothing is saved."""
+    if saved_per_trial is None or saved_per_trial <= 0:
+        return None
+    return pretrain_seconds / saved_per_trial
+
+
+def verdict(hn: dict[str, Any], base: dict[str, Any]) -> str | None:
+    """'win' (hypernet mean final <= baseline's) or 'loss', and 'level' beside either when the
+    difference is within one combined standard error. None when either mean is missing."""
+    if hn["mean"] is None or base["mean"] is None:
+        return None
+    outcome = "win" if hn["mean"] <= base["mean"] else "loss"
+    if hn["se"] is not None and base["se"] is not None:
+        if abs(hn["mean"] - base["mean"]) <= math.hypot(hn["se"], base["se"]):
+            outcome += "/level"
+    return outcome
+
+
+def pretrain_cost(meta: dict[str, Any], override_hours: float | None = None) -> dict[str, Any]:
+    """The hypernet's meta-training cost from its checkpoint metadata.
+
+    Checkpoints list their `stages` (`nas.pretrain`: each stage's command, steps and CPU seconds);
+    stages written before CPU time was recorded have only their steps (older files: `seconds` of
+    the last stage, steps of its `init_checkpoint` chain). Unrecorded stages are estimated at the
+    recorded stages' seconds per step (an estimate: stages with lookahead cost more per step).
+    `override_hours` replaces all of it."""
+    if meta.get("stages"):
+        stages = [{"steps": s.get("steps"), "seconds": s.get("cpu_seconds"), "command": s.get("command")}
+                  for s in meta["stages"]]
+    else:
+        stages = [{"steps": meta.get("steps"), "seconds": meta.get("seconds"), "command": meta.get("command")}]
+        node = meta.get("init_checkpoint")
+        while node:
+            stages.append({"steps": node.get("steps"), "seconds": node.get("seconds"),
+                           "command": node.get("command")})
+            node = node.get("parent")
+    timed = [s for s in stages if s["seconds"] and s["steps"]]
+    per_step = sum(s["seconds"] for s in timed) / sum(s["steps"] for s in timed) if timed else None
+    recorded = sum(s["seconds"] for s in stages if s["seconds"])
+    estimated = sum(s["steps"] * per_step for s in stages if not s["seconds"] and s["steps"] and per_step)
+    seconds = recorded + estimated
+    source = ("metadata" if not estimated else
+              "metadata: recorded stages, the others estimated from their steps (likely an underestimate)")
+    if override_hours is not None:
+        seconds, source = override_hours * 3600.0, "--pretrain-hours"
+    return {"seconds": seconds, "cpu_hours": seconds / 3600.0, "stages": len(stages),
+            "steps": sum(s["steps"] or 0 for s in stages), "recorded_seconds": recorded,
+            "estimated_seconds": estimated, "source": source, "device": meta.get("device")}
+
+
+def parse_budgets(text: str, study_steps: int, long_steps: int) -> list[tuple[str, int]]:
+    """'150,study,long' -> [('150', 150), ('study', 400), ('long', 1500)] (labels kept, steps resolved)."""
+    out = []
+    for item in text.split(","):
+        item = item.strip()
+        steps = {"study": study_steps, "long": long_steps}.get(item)
+        if steps is None:
+            try:
+                steps = int(item)
+            except ValueError:
+                raise SystemExit(f"--budgets: integers, 'study' or 'long', got {item!r}") from None
+        if steps < 1:
+            raise SystemExit(f"--budgets: positive step counts, got {item!r}")
+        if all(s != steps for _, s in out):
+            out.append((item, steps))
+    return out
+
+
+def default_eval_every(steps: int, evals: int = 30) -> int:
+    """About `evals` evals per run (the resolution of 'steps to reach')."""
+    return max(1, math.ceil(steps / evals))
+
+
+# ---------------------------------------------------------------- the runs
+
+def study_defaults(space_name: str, data: str) -> dict[str, Any]:
+    """What the default study config (nas/conf) trains with: steps, warm strength, warmup, grad clip."""
+    from nas.config.composition import compose
+
+    cfg = compose([f"space={space_name}", f"data={data}"])
+    return {"steps": cfg.study.steps, "warm_strength": cfg.hypernet.warm_strength,
+            "warmup_steps": cfg.study.warmup_steps, "grad_clip": cfg.study.grad_clip}
+
+
+def _init_model(arm: str, config, seed: int, *, hn=None, strength: float = 1.0, donor=None) -> tuple[Any, float]:
+    """A freshly built, seeded model initialised by `arm`; returns (model, init seconds beyond the build)."""
+    from nas.init_strategies import MimeticInit, PyTorchInit, RandomInit
+    from search_spaces import build_model
+    from search_spaces.inits import inherit_weights
+
+    model = build_model(config, seed=seed)  # every arm starts from the same seeded GPT-2-scheme model
+    t0 = time.perf_counter()
+    if arm == "random_gpt2":
+        RandomInit().apply(model, config, seed)
+    elif arm == "random_pytorch":
+        PyTorchInit().apply(model, config, seed)
+    elif arm == "mimetic":
+        MimeticInit().apply(model, config, seed)
+    elif arm == "inherit":
+        inherit_weights(model, donor)  # InheritInit.apply's weight selection
+    elif arm in HYPERNET_ARMS:
+        hn.apply(model, strength=strength)  # HypernetInit.apply with the shipped checkpoint
+    else:
+        raise ValueError(arm)
+    return model, time.perf_counter() - t0
+
+
+def _run(model, dataset, cfg, test_batches: int | None) -> dict[str, Any]:
+    from nas.train_loop import evaluate, train
+
+    result = train(model, dataset, cfg)
+    test = math.nan
+    if result.status == "complete":
+        context = getattr(model.config, "context", None) if dataset.kind == "text" else None
+        test = evaluate(model, dataset, batch_size=cfg.eval_batch_size or cfg.batch_size, batches=test_batches,
+                        context=context, device="cpu", split="test")["test_loss"]
+    return {"step0": result.loss_step0, "final": result.val_loss, "test": test, "seconds": result.seconds,
+            "status": result.status,
+            "history": [{"step": h["step"], "val_loss": h["val_loss"]} for h in result.history]}
+
+
+def train_pool(space, dataset, cfg, n: int, seed: int) -> list[dict[str, Any]]:
+    """`n` distinct architectures of the space itself (`space.sample`, fixed seed), trained from the
+    GPT-2 scheme at the study budget: the trials an `inherit` study would have completed."""
+    from search_spaces import build_model
+
+    rng, configs = random.Random(seed), []
+    for _ in range(100 * max(1, n)):
+        if len(configs) == n:
+            break
+        c = space.sample(rng)
+        if c not in configs:
+            configs.append(c)
+    pool = []
+    for c in configs:
+        model = build_model(c, seed=seed)
+        result = _run(model, dataset, replace(cfg, seed=seed), test_batches=1)
+        pool.append({"config": c, "arch": describe_arch(c), "val_loss": result["final"],
+                     "weights": {k: p.detach().clone() for k, p in model.named_parameters()}})
+        print(f"#   pool {describe_arch(c)}: val {result['final']:.3f} ({result['seconds']:.1f} s)", file=sys.stderr)
+    return pool
+
+
+def pick_donor(config, pool: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pool member InheritInit would pick: smallest `distance`, then lowest val loss."""
+    from nas.init_strategies import distance
+
+    def val(p):
+        return p["val_loss"] if math.isfinite(p["val_loss"]) else math.inf
+
+    return min(pool, key=lambda p: (distance(config, p["config"]), val(p)))
+
+
+def _stat_arm(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"step0": mean_se(r["step0"] for r in runs), "final": mean_se(r["final"] for r in runs),
+            "test": mean_se(r["test"] for r in runs), "seconds": statistics.fmean(r["seconds"] for r in runs),
+            "per_seed_final": [r["final"] if math.isfinite(r["final"]) else None for r in runs],
+            "curve": mean_curve([r["history"] for r in runs])}
+
+
+def run_arch(config, dataset, *, hn, strengths: dict[str, float], donor, budgets, seeds, lr_grid, lr, tune,
+             base_cfg, eval_every, test_batches) -> dict[str, Any]:
+    """Every arm at every budget for one architecture."""
+    out = {}
+    for label, steps in budgets:
+        cfg = replace(base_cfg, steps=steps, eval_every=eval_every or default_eval_every(steps),
+                      warmup_steps=min(base_cfg.warmup_steps, max(1, steps // 10)))
+        arms: dict[str, Any] = {}
+        for arm in ARMS:
+            grid = lr_grid if arm in tune else (lr,)
+            by_lr, predict_s = {}, []
+            for arm_lr in grid:
+                runs = []
+                for seed in seeds:
+                    model, init_s = _init_model(arm, config, seed, hn=hn, strength=strengths.get(arm, 1.0),
+                                                donor=donor["weights"] if donor else None)
+                    predict_s.append(init_s)
+                    runs.append(_run(model, dataset, replace(cfg, seed=seed, lr=arm_lr), test_batches))
+                by_lr[arm_lr] = runs
+            best = pick_lr({k: [r["final"] for r in v] for k, v in by_lr.items()})
+            arms[arm] = {"lr": best, "tuned": arm in tune, "init_seconds": statistics.fmean(predict_s),
+                         "lr_finals": {str(k): mean_se(r["final"] for r in v)["mean"] for k, v in by_lr.items()},
+                         **_stat_arm(by_lr[best])}
+        rand = min(RANDOM_ARMS, key=lambda a: _key(arms[a]["final"]))
+        arms["random"] = {**arms[rand], "scheme": rand}
+        best_base = min(BASELINES, key=lambda a: _key(arms[a]["final"]))
+        reach = {h: {b: steps_to_reach(arms[h]["curve"], arms[b]["final"]["mean"]) for b in (*BASELINES, *RANDOM_ARMS)}
+                 for h in HYPERNET_ARMS}
+        reach_best = {h: steps_to_reach(arms[h]["curve"], arms[best_base]["final"]["mean"]) for h in HYPERNET_ARMS}
+        out[str(steps)] = {
+            "label": label, "steps": steps, "eval_every": cfg.eval_every, "arms": arms,
+            "best_baseline": best_base, "best_baseline_final": arms[best_base]["final"],
+            "reach": reach, "reach_best_baseline": reach_best,
+            "verdict": {h: verdict(arms[h]["final"], arms[best_base]["final"]) for h in HYPERNET_ARMS},
+            "gain": {h: _gain(arms[h]["final"], arms[best_base]["final"]) for h in HYPERNET_ARMS},
+        }
+        print(f"#   {describe_arch(config)} @ {steps}: best baseline {best_base} "
+              f"{_fmt(arms[best_base]['final'])}, hypernet {_fmt(arms['hypernet_study']['final'])} / "
+              f"{_fmt(arms['hypernet_full']['final'])}", file=sys.stderr)
+    return out
+
+
+def _key(stat: dict[str, Any]) -> float:
+    return stat["mean"] if stat["mean"] is not None else math.inf
+
+
+def _gain(hn: dict[str, Any], base: dict[str, Any]) -> float | None:
+    """Best baseline's mean final minus the hypernet's (> 0: the hypernet ends lower)."""
+    if hn["mean"] is None or base["mean"] is None:
+        return None
+    return base["mean"] - hn["mean"]
+
+
+def _budget(b: dict[str, Any]) -> str:
+    return str(b["steps"]) if b["label"] == str(b["steps"]) else f"{b['label']}={b['steps']}"
+
+
+def _fmt(stat: dict[str, Any]) -> str:
+    if stat["mean"] is None:
+        return "diverged"
+    return f"{stat['mean']:.3f}" + (f"+-{stat['se']:.3f}" if stat["se"] is not None else "")
+
+
+def run_space(space_name: str, data: str, args, budgets_text: str) -> dict[str, Any]:
+    from hypernet.checkpoint import load_checkpoint, read_header
+    from nas.data import load_dataset
+    from nas.train_loop import TrainConfig
+    from nas.unseen import unseen_shape_classes
+    from search_spaces import build_model, get_space
+
+    t_space = time.perf_counter()
+    dataset = load_dataset(data)
+    space = get_space(space_name, **dataset.space_options())
+    path = shipped_checkpoint(space, data)
+    hn, _ = load_checkpoint(path, expected_signature=space.signature())
+    hn.eval()
+    meta = read_header(path)["meta"]
+    cost = pretrain_cost(meta, args.pretrain_hours.get(space_name))
+    study = study_defaults(space_name, data)
+    budgets = parse_budgets(budgets_text, study["steps"], args.long_steps)
+    strengths = {"hypernet_study": study["warm_strength"], "hypernet_full": 1.0}
+    from warm_start_quality import default_eval_batches  # the same val batches as the warm-start bench
+
+    eval_batches = args.eval_batches or default_eval_batches(dataset, args.batch_size)
+    # test: as many batches as val (images without --eval-batches: the whole test split)
+    test_batches = None if dataset.kind == "image" and not args.eval_batches else eval_batches
+    base_cfg = TrainConfig(steps=1, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                           warmup_steps=study["warmup_steps"], grad_clip=study["grad_clip"], eval_every=1,
+                           eval_batches=eval_batches, seed=0, device="cpu")
+    print(f"# {space_name} x {data}: {path.name}, pretraining {cost['cpu_hours']:.2f} CPU-h, study budget "
+          f"{study['steps']}, warm strength {study['warm_strength']}, budgets {budgets}", file=sys.stderr)
+    pool_steps = study["steps"] if not args.quick else max(s for _, s in budgets)
+    pool = train_pool(space, dataset, replace(base_cfg, steps=pool_steps, eval_every=pool_steps,
+                                              warmup_steps=min(base_cfg.warmup_steps, max(1, pool_steps // 10))),
+                      args.pool, args.pool_seed) if args.pool else []
+    classes = unseen_shape_classes(space)
+    hn.apply(build_model(next(iter(classes.values()))[0]))  # imports torch_geometric before any prediction is timed
+    wanted = args.classes or list(classes)
+    archs = []
+    for cls in wanted:
+        if cls not in classes:
+            raise SystemExit(f"--classes: one of {list(classes)}, got {cls!r}")
+        for config in classes[cls][:args.archs_per_class]:
+            donor = pick_donor(config, pool) if pool else None
+            t0 = time.perf_counter()
+            res = run_arch(config, dataset, hn=hn, strengths=strengths, donor=donor, budgets=budgets,
+                           seeds=args.seeds, lr_grid=args.lr_grid, lr=args.lr, tune=args.tune, base_cfg=base_cfg,
+                           eval_every=args.eval_every, test_batches=test_batches)
+            archs.append({"class": cls, "arch": describe_arch(config), "config": config.to_dict(),
+                          "n_params": _n_params(config), "donor": donor["arch"] if donor else None,
+                          "seconds": time.perf_counter() - t0, "budgets": res})
+    # break-even at the study budget (or, without it among the budgets, the longest one)
+    be_steps = study["steps"] if any(s == study["steps"] for _, s in budgets) else max(s for _, s in budgets)
+    for a in archs:
+        for b in a["budgets"].values():  # beside every gain, what the hypernet cost
+            b["pretrain_cpu_hours"] = cost["cpu_hours"]
+        b = a["budgets"][str(be_steps)]
+        base = b["arms"][b["best_baseline"]]
+        a["break_even"] = {}
+        for h in HYPERNET_ARMS:
+            saved = seconds_saved(base["seconds"], be_steps, b["reach_best_baseline"][h], b["arms"][h]["init_seconds"])
+            trials = break_even(cost["seconds"], saved)
+            a["break_even"][h] = {"steps": be_steps, "seconds_saved_per_trial": saved, "trials": trials,
+                                  "never": trials is None}
+    summary = {}
+    for label, steps in budgets:
+        per_class = {}
+        for cls in wanted:
+            sub = [a for a in archs if a["class"] == cls]
+            per_class[cls] = {h: _count([a["budgets"][str(steps)]["verdict"][h] for a in sub]) for h in HYPERNET_ARMS}
+        summary[str(steps)] = {"label": label, "classes": per_class,
+                               "total": {h: _count([a["budgets"][str(steps)]["verdict"][h] for a in archs])
+                                         for h in HYPERNET_ARMS}}
+    return {"data": data, "checkpoint": path.name, "pretrain": cost, "study": study,
+            "budgets": [{"label": l, "steps": s} for l, s in budgets], "break_even_steps": be_steps,
+            "eval_batches": eval_batches, "test_batches": test_batches,
+            "pool": [{"arch": p["arch"], "val_loss": p["val_loss"] if math.isfinite(p["val_loss"]) else None,
+                      "steps": pool_steps} for p in pool],
+            "archs": archs, "summary": summary, "seconds": time.perf_counter() - t_space}
+
+
+def _n_params(config) -> int:
+    from nas.trial_recipe import count_params
+
+    return count_params(config)
+
+
+def _count(verdicts: list[str | None]) -> dict[str, int]:
+    return {"wins": sum(v is not None and v.startswith("win") for v in verdicts),
+            "losses": sum(v is not None and v.startswith("loss") for v in verdicts),
+            "level": sum(v is not None and v.endswith("/level") for v in verdicts),
+            "n": len(verdicts)}
+
+
+# ---------------------------------------------------------------- output
+
+def human_tables(spaces: dict[str, Any]) -> str:
+    parts = []
+    for name, sp in spaces.items():
+        cost = sp["pretrain"]
+        rows, reach_rows, class_rows = [], [], []
+        for a in sp["archs"]:
+            for key, b in a["budgets"].items():
+                for arm in (*ARMS, "random"):
+                    s = b["arms"][arm]
+                    rows.append({"class": a["class"], "arch": a["arch"], "budget": _budget(b),
+                                 "arm": arm if arm != "random" else f"random={s['scheme']}", "lr": f"{s['lr']:g}",
+                                 "step0": _fmt(s["step0"]), "final": _fmt(s["final"]), "test": _fmt(s["test"]),
+                                 "best": "*" if arm == b["best_baseline"] else ""})
+                for h in HYPERNET_ARMS:
+                    be = a["break_even"][h] if int(key) == sp["break_even_steps"] else None
+                    reach_rows.append({
+                        "class": a["class"], "arch": a["arch"], "budget": _budget(b), "arm": h,
+                        **{f"to_{k}": v for k, v in b["reach"][h].items()},
+                        "best": b["best_baseline"], "gain": b["gain"][h], "verdict": b["verdict"][h],
+                        "cpu_h": cost["cpu_hours"] if (b["gain"][h] or 0) > 0 else None,
+                        "break_even": (("never" if be["never"] else f"{be['trials']:.0f} trials") if be else None)})
+        for key, s in sp["summary"].items():
+            for cls, by_arm in s["classes"].items():
+                for h, c in by_arm.items():
+                    class_rows.append({"budget": _budget({"label": s["label"], "steps": int(key)}), "class": cls,
+                                       "arm": h, **c})
+        parts.append(f"== {name} x {sp['data']} ({sp['checkpoint']}): meta-training {cost['cpu_hours']:.2f} CPU-h "
+                     f"[{cost['source']}], study budget {sp['study']['steps']} steps, warm strength "
+                     f"{sp['study']['warm_strength']}, pool {len(sp['pool'])}")
+        parts.append(table(rows, [("class", "class"), ("arch", "arch"), ("budget", "budget"), ("arm", "arm"),
+                                  ("lr", "lr"), ("step0", "step-0 val"), ("final", "final val"),
+                                  ("test", "final test"), ("best", "best base")]))
+        parts.append("")
+        parts.append(table(reach_rows, [("class", "class"), ("arch", "arch"), ("budget", "budget"), ("arm", "arm"),
+                                        ("to_random", "steps to random"), ("to_mimetic", "to mimetic"),
+                                        ("to_inherit", "to inherit"), ("best", "best baseline"),
+                                        ("gain", "gain (nats)"), ("verdict", "verdict"),
+                                        ("cpu_h", "meta-train CPU-h"), ("break_even", "break-even")]))
+        parts.append("")
+        parts.append(table(class_rows, [("budget", "budget"), ("class", "class"), ("arm", "arm"), ("wins", "wins"),
+                                        ("level", "level"), ("losses", "losses"), ("n", "archs")]))
+        parts.append("")
+    parts.append("mean+-SE over seeds; val selects (lr, best baseline), test is reported beside; 'steps to X': first "
+                 "eval step at which the hypernet arm's mean val curve <= X's mean final val (- = never); verdict: "
+                 "hypernet final <= best baseline final (win) or not (loss), '/level' within one combined SE; "
+                 "break-even at the study budget: pretraining seconds / training seconds saved per trial.")
+    return "\n".join(parts)
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN / inf -> None (strict JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--spaces", default="vit,gpt2", help="comma-separated subset of vit,gpt2")
+    p.add_argument("--budgets", default=None,
+                   help="comma-separated: step counts, 'study', 'long' (default 150,study,long)")
+    p.add_argument("--long-steps", type=int, default=LONG_STEPS, help="the 'long' budget")
+    p.add_argument("--seeds", default=None, help="comma-separated training seeds (default 0,1,2)")
+    p.add_argument("--archs-per-class", type=int, default=None, help="cap per held-out shape class (default: all)")
+    p.add_argument("--classes", default=None, help="comma-separated subset of nas.unseen.CLASSES (default: all)")
+    p.add_argument("--lr-grid", default=None, help="lrs tried for the tuned arms (default 3e-4,1e-3,3e-3)")
+    p.add_argument("--tune", default=",".join(RANDOM_ARMS), help=f"arms whose lr is tuned over --lr-grid, of {ARMS}")
+    p.add_argument("--lr", type=float, default=1e-3, help="lr of the arms not tuned")
+    p.add_argument("--batch-size", type=int, default=None, help="training and val batch size (default 32)")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--eval-every", type=int, default=None, help="default: ~30 evals per run (budget / 30)")
+    p.add_argument("--eval-batches", type=int, default=None,
+                   help="val batches per eval (default: the whole split for images, 4 for text)")
+    p.add_argument("--pool", type=int, default=None, help="inheritance pool size (default 3; 0: no inherit arm)")
+    p.add_argument("--pool-seed", type=int, default=0)
+    p.add_argument("--pretrain-hours", default="", metavar="SPACE=H,...",
+                   help="meta-training CPU-hours per space instead of the checkpoint metadata's estimate")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK} unless given")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
+    args = p.parse_args(argv)
+    defaults = QUICK if args.quick else {"budgets": "150,study,long", "seeds": "0,1,2", "archs_per_class": None,
+                                         "lr_grid": "3e-4,1e-3,3e-3", "pool": 3, "eval_every": None,
+                                         "eval_batches": None, "batch_size": 32}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    try:
+        args.seeds = tuple(int(x) for x in args.seeds.split(","))
+        args.lr_grid = tuple(float(x) for x in args.lr_grid.split(","))
+        args.pretrain_hours = {k: float(v) for k, v in (i.split("=", 1) for i in args.pretrain_hours.split(",") if i)}
+    except ValueError:
+        raise SystemExit("--seeds: integers, --lr-grid: floats, --pretrain-hours: SPACE=HOURS, "
+                         "comma-separated") from None
+    args.tune = tuple(a for a in args.tune.split(",") if a)
+    if not set(args.tune) <= set(ARMS):
+        raise SystemExit(f"--tune: a subset of {ARMS}, got {args.tune}")
+    if args.pool == 0:
+        raise SystemExit("--pool: at least 1 (the inherit arm needs a donor)")
+    args.classes = [c for c in args.classes.split(",") if c] if args.classes else None
+    args.spaces_list = [c for c in CASES if c[0] in args.spaces.split(",")]
+    if not args.spaces_list:
+        raise SystemExit(f"--spaces: a comma-separated subset of vit,gpt2, got {args.spaces!r}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    spaces = {name: run_space(name, data, args, args.budgets) for name, data in args.spaces_list}
+    shown = {k: (v if not isinstance(v, Path) else str(v)) for k, v in vars(args).items() if k != "spaces_list"}
+    payload = _json_safe({"args": shown, "arms": list(ARMS), "baselines": list(BASELINES),
+                          "hypernet_arms": list(HYPERNET_ARMS), "spaces": spaces,
+                          "seconds": time.perf_counter() - t0})
+    if args.out is not None:
+        args.out.write_text(json.dumps({"bench": "protocol", **payload}, sort_keys=True, indent=1))
+    emit("protocol", payload, human_tables(payload["spaces"]))
+    return {"bench": "protocol", **payload}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""bench/protocol.py: its pure helpers on hand-made inputs whose answers are known, and one quick
+run on ViT x digits whose JSON must hold every arm, budget and shape class with finite numbers."""
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def protocol():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        return importlib.import_module("protocol")
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+
+def test_mean_se(protocol):
+    s = protocol.mean_se([1.0, 2.0, 3.0])
+    assert s["mean"] == pytest.approx(2.0) and s["se"] == pytest.approx(1 / math.sqrt(3)) and s["n"] == 3
+    assert s["diverged"] == 0
+    s = protocol.mean_se([2.0, float("nan"), 4.0, float("inf")])  # diverged runs are counted, not averaged
+    assert s["mean"] == pytest.approx(3.0) and s["se"] == pytest.approx(1.0) and (s["n"], s["diverged"]) == (2, 2)
+    s = protocol.mean_se([5.0])
+    assert s["mean"] == 5.0 and s["se"] is None
+    assert protocol.mean_se([float("nan")])["mean"] is None
+
+
+def test_mean_curve_keeps_the_steps_every_run_reached(protocol):
+    a = [{"step": 0, "val_loss": 3.0}, {"step": 5, "val_loss": 2.0}, {"step": 10, "val_loss": 1.0}]
+    b = [{"step": 0, "val_loss": 1.0}, {"step": 5, "val_loss": 4.0}]  # diverged after step 5
+    assert protocol.mean_curve([a, b]) == [(0, 2.0), (5, 3.0)]
+    assert protocol.mean_curve([]) == []
+
+
+def test_steps_to_reach(protocol):
+    curve = [(0, 3.0), (5, 2.0), (10, 1.0)]
+    assert protocol.steps_to_reach(curve, 2.0) == 5  # <= counts
+    assert protocol.steps_to_reach(curve, 1.5) == 10
+    assert protocol.steps_to_reach(curve, 3.5) == 0
+    assert protocol.steps_to_reach(curve, 0.5) is None
+    assert protocol.steps_to_reach(curve, None) is None
+    assert protocol.steps_to_reach([(0, float("nan")), (5, 1.0)], 2.0) == 5
+
+
+def test_pick_lr(protocol):
+    finals = {3e-4: [1.5, 1.5], 1e-3: [1.0, 1.2], 3e-3: [0.5, float("nan")]}  # 3e-3 diverged on one seed
+    assert protocol.pick_lr(finals) == 1e-3
+    assert protocol.pick_lr({3e-4: [1.0], 1e-3: [0.9]}) == 1e-3
+    assert protocol.pick_lr({3e-3: [1.0], 1e-3: [1.0]}) == 1e-3  # a tie: the smaller lr
+    assert protocol.pick_lr({1e-3: [float("nan")]}) == 1e-3  # all diverged: still an answer
+
+
+def test_seconds_saved_and_break_even(protocol):
+    assert protocol.seconds_saved(100.0, 400, 100, 5.0) == pytest.approx(70.0)  # 3/4 of 100 s, minus 5 s
+    assert protocol.seconds_saved(100.0, 400, None, 5.0) == 0.0
+    assert protocol.seconds_saved(100.0, 400, 400, 5.0) == pytest.approx(-5.0)
+    assert protocol.break_even(7000.0, 70.0) == pytest.approx(100.0)
+    assert protocol.break_even(7000.0, 0.0) is None
+    assert protocol.break_even(7000.0, -5.0) is None
+
+
+def test_verdict(protocol):
+    def st(mean, se):
+        return {"mean": mean, "se": se}
+
+    assert protocol.verdict(st(1.0, None), st(2.0, None)) == "win"
+    assert protocol.verdict(st(2.0, None), st(2.0, None)) == "win"  # <= is a win
+    assert protocol.verdict(st(2.5, None), st(2.0, None)) == "loss"
+    assert protocol.verdict(st(2.1, 0.3), st(2.0, 0.4)) == "loss/level"  # 0.1 within hypot(0.3, 0.4) = 0.5
+    assert protocol.verdict(st(1.0, 0.3), st(2.0, 0.4)) == "win"
+    assert protocol.verdict(st(None, None), st(2.0, 0.4)) is None
+
+
+def test_pretrain_cost_estimates_parent_stages_from_steps(protocol):
+    meta = {"seconds": 100.0, "steps": 1000, "device": "cpu",
+            "init_checkpoint": {"steps": 500, "parent": {"steps": 1500, "parent": None}}}
+    cost = protocol.pretrain_cost(meta)
+    assert cost["seconds"] == pytest.approx(100.0 + 50.0 + 150.0) and cost["stages"] == 3 and cost["steps"] == 3000
+    assert cost["recorded_seconds"] == 100.0 and cost["estimated_seconds"] == pytest.approx(200.0)
+    assert protocol.pretrain_cost(meta, override_hours=2.0)["seconds"] == pytest.approx(7200.0)
+    assert protocol.pretrain_cost({"seconds": 60.0, "steps": 10})["source"] == "metadata"
+
+
+def test_parse_budgets(protocol):
+    assert protocol.parse_budgets("150,study,long", 400, 1500) == [("150", 150), ("study", 400), ("long", 1500)]
+    assert protocol.parse_budgets("400,study", 400, 1500) == [("400", 400)]  # the same budget once
+    with pytest.raises(SystemExit):
+        protocol.parse_budgets("150,forever", 400, 1500)
+    assert protocol.default_eval_every(150) == 5 and protocol.default_eval_every(1500) == 50
+    assert protocol.default_eval_every(10) == 1
+
+
+def _finite_numbers(obj, path="$"):
+    """Every number in a JSON tree, with its path (None stands for 'never' / undefined)."""
+    if isinstance(obj, bool):
+        return
+    if isinstance(obj, (int, float)):
+        yield path, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _finite_numbers(v, f"{path}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _finite_numbers(v, f"{path}[{i}]")
+
+
+@pytest.mark.slow  # ~30 s on one thread
+def test_quick_run_reports_every_arm_budget_and_class(protocol, capsys, tmp_path):
+    from nas.unseen import CLASSES
+
+    out = tmp_path / "protocol.json"
+    protocol.main(["--quick", "--spaces", "vit", "--out", str(out)])
+    first, _, human = capsys.readouterr().out.partition("\n")
+    payload = json.loads(first)
+    assert payload["bench"] == "protocol" and json.loads(out.read_text()) == payload
+    sp = payload["spaces"]["vit"]
+    assert sp["data"] == "digits" and sp["study"]["steps"] > 0 and 0 < sp["study"]["warm_strength"] <= 1
+    assert sp["pretrain"]["cpu_hours"] > 0 and sp["pretrain"]["stages"] >= 1
+    assert [b["steps"] for b in sp["budgets"]] == [4, 8]
+    assert {a["class"] for a in sp["archs"]} == set(CLASSES) and len(sp["archs"]) == len(CLASSES)
+    assert len(sp["pool"]) == 1
+    for a in sp["archs"]:
+        assert set(a["budgets"]) == {"4", "8"} and a["donor"] == sp["pool"][0]["arch"]
+        for b in a["budgets"].values():
+            assert set(b["arms"]) == {*protocol.ARMS, "random"}
+            assert b["arms"]["random"]["scheme"] in protocol.RANDOM_ARMS
+            assert b["best_baseline"] in protocol.BASELINES
+            for arm in protocol.ARMS:
+                s = b["arms"][arm]
+                assert s["lr"] == 1e-3 and s["curve"] and s["curve"][0][0] == 0
+                for key in ("step0", "final", "test"):
+                    assert set(s[key]) == {"mean", "se", "n", "diverged"}
+                    assert s[key]["n"] == 1 and s[key]["se"] is None  # one seed: no standard error
+                    assert math.isfinite(s[key]["mean"])
+            for h in protocol.HYPERNET_ARMS:
+                assert set(b["reach"][h]) == {*protocol.BASELINES, *protocol.RANDOM_ARMS}
+                assert b["verdict"][h] in ("win", "loss")
+                assert math.isfinite(b["gain"][h])
+        for h in protocol.HYPERNET_ARMS:
+            be = a["break_even"][h]
+            assert be["steps"] == 8 and be["never"] == (be["trials"] is None)  # no study budget: the longest
+            assert be["trials"] is None or be["trials"] > 0
+    for key in ("4", "8"):
+        for cls in CLASSES:
+            for h in protocol.HYPERNET_ARMS:
+                c = sp["summary"][key]["classes"][cls][h]
+                assert c["wins"] + c["losses"] == c["n"] == 1
+    for path, value in _finite_numbers(payload):
+        assert math.isfinite(value), path
+    assert "steps to random" in human and "break-even" in human and "wide_4x" in human
+
+
+def test_pretrain_cost_reads_the_recorded_stages(protocol):
+    meta = {"stages": [{"command": "a", "steps": 2000, "cpu_seconds": None},
+                       {"command": "b", "steps": 1000, "cpu_seconds": 360.0},
+                       {"command": "c", "steps": 1000, "cpu_seconds": 440.0}]}
+    cost = protocol.pretrain_cost(meta)
+    assert cost["recorded_seconds"] == 800.0 and cost["estimated_seconds"] == pytest.approx(2000 * 800.0 / 2000)
+    assert cost["stages"] == 3 and cost["steps"] == 4000 and "estimated" in cost["source"]
