@@ -42,7 +42,8 @@ def paper_scale(space) -> list:
     return [replace(_base(space, 12, 768), heads=12)]
 
 
-def run_space(space_name: str, data: str, seeds: tuple[int, ...], quick: bool = False) -> dict[str, Any]:
+def run_space(space_name: str, data: str, seeds: tuple[int, ...], quick: bool = False,
+              paper: bool = True) -> dict[str, Any]:
     from hypernet.checkpoint import load_checkpoint
     from nas.data import load_dataset
     from nas.train_loop import evaluate
@@ -56,7 +57,7 @@ def run_space(space_name: str, data: str, seeds: tuple[int, ...], quick: bool = 
     hn.eval()
     strengths = {"hypernet_study": study_defaults(space_name, data)["warm_strength"], "hypernet_full": 1.0}
     batches = None if dataset.kind == "image" else TEXT_BATCHES
-    classes = {**unseen_shape_classes(space), "paper_scale": paper_scale(space)}
+    classes = {**unseen_shape_classes(space), **({"paper_scale": paper_scale(space)} if paper else {})}
     if quick:  # smoke run: one architecture of each held-out class, two val batches, no paper scale
         classes = {k: v[:1] for k, v in classes.items() if k != "paper_scale"}
         batches = 2
@@ -105,11 +106,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--quick", action="store_true", help="smoke run: one architecture per class, 2 val batches")
+    p.add_argument("--no-paper-scale", action="store_true", help="held-out classes only (paper scale is slow on CPU)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     seeds = tuple(int(s) for s in args.seeds.split(","))
     t0 = time.perf_counter()
-    spaces = {name: run_space(name, data, seeds, args.quick) for name, data in CASES if name in args.spaces.split(",")}
+    spaces = {name: run_space(name, data, seeds, args.quick, not args.no_paper_scale)
+              for name, data in CASES if name in args.spaces.split(",")}
     payload = {"seeds": list(seeds), "arms": list(ARMS), "spaces": spaces, "seconds": time.perf_counter() - t0}
     if args.out is not None:
         args.out.write_text(json.dumps({"bench": "step0", **payload}, sort_keys=True, indent=1))
