@@ -261,8 +261,6 @@ class LowRankDecoder(nn.Module):
         for t, (_, shape, role, _) in enumerate(targets):
             groups.setdefault(self._group_key(tuple(shape), role), []).append(t)
         reach = max(max(k[-2:]) if k[0] == "matrix" else k[-1] for k in groups)
-        if self.training and torch.is_grad_enabled():  # record the basis rows meta-training covers
-            self.rows_seen.fill_(max(int(self.rows_seen), min(reach, self.max_dim)))
         return groups, self.prefix(reach)
 
     def _vectors(self, g: torch.Tensor, rows: torch.Tensor, role: str, n: int, base: torch.Tensor) -> torch.Tensor:

@@ -50,20 +50,18 @@ class NodeEmbedding(nn.Module):
         self.out_seen.zero_()
         self.in_seen.zero_()
 
+    @torch.no_grad()
     def mark(self, x: torch.Tensor) -> None:
-        """Record the shape rows of node features `x` [N, 4] as trained."""
-        self.out_seen[x[:, 1]] = True
-        self.in_seen[x[:, 2]] = True
-
-    def _dim(self, table: nn.Embedding, seen: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """Embeddings of the shape buckets `ids` [N] -> [N, e]: interpolated over the used rows."""
-        if self.training and torch.is_grad_enabled():
+        """Record the shape rows of node features `x` [N, 4] as trained; a row recorded for the first
+        time starts from its interpolation between the rows trained so far."""
+        for table, seen, ids in ((self.out_dim, self.out_seen, x[:, 1]), (self.in_dim, self.in_seen, x[:, 2])):
             new = ids[~seen[ids]].unique()
             if new.numel() and bool(seen[1:].any()) and not bool(seen.all()):
-                with torch.no_grad():  # a row's first training starts from its interpolation
-                    table.weight[new] = self._interpolate(table, seen, new)
-            seen[ids] = True  # these rows get a gradient now
-            return table(ids)
+                table.weight[new] = self._interpolate(table, seen, new)
+            seen[ids] = True
+
+    def _dim(self, table: nn.Embedding, seen: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Embeddings of the shape buckets `ids` [N] -> [N, e]: interpolated over the trained rows."""
         if bool(seen.all()) or not bool(seen[1:].any()):
             return table(ids)
         return self._interpolate(table, seen, ids)

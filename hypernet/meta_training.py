@@ -127,6 +127,8 @@ def meta_train(
                     if cfg.grad_clip > 0:
                         nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                     optimizer.step()
+                    if hasattr(hn, "record_coverage"):  # what this step trained (LoGAH.record_coverage)
+                        hn.record_coverage(configs)
                     bad_in_a_row = 0
                 else:  # one diverging architecture must not poison the hypernet: skip the update
                     bad_in_a_row += 1

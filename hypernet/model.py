@@ -302,9 +302,10 @@ class LoGAH(nn.Module):
 
     @torch.no_grad()
     def record_coverage(self, configs: list[ModelConfig]) -> None:
-        """Record `configs` as covered by meta-training without training on them: for a checkpoint
-        written before coverage was recorded, whose training architectures are known (its space's
-        grid), before it is meta-trained further."""
+        """Record `configs` as covered by meta-training. `meta_train` calls it after every update, on
+        the step's architectures (a skipped update records nothing); a checkpoint written before coverage was recorded gets its known
+        training architectures (its space's grid) recorded before it is meta-trained further.
+        (`predict_batch` never grows a model: it decodes the architecture it is given.)"""
         for config in configs:
             graph = self.graph(config)
             self.encoder.embed.mark(graph.x)
@@ -430,9 +431,6 @@ class LoGAH(nn.Module):
                      for c, i in zip(configs, inits if inits is not None else [None] * len(configs))]
         else:
             inits = None  # the pure low-rank decoder has no W0
-        if self.training and torch.is_grad_enabled():  # record the depths and widths meta-training covers
-            self.layers_seen.fill_(max(int(self.layers_seen), *(gr.depth for gr in graphs)))
-            self.width_seen.fill_(max(int(self.width_seen), *(c.width for c in configs)))
         h = torch.cat(self.embed(graphs))  # [sum N, d], graph by graph in node order
         x, g = self.decoder.node_features(h, torch.cat([node_keys(gr) for gr in graphs]).to(h.device))
         targets, names, w0, offset = [], [], [], 0

@@ -46,14 +46,23 @@ def test_an_unused_shape_row_is_the_interpolation_of_its_trained_neighbours():
     torch.testing.assert_close(got[5], table[0])  # "no dimension" is its own row
 
 
-def test_training_marks_rows_and_starts_a_new_row_from_its_interpolation():
+def test_recording_a_row_starts_it_from_its_interpolation():
     torch.manual_seed(0)
-    emb = NodeEmbedding(8, cutoff=4, max_degree=4).train()
+    emb = NodeEmbedding(8, cutoff=4, max_degree=4)
     emb.out_seen[[0, 10, 20]] = True
     expected = 0.5 * emb.out_dim.weight[10] + 0.5 * emb.out_dim.weight[20]
-    got = emb._dim(emb.out_dim, emb.out_seen, torch.tensor([15]))
-    torch.testing.assert_close(got[0], expected.detach())
-    assert bool(emb.out_seen[15])
+    emb.mark(torch.tensor([[0, 15, 0, 0]]))
+    assert bool(emb.out_seen[15]) and bool(emb.in_seen[0])
+    torch.testing.assert_close(emb.out_dim.weight[15], expected.detach())
+    torch.testing.assert_close(emb._dim(emb.out_dim, emb.out_seen, torch.tensor([15]))[0], expected.detach())
+
+
+def test_train_mode_forwards_record_nothing_outside_meta_training():
+    """Only meta_train records coverage: predict_batch in train mode (tests, probes) leaves it alone."""
+    hn = _covering([_vit(depth=1, width=32)]).train()
+    before = {k: v.clone() for k, v in hn.state_dict().items() if k.endswith("_seen")}
+    hn.predict_batch([_vit(depth=2, width=48)])
+    assert all(torch.equal(hn.state_dict()[k], v) for k, v in before.items())
 
 
 def test_a_hypernet_without_a_record_looks_rows_up_as_before():
