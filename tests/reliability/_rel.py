@@ -136,6 +136,13 @@ def create_study(tmp: Path, storage: str, *extra: str):
     return cfg, open_session(cfg, create=True)
 
 
+def retried_from(trial) -> int | None:
+    """The trial this one re-runs (the last of Optuna's retry history), None for a fresh trial. Not
+    Optuna's `failed_trial`: a retry of a retry keeps the first trial's number there."""
+    history = trial.system_attrs.get("retry_history") or []
+    return history[-1] if history else None
+
+
 def trials_by_state(study) -> dict[str, list]:
     from optuna.trial import TrialState
 

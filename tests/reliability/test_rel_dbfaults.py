@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from _rel import STATS, child_env, overrides, run_cli, trials_by_state, wait_for
+from _rel import STATS, child_env, overrides, retried_from, run_cli, trials_by_state, wait_for
 
 PG_CTL_ENV = "LOGAH_CI_PG_CTL"
 
@@ -56,7 +56,7 @@ def test_postgres_restarted_mid_study_the_study_completes_nothing_left_running(t
     states = trials_by_state(study)
     assert not states["RUNNING"], [t.number for t in states["RUNNING"]]
     failed = {t.number for t in states["FAIL"]}
-    retried = [t.system_attrs.get("failed_trial") for t in study.trials if t.system_attrs.get("failed_trial") is not None]
+    retried = [retried_from(t) for t in study.trials if retried_from(t) is not None]
     assert len(retried) == len(set(retried)), "a failed trial was retried twice"
     assert set(retried) <= failed
     STATS["trials"] += len(study.trials)
