@@ -13,6 +13,7 @@ from .checkpoint import (CheckpointError, load_checkpoint, pretrained_path, pret
                          save_checkpoint)
 from .graph import Op, build_graph
 from .model import VARIANTS, LoGAH, LoGAHConfig, functional_forward
+from .transfer import data_bound_parts, transfer
 
 _TRAINING = ("BatchSource", "meta_train", "MetaTrainConfig", "MetaTrainResult", "trainstate_path")
 
@@ -27,6 +28,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "CheckpointError", "LoGAH", "LoGAHConfig", "Op", "VARIANTS", "build_graph", "functional_forward",
-    "load_checkpoint", "pretrained_path", "pretrained_paths", "read_header", "save_checkpoint", *_TRAINING,
+    "CheckpointError", "LoGAH", "LoGAHConfig", "Op", "VARIANTS", "build_graph", "data_bound_parts", "functional_forward",
+    "load_checkpoint", "pretrained_path", "pretrained_paths", "read_header", "save_checkpoint", "transfer", *_TRAINING,
 ]

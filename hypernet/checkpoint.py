@@ -151,14 +151,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     return hn.to(map_location), meta
 
 
-def pretrained_paths(space_signature: dict[str, Any], directory: str | Path | None = None) -> list[Path]:
-    """The shipped checkpoints (in hypernet/pretrained/) trained for this search space, by name.
+def pretrained_paths(space_signature: dict[str, Any], directory: str | Path | None = None, *,
+                     same_kind: bool = False) -> list[Path]:
+    """The shipped checkpoints (in hypernet/pretrained/) trained for this search space (`same_kind`:
+    for any space of its kind, e.g. every ViT one, what `hypernet.transfer` can move), by name.
     Which of them suits a study's data is the application's choice (their metadata says)."""
     directory = Path(directory) if directory is not None else PRETRAINED_DIR
     found = []
     for path in sorted(directory.glob("*.safetensors")):
         try:
-            if read_header(path)["space_signature"] == space_signature:
+            theirs = read_header(path)["space_signature"]
+            if theirs == space_signature or (same_kind and theirs.get("space") == space_signature.get("space")):
                 found.append(path)
         except CheckpointError:
             continue

@@ -66,6 +66,8 @@ class LoGAHConfig:
     `space_signature` (a search space's `signature()`) ties one hypernet to one space: it is
     stored in checkpoints and `predict` refuses configs outside it. `max_dim` (K) is the largest
     dimension with its own learned basis row; larger ones (up to `max_total_dim`) use chunk codes.
+    `keep_init`: modules of the predicted model (e.g. "head", "wte") left at the standard init:
+    the parts a hypernet transferred from other data cannot know (`hypernet.transfer`).
     `residual` (default True): predict W0 + g_role * Delta on top of a random init; False: the
     pure low-rank prediction of the first version (ablations; checkpoints written before this
     field existed are read with residual=False by `from_dict`). `anchor_seed` (residual only):
@@ -85,6 +87,7 @@ class LoGAHConfig:
     residual: bool = True
     anchor_seed: int | None = 0
     space_signature: dict[str, Any] | None = field(default=None, compare=True, hash=False)
+    keep_init: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -110,6 +113,12 @@ class LoGAHConfig:
             raise ConfigError("anchor_seed", self.anchor_seed, "an integer in [0, 2^63) or None (fresh W0)")
         if self.space_signature is not None and not isinstance(self.space_signature, dict):
             raise ConfigError("space_signature", self.space_signature, "a dict from space.signature() or None")
+        if isinstance(self.keep_init, list):  # read back from JSON
+            object.__setattr__(self, "keep_init", tuple(self.keep_init))
+        if not isinstance(self.keep_init, tuple) or not all(isinstance(m, str) and m for m in self.keep_init):
+            raise ConfigError("keep_init", self.keep_init, "a tuple of module names (e.g. ('head', 'pos_embed'))")
+        if self.keep_init and not self.residual:
+            raise ConfigError("keep_init", self.keep_init, "() for a non-residual hypernet (it has no standard init W0)")
 
     @property
     def d(self) -> int:
@@ -258,6 +267,26 @@ class LoGAH(nn.Module):
         return out
 
     # ---- prediction --------------------------------------------------------------------------
+    def _kept_inits(self, graph: Data, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
+        """The standard init of the parameters of the modules `config.keep_init` names: W0 (what
+        `outputs` hold before decoding, so read it first) or the vector role's constant."""
+        kept: dict[str, torch.Tensor | float] = {}
+        if not self.config.keep_init:
+            return kept
+        for names, roles in zip(graph.param_names, graph.param_roles):
+            for name, role in zip(names, roles):
+                if name.split(".", 1)[0] in self.config.keep_init:
+                    kept[name] = outputs[name].clone() if role in RESIDUAL_ROLES else ROLE_INIT[role]
+        return kept
+
+    @staticmethod
+    def _restore(params: dict[str, torch.Tensor], kept: dict[str, torch.Tensor | float]) -> None:
+        for name, init in kept.items():
+            if isinstance(init, torch.Tensor):
+                params[name].copy_(init)
+            else:
+                params[name].fill_(init)
+
     def _decode_into(self, graph: Data, outputs: dict[str, torch.Tensor],
                      strength: float = 1.0) -> dict[str, torch.Tensor]:
         """Decode every parameter of `graph` into the preallocated contiguous tensors `outputs` (no grad).
@@ -405,7 +434,9 @@ class LoGAH(nn.Module):
                    for name, shape in zip(names, shapes)}
         if self.config.residual:
             self._fill_init(graph, outputs, torch.Generator(device=hn_device).manual_seed(seed))
+        kept = self._kept_inits(graph, outputs)
         params = self._decode_or_grow(config, graph, outputs, strength)
+        self._restore(params, kept)
         if device is not None and torch.device(device) != hn_device:
             params = {k: v.to(device) for k, v in params.items()}
         return params
@@ -419,7 +450,8 @@ class LoGAH(nn.Module):
         correction to W0: `inits[b]` (e.g. from `base_init`, or a model's initial weights) or,
         where `inits` or `inits[b]` is None, a fresh draw from `generator` (None: torch's global
         RNG). Feed the results
-        to the targets with `functional_forward(model, params, ...)`.
+        to the targets with `functional_forward(model, params, ...)`. `config.keep_init` does not
+        apply here: meta-training on the new data is what teaches those parts.
         """
         if not configs:
             return []
@@ -477,7 +509,9 @@ class LoGAH(nn.Module):
                    {k: p.detach().to(hn_device, torch.float32, copy=True).contiguous() for k, p in params.items()})
         if self.config.anchored:
             self._fill_init(graph, targets, None)
+        kept = self._kept_inits(graph, targets)
         decoded = self._decode_or_grow(model.config, graph, targets, strength)
+        self._restore(decoded, kept)
         if not direct:
             for name, value in decoded.items():
                 params[name].copy_(value)

@@ -3,8 +3,9 @@ prediction on the val split.
 
 All state lives in the study's database (`nas.versions`) and artifact store, so any worker on any
 machine sees the same versions. Version 0 is registered when the study is created: the given
-checkpoint, the shipped pretrained one for the space (`hypernet.pretrained_path`), or a random LoGAH
-of the configured variant. Later versions come from refits (`nas.refit`).
+checkpoint, the shipped pretrained one for the space and data, the closest shipped one of the same
+space kind transferred to the study's space (`nas.checkpoint_choice`), or a random LoGAH of the
+configured variant. Later versions come from refits (`nas.refit`).
 """
 from __future__ import annotations
 
@@ -41,9 +42,9 @@ def initial_hypernet(hcfg, space, dataset=None) -> InitialHypernet:
     """Version 0 following `hypernet.checkpoint` (auto | none | path). With the study's `dataset`,
     `auto` takes only a shipped checkpoint of the same data that saw none of its val/test examples,
     and a given checkpoint that saw some is refused (`nas.checkpoint_choice`)."""
-    from hypernet import LoGAH, LoGAHConfig, load_checkpoint, pretrained_path
+    from hypernet import LoGAH, LoGAHConfig, load_checkpoint, pretrained_path, transfer
 
-    from nas.checkpoint_choice import check_given, choose_shipped
+    from nas.checkpoint_choice import Choice, check_given, choose_shipped
 
     signature = space.signature()
     if hcfg.checkpoint not in ("auto", "none"):
@@ -55,16 +56,21 @@ def initial_hypernet(hcfg, space, dataset=None) -> InitialHypernet:
     if hcfg.checkpoint == "auto":
         if dataset is not None:
             choice = choose_shipped(signature, dataset)
-            path, why = choice.path, choice.note
         else:
-            path = pretrained_path(signature)
+            found = pretrained_path(signature)
+            choice = Choice(found, f"pretrained {found.name}" if found is not None else why)
+        path, why = choice.path, choice.note
         if path is not None:
-            hn, _ = load_checkpoint(path, expected_signature=signature)
+            hn, _ = load_checkpoint(path, expected_signature=None if choice.transfer else signature)
+            if choice.transfer:
+                hn = transfer(hn, signature, choice.keep_init)
+                _log.warning("hypernet version 0 is %s", choice.note)
             if hn.config.variant != hcfg.variant:
                 _log.warning("using the shipped %s checkpoint %s although hypernet.variant=%s "
                              "(set hypernet.checkpoint=none for a random %s)", hn.config.variant, path.name,
                              hcfg.variant, hcfg.variant)
-            return InitialHypernet(hn, f"pretrained {path.name}", pretrained=True)
+            # a hypernet that leaves the classifier (or token table) at init cannot rank architectures
+            return InitialHypernet(hn, choice.note, pretrained=not choice.keep_init)
         _log.warning("hypernet version 0 is a random LoGAH-%s: %s", hcfg.variant, why)
     hn = LoGAH(LoGAHConfig(variant=hcfg.variant, space_signature=signature))
     return InitialHypernet(hn, f"random init LoGAH-{hcfg.variant}" + (f" ({why})" if hcfg.checkpoint == "auto" else ""),

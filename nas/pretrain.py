@@ -153,6 +153,7 @@ def pretrain(
         "data_options": data_options or {},
         # which examples it learns from: a study refuses a checkpoint that saw its val/test examples
         "data_fingerprint": data_fingerprint(dataset, data_options),
+        "class_names": getattr(dataset, "class_names", None),  # a transfer keeps the classifier on equal labels
         "variant": variant,
         **asdict(the_recipe),
         "init_checkpoint": parent,

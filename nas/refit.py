@@ -173,7 +173,11 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
     parent = latest_promoted(engine, study.study_name)
     if parent is None:
         raise RuntimeError(f"study {study.study_name!r} has no hypernet version to refit")
-    hn = load_version(parent, artifact_store)
+    parent_hn = hn = load_version(parent, artifact_store)
+    if hn.config.keep_init:  # a transferred version 0: meta-training on this data teaches those parts
+        from hypernet import transfer
+
+        hn = transfer(hn, hn.config.space_signature, ())
     trials = completed_trials(study)
     trial_configs = [config_from_dict(t.user_attrs[attrs.CONFIG]) for t in trials]
     fixed = {config_key(c) for c in validation_architectures(space, [], h.heldout_archs, 0)}
@@ -203,7 +207,7 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
     validation = validation_architectures(space, trials, h.heldout_archs, h.heldout_best, taken=set(targets))
     excluded = {config_key(c) for c in validation}
     eval_kw = {"batch_size": eval_batch_size(cfg.study), "batches": cfg.study.eval_batches}
-    parent_val = validation_loss(hn, validation, check_data, **eval_kw)
+    parent_val = validation_loss(parent_hn, validation, check_data, **eval_kw)  # as warm trials use it
 
     def init_for(config: ModelConfig) -> dict[str, torch.Tensor] | None:
         """A fresh-W0 hypernet: a distillation target's own initial weights as W0, so the correction

@@ -77,3 +77,57 @@ def test_the_default_configs_start_from_the_shipped_checkpoints(space, data):
     dataset = cfg.data.load()
     choice = choose_shipped(cfg.make_space(**dataset.space_options()).signature(), dataset)
     assert choice.path is not None, choice.note
+
+
+def _images(name: str, size: int, class_names: list[str] | None):
+    import torch
+
+    from nas.data import ImageDataset
+
+    g = torch.Generator().manual_seed(size)
+    split = lambda n: (torch.randint(0, 256, (n, 1, size, size), dtype=torch.uint8, generator=g),  # noqa: E731
+                       torch.arange(n) % 10)
+    return ImageDataset(name, split(40), split(20), split(20), num_classes=10, scale=255.0, class_names=class_names)
+
+
+def test_data_no_checkpoint_matches_gets_the_closest_of_its_kind_transferred():
+    """LoGAH section 5.4: 12x12 images of the digits 0-9 start from the digits hypernet with only
+    the positional table (another patch grid) left at init; other labels lose the classifier too."""
+    same_labels = _images("scans", 12, [str(d) for d in range(10)])
+    choice = choose_shipped(_signature(same_labels), same_labels)
+    assert choice.path.name == "vit_digits.safetensors" and choice.transfer
+    assert choice.keep_init == {"pos_embed": "image_size 8 -> 12"}
+    assert choice.note.startswith("transferred from vit_digits-v") and "pos_embed (image_size 8 -> 12)" in choice.note
+
+    other_labels = _images("letters", 12, list("abcdefghij"))
+    choice = choose_shipped(_signature(other_labels), other_labels)
+    assert set(choice.keep_init) == {"pos_embed", "head"} and "classes [0, 1, 2, 3, ...] -> [a, b" in choice.note
+
+
+def test_a_byte_corpus_the_shipped_gpt2_never_saw_transfers_whole():
+    import torch
+
+    from nas.data import TextDataset
+
+    tokens = lambda seed: torch.randint(0, 256, (5000,), generator=torch.Generator().manual_seed(seed))  # noqa: E731
+    text = TextDataset("textdir", tokens(0), tokens(1), tokens(2), vocab_size=256, context=64)
+    choice = choose_shipped(get_space("gpt2", **text.space_options()).signature(), text)
+    assert choice.path.name == "gpt2_pytext.safetensors" and choice.keep_init == {}
+    assert "every part transfers" in choice.note
+
+
+def test_a_study_on_new_data_records_its_transferred_version_0(tmp_path, monkeypatch):
+    """The versions table says where version 0 came from and what it left at init; the hypernet the
+    workers load predicts the study's space with those parts at the standard init."""
+    from nas.hypernets import initial_hypernet
+    from nas.config import compose
+
+    data = _images("scans", 12, [str(d) for d in range(10)])
+    cfg = compose(["space=vit", "data=digits"])
+    space = cfg.make_space(**data.space_options())
+    initial = initial_hypernet(cfg.hypernet, space, data)
+    assert initial.hn.config.space_signature == space.signature() and initial.hn.config.keep_init == ("pos_embed",)
+    assert initial.note.startswith("transferred from vit_digits-v") and not initial.pretrained
+    config = space.sample(__import__("random").Random(0))
+    got = initial.hn.predict(config)
+    assert got["pos_embed"].equal(initial.hn.base_init(config)["pos_embed"])
