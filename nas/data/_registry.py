@@ -10,7 +10,10 @@ from search_spaces import ConfigError
 from ._base import Dataset
 from ._cifar import load_cifar
 from ._digits import load_digits
+from ._imagefolder import load_imagefolder
+from ._mnist5k import load_mnist5k
 from ._pytext import load_pytext
+from ._textdir import load_textdir
 from ._wikitext import load_wikitext
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
@@ -20,6 +23,9 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "cifar100": functools.partial(load_cifar, "cifar100"),
     "wikitext103": functools.partial(load_wikitext, "wikitext103"),
     "wikitext2": functools.partial(load_wikitext, "wikitext2"),
+    "textdir": load_textdir,
+    "imagefolder": load_imagefolder,
+    "mnist5k": load_mnist5k,
 }
 
 

@@ -87,4 +87,5 @@ def test_unknown_dataset_and_option():
         load_dataset("digits", val_fraction=0.6, test_fraction=0.5)
     assert err.value.field == "test_fraction" and "train must not be empty" in str(err.value)
     assert dataset_options("digits") == {"val_fraction": 0.1, "test_fraction": 0.1, "seed": 0}
-    assert set(DATASETS) == {"digits", "pytext", "cifar10", "cifar100", "wikitext103", "wikitext2"}
+    assert set(DATASETS) == {"digits", "pytext", "cifar10", "cifar100", "wikitext103", "wikitext2", "textdir",
+                             "imagefolder", "mnist5k"}
