@@ -17,7 +17,7 @@ from search_spaces import ConfigError
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
-COMMANDS = ("pretrain", "search", "worker", "export", "dashboard", "predict")
+COMMANDS = ("pretrain", "search", "worker", "refitter", "export", "dashboard", "predict")
 WORKER_KEYS = {"storage", "study_name", "artifacts_dir", "export_dir", "device", "n_trials"}
 
 USAGE = """\
@@ -26,6 +26,7 @@ usage: logah-nas COMMAND [key=value ...]
 commands:
   search     create (or resume) a study and run it with `workers` local processes, then export the best trial
   worker     join an existing study (e.g. from another machine: storage=postgresql+psycopg://... study_name=...)
+  refitter   refit an existing study's hypernet when due, beside its workers (any machine; device=cuda on a GPU)
   export     export the best trial (or trial=N) to export_dir
   pretrain   meta-train a hypernet for space x data (pretrain.steps, pretrain.out, ...)
   dashboard  open the Streamlit dashboard on 127.0.0.1:`port` for `storage`
@@ -66,7 +67,8 @@ def cmd_search(overrides: Sequence[str]) -> int:
     from nas.versions import latest_promoted, list_versions
     from nas.storage import check_artifact_store, make_artifact_store, reap_dead_trials
     from nas.study import n_counted
-    from nas.workers import EXIT_INCOMPLETE, log_dir, resume_command, spawn_workers, stop_workers, supervise
+    from nas.workers import (EXIT_INCOMPLETE, REFITTER, log_dir, resume_command, spawn_worker, spawn_workers,
+                             stop_workers, supervise)
 
     cfg = compose(overrides)
     check_artifact_store(make_artifact_store(cfg.artifacts_dir), cfg.artifacts_dir)  # before anything is written
@@ -81,18 +83,23 @@ def cmd_search(overrides: Sequence[str]) -> int:
     screening = describe_screening(study.user_attrs)
     if screening:
         _print(screening)
+    # refits run in a process of their own beside the workers (nas.refitter), never on a trial's path
+    refitter = cfg.hypernet.refit_in == "refitter" and cfg.hypernet.refit_every > 0 and n_counted(study) < cfg.n_trials
     if cfg.workers == 1:
-        code = _run_in_process(session)
+        helpers = [spawn_worker(cfg, REFITTER)] if refitter else []
+        try:
+            code = _run_in_process(session)
+        finally:
+            stop_workers(helpers)
         if code:
             return code
     else:
-        workers = spawn_workers(cfg, cfg.workers)
+        workers = spawn_workers(cfg, cfg.workers) + ([spawn_worker(cfg, REFITTER)] if refitter else [])
         try:
             report = supervise(study, cfg, workers, max_restarts=cfg.worker_restarts, engine=session.storage.engine,
                                progress=sys.stderr.isatty(), say=lambda m: print(m, file=sys.stderr, flush=True))
-        except KeyboardInterrupt:
-            stop_workers(workers)
-            raise
+        finally:
+            stop_workers(workers)  # the refitter, once the workers are done (a refit in flight is dropped)
         for line in report.describe():
             _print(line)
         _print(f"worker logs: {log_dir(cfg)}")
@@ -232,10 +239,12 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def cmd_worker(overrides: Sequence[str]) -> int:
+def _join(overrides: Sequence[str]):
+    """(config, storage) of a process joining an existing study (worker, refitter): the study's
+    stored config with what may differ between machines (`WORKER_KEYS`) overridden."""
     from nas.config import from_dict
-    from nas.storage import StudyStorage, reap_dead_trials
-    from nas.study import open_session, run_trials, stored_config
+    from nas.storage import StudyStorage
+    from nas.study import stored_config
 
     given = _worker_overrides(overrides)
     storage = StudyStorage.open(given.pop("storage"))  # the one connection of this process
@@ -250,6 +259,14 @@ def cmd_worker(overrides: Sequence[str]) -> int:
     storage = storage.with_artifacts(cfg.artifacts_dir)
     storage.check_artifacts()  # unreachable / read-only artifacts: a ConfigError naming artifacts_dir, now
     storage.enable_heartbeat(cfg.study.heartbeat_interval, max_retry=cfg.study.max_retry)
+    return cfg, storage
+
+
+def cmd_worker(overrides: Sequence[str]) -> int:
+    from nas.storage import reap_dead_trials
+    from nas.study import open_session, run_trials
+
+    cfg, storage = _join(overrides)
     index = _worker_index()
     if os.environ.get("OMP_NUM_THREADS") == "1":
         import torch
@@ -262,6 +279,21 @@ def cmd_worker(overrides: Sequence[str]) -> int:
     if guard.tripped:
         print(f"logah-nas worker: {guard.in_a_row} trials failed in a row, last: {guard.last_reason}", file=sys.stderr)
         return EXIT_FAILED
+    return 0
+
+
+def cmd_refitter(overrides: Sequence[str]) -> int:
+    from nas.refitter import run_refitter
+    from nas.study import open_session
+
+    cfg, storage = _join(overrides)
+    if cfg.hypernet.refit_every <= 0:
+        raise ConfigError("hypernet.refit_every", cfg.hypernet.refit_every,
+                          f"an integer >= 1 for study {cfg.study_name!r} to have refits (it was created with 0)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s refitter %(levelname)s %(name)s: %(message)s")
+    session = open_session(cfg, storage=storage)
+    report = run_refitter(session)
+    _print(report.describe())
     return 0
 
 
@@ -348,7 +380,7 @@ def cmd_predict(overrides: Sequence[str]) -> int:
     return 0
 
 
-HANDLERS = {"search": cmd_search, "worker": cmd_worker, "export": cmd_export, "pretrain": cmd_pretrain,
+HANDLERS = {"search": cmd_search, "worker": cmd_worker, "refitter": cmd_refitter, "export": cmd_export, "pretrain": cmd_pretrain,
             "dashboard": cmd_dashboard, "predict": cmd_predict}
 
 

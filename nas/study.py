@@ -211,8 +211,8 @@ def run_trials(session: Session, callbacks: list | None = None) -> StopOnFailure
         return guard
     reap_dead_trials(study)
     objective = Objective(session)
-    all_callbacks = [MaxTrialsCallback(cfg.n_trials, states=COUNTED), lambda s, _: reap_dead_trials(s),
-                     RefitCallback(session),
+    refits = [RefitCallback(session)] if cfg.hypernet.refit_in == "worker" else []  # else: nas.refitter
+    all_callbacks = [MaxTrialsCallback(cfg.n_trials, states=COUNTED), lambda s, _: reap_dead_trials(s), *refits,
                      guard, *(callbacks or [])]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(objective, callbacks=all_callbacks, catch=(Exception,), gc_after_trial=False)

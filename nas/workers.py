@@ -23,14 +23,24 @@ from nas.config import NASConfig
 from nas.storage import STORAGE_ENV
 
 INDEX_ENV = "LOGAH_WORKER_INDEX"
+REFITTER = -1  # the index of `search`'s refitter process among its children (nas.refitter)
 EXIT_INCOMPLETE = 3  # `search` ended with fewer than n_trials counted trials (resume it)
+
+
+def process_name(index: int) -> str:
+    return "refitter" if index == REFITTER else f"worker {index}"
 
 
 @dataclass
 class WorkerProcess:
+    """A local child of `search`: worker `index` (0..N-1) or the refitter (`REFITTER`)."""
     index: int
     process: subprocess.Popen
     log_path: Path
+
+    @property
+    def name(self) -> str:
+        return process_name(self.index)
 
     def tail(self, lines: int = 15) -> str:
         try:
@@ -54,16 +64,24 @@ def worker_command(cfg: NASConfig) -> list[str]:
             f"artifacts_dir={cfg.artifacts_dir}", f"device={cfg.device}", f"n_trials={cfg.n_trials}"]
 
 
+def refitter_command(cfg: NASConfig) -> list[str]:
+    """The command of `search`'s refitter: like a worker, it reads the study's own config."""
+    return [sys.executable, "-m", "nas", "refitter", f"study_name={cfg.study_name}",
+            f"artifacts_dir={cfg.artifacts_dir}", f"device={cfg.device}", f"n_trials={cfg.n_trials}"]
+
+
 def spawn_worker(cfg: NASConfig, index: int) -> WorkerProcess:
-    """Start worker `index` sharing the study's storage; its output goes to (appends to) its log file."""
+    """Start worker `index` (or the refitter, `index=REFITTER`) sharing the study's storage; its
+    output goes to (appends to) its log file."""
     logs = log_dir(cfg)
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, STORAGE_ENV: cfg.storage, INDEX_ENV: str(index), "OMP_NUM_THREADS": "1",
            "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    log_path = logs / f"{cfg.study_name}-worker{index}.log"
+    refitter = index == REFITTER
+    log_path = logs / (f"{cfg.study_name}-refitter.log" if refitter else f"{cfg.study_name}-worker{index}.log")
+    command = refitter_command(cfg) if refitter else worker_command(cfg)
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(worker_command(cfg), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return WorkerProcess(index, process, log_path)
 
 
@@ -153,7 +171,7 @@ class Supervision:
         for index in sorted(self.deaths):
             codes = self.deaths[index]
             what = ", ".join(exit_text(c) for c in codes)
-            lines.append(f"worker {index} died {len(codes)} time{'s' if len(codes) != 1 else ''} ({what}); "
+            lines.append(f"{process_name(index)} died {len(codes)} time{'s' if len(codes) != 1 else ''} ({what}); "
                          f"restarted {self.restarts.get(index, 0)}"
                          + (f"; trials failed and retried: {self.failed_trials[index]}"
                             if self.failed_trials.get(index) else "")
@@ -205,14 +223,14 @@ def supervise(study: optuna.Study, cfg: NASConfig, workers: list[WorkerProcess],
                 if code == 0:
                     continue
                 report.deaths.setdefault(w.index, []).append(code)
-                reason = f"worker died: local worker {w.index} (pid {w.process.pid}) {exit_text(code)}"
+                reason = f"worker died: local {w.name} (pid {w.process.pid}) {exit_text(code)}"
                 try:
                     failed = fail_trials_of(study, w.process.pid, reason)
                 except _TRANSIENT as exc:  # reaped later (reap_dead_trials: its pid is gone)
                     failed = []
-                    say(f"could not fail the trial of worker {w.index} now ({_short(exc)}); it is reaped later")
+                    say(f"could not fail the trial of {w.name} now ({_short(exc)}); it is reaped later")
                 report.failed_trials.setdefault(w.index, []).extend(failed)
-                say(f"worker {w.index} (pid {w.process.pid}) {exit_text(code)}"
+                say(f"{w.name} (pid {w.process.pid}) {exit_text(code)}"
                     + (f"; its trial{'s' if len(failed) > 1 else ''} {failed} failed and will be retried"
                        if failed else ""))
                 if done >= n_trials:
@@ -220,18 +238,18 @@ def supervise(study: optuna.Study, cfg: NASConfig, workers: list[WorkerProcess],
                 hopeless = _hopeless(code, w.tail())
                 if hopeless:  # a restart would fail the same way
                     report.gave_up[w.index] = w.tail()
-                    say(f"worker {w.index} stopped ({hopeless}); not restarting it; last lines of {w.log_path}:\n"
+                    say(f"{w.name} stopped ({hopeless}); not restarting it; last lines of {w.log_path}:\n"
                         f"{w.tail()}")
                     continue
                 n = report.restarts.get(w.index, 0)
                 if n >= max_restarts:
                     report.gave_up[w.index] = w.tail()
-                    say(f"worker {w.index} died {len(report.deaths[w.index])} times; not restarting it "
+                    say(f"{w.name} died {len(report.deaths[w.index])} times; not restarting it "
                         f"(worker_restarts={max_restarts}); last lines of {w.log_path}:\n{w.tail()}")
                     continue
                 delay = min(max_backoff_s, backoff_s * 2 ** n)
                 pending[w.index] = time.monotonic() + delay
-                say(f"restarting worker {w.index} in {delay:.0f} s ({n + 1}/{max_restarts})")
+                say(f"restarting {w.name} in {delay:.0f} s ({n + 1}/{max_restarts})")
             for index, at in list(pending.items()):
                 if done >= n_trials:
                     del pending[index]  # nothing left to do for it
@@ -265,13 +283,15 @@ def supervise(study: optuna.Study, cfg: NASConfig, workers: list[WorkerProcess],
                 print(f"{study.study_name}: {done}/{n_trials} trials"
                       + "".join(f", {k} {v}" for k, v in postfix.items()), flush=True)
                 last = status
-            if not pending and all(w.process.poll() is not None and w.index in report.codes for w in workers):
-                break
+            if not any(i != REFITTER for i in pending) and all(
+                    w.process.poll() is not None and w.index in report.codes for w in workers if w.index != REFITTER):
+                break  # the workers are done for good; the caller stops the refitter
             time.sleep(min(poll_s, 0.2) if pending else poll_s)
     finally:
         bar.close()
     return report
 
 
-__all__ = ["EXIT_INCOMPLETE", "INDEX_ENV", "resume_command", "Supervision", "WorkerProcess", "exit_text", "log_dir", "spawn_worker",
-           "spawn_workers", "stop_workers", "supervise", "worker_command"]
+__all__ = ["EXIT_INCOMPLETE", "INDEX_ENV", "REFITTER", "Supervision", "WorkerProcess", "exit_text", "log_dir",
+           "process_name", "refitter_command", "resume_command", "spawn_worker", "spawn_workers", "stop_workers",
+           "supervise", "worker_command"]

@@ -20,6 +20,7 @@ from search_spaces.validate import require_choice, require_int, require_interval
 
 GROUPS = ("space", "data", "hypernet", "study")
 SAMPLERS = ("tpe", "random")
+REFIT_IN = ("refitter", "worker")
 PRUNERS = ("median", "hyperband", "none")
 VARIANTS = ("tiny", "small", "base", "large")
 KIND_OF_SPACE = {"vit": "image", "gpt2": "text"}
@@ -65,9 +66,11 @@ class HypernetConfig:
     heldout_archs: int = 4
     heldout_best: int = 2
     lease_ttl_s: float = 120.0
+    refit_in: str = "refitter"  # refitter: a process of its own (nas.refitter) | worker: a worker's trial callback
 
     def __post_init__(self) -> None:
         require_choice("hypernet.variant", self.variant, VARIANTS)
+        require_choice("hypernet.refit_in", self.refit_in, REFIT_IN)
         if not isinstance(self.checkpoint, str) or not self.checkpoint:
             raise ConfigError("hypernet.checkpoint", self.checkpoint, "'auto', 'none' or a path to a .safetensors file")
         require_range("hypernet.warm_strength", self.warm_strength, 0.0, 1.0, lo_open=True)

@@ -53,7 +53,7 @@ def test_search_with_two_workers_end_to_end_then_export(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("LOGAH_DEBUG", None)
     args = [*tiny_overrides(tmp_path), "n_trials=4", "workers=2", "study.control_fraction=0.25",
-            "hypernet.refit_every=2"]
+            "hypernet.refit_every=2", "hypernet.refit_in=worker"]
     run = subprocess.run([sys.executable, "-m", "nas", "search", *args], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=150)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -74,7 +74,7 @@ def test_search_with_two_workers_end_to_end_then_export(tmp_path):
     assert len(list_versions(f"sqlite:///{tmp_path}/study.db", "vit-digits")) >= 2  # a refit happened
     assert len(list((tmp_path / "logs").glob("vit-digits-worker*.log"))) == 2
 
-    again = subprocess.run([sys.executable, "-m", "nas", "export", *args[:-4], "trial=" + str(prov["trial"]),
+    again = subprocess.run([sys.executable, "-m", "nas", "export", *args[:-5], "trial=" + str(prov["trial"]),
                             f"export_dir={tmp_path}/again"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=60)
     assert again.returncode == 0, again.stderr
@@ -133,3 +133,39 @@ def test_pretrain_passes_space_data_and_options(tmp_path, monkeypatch, capsys):
     assert (seen["unroll_steps"], seen["unroll_lr"], seen["input_noise"], seen["shallow_share"]) == (4, 3e-4, 0.3, 0.25)
     assert seen["space_options"]["depth"] == (1, 4) and seen["data_options"]["context"] == 64
     assert capsys.readouterr().out.strip() == f"{tmp_path}/out.safetensors"
+
+
+@pytest.mark.slow
+def test_search_runs_a_refitter_beside_its_workers_and_a_refitter_by_hand_catches_up(tmp_path):
+    """refit_in=refitter (the default): `search` starts `logah-nas refitter` (its own log) and stops
+    it with the workers; refits the study still owes are made by a refitter started by hand, once
+    each, and it exits when the study is finished. A study without refits refuses a refitter."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from nas.versions import list_versions
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("LOGAH_DEBUG", None)
+    args = [*tiny_overrides(tmp_path), "n_trials=4", "workers=2", "hypernet.refit_every=2"]
+    run = subprocess.run([sys.executable, "-m", "nas", "search", *args], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=150)
+    assert run.returncode == 0, run.stdout + run.stderr
+    log = tmp_path / "logs" / "vit-digits-refitter.log"
+    assert log.exists() and "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    by_hand = subprocess.run([sys.executable, "-m", "nas", "refitter", f"storage=sqlite:///{tmp_path}/study.db",
+                              f"artifacts_dir={tmp_path}/artifacts"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=150)
+    assert by_hand.returncode == 0 and "refitter: " in by_hand.stdout, by_hand.stdout + by_hand.stderr
+    storage = f"sqlite:///{tmp_path}/study.db"
+    completed = optuna.load_study(study_name="vit-digits", storage=storage).get_trials(states=(TrialState.COMPLETE,))
+    versions = list_versions(storage, "vit-digits")
+    assert [v.version for v in versions] == list(range(len(completed) // 2 + 1))
+
+    none = subprocess.run([sys.executable, "-m", "nas", "search", *tiny_overrides(tmp_path), "study_name=plain",
+                           "n_trials=1", "workers=1"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=150)
+    assert none.returncode == 0, none.stderr
+    refused = subprocess.run([sys.executable, "-m", "nas", "refitter", f"storage={storage}", "study_name=plain"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=150)
+    assert refused.returncode == 2 and "hypernet.refit_every=0 is invalid" in refused.stderr, refused.stderr

@@ -113,7 +113,7 @@ def test_tiny_study_with_refit_on_postgres(tmp_path, monkeypatch):
 
     name = f"pg-{uuid.uuid4().hex[:8]}"
     cfg = tiny_config(tmp_path, f"storage={os.environ['LOGAH_TEST_POSTGRES_URL']}", f"study_name={name}",
-                      "n_trials=2", "hypernet.refit_every=2")
+                      "n_trials=2", "hypernet.refit_every=2", "hypernet.refit_in=worker")
     session = open_session(cfg, create=True)
     calls = iter([2.0, 1.0])
     monkeypatch.setattr(refit_mod, "validation_loss", lambda *a, **k: next(calls))

@@ -92,12 +92,12 @@ class Worker:
                                  + self.output()[-4000:]) from None
 
 
-def start_worker(tmp: Path, storage: str, study_name: str, index: int, *extra: str) -> Worker:
-    """One worker joining `study_name`, the way `spawn_workers` starts them (URL in the env)."""
+def start_worker(tmp: Path, storage: str, study_name: str, index: int, *extra: str, command: str = "worker") -> Worker:
+    """One worker (or `command="refitter"`) joining `study_name`, the way `search` starts them (URL in the env)."""
     logs = tmp / "worker-logs"
     logs.mkdir(parents=True, exist_ok=True)
     out, err = logs / f"w{index}-{time.monotonic_ns()}.out", logs / f"w{index}-{time.monotonic_ns()}.err"
-    cmd = [sys.executable, "-m", "nas", "worker", f"study_name={study_name}", f"artifacts_dir={tmp}/artifacts",
+    cmd = [sys.executable, "-m", "nas", command, f"study_name={study_name}", f"artifacts_dir={tmp}/artifacts",
            "device=cpu", *extra]
     with open(out, "wb") as fo, open(err, "wb") as fe:
         process = subprocess.Popen(cmd, cwd=tmp, env=child_env(LOGAH_NAS_STORAGE=storage, LOGAH_WORKER_INDEX=str(index)),

@@ -111,7 +111,8 @@ def pg_password_study(tmp_path_factory):
     n_trials, workers = 12, 4
     try:
         search = run_cli(["search", *overrides(tmp, url, f"n_trials={n_trials}", f"workers={workers}",
-                                               "hypernet.refit_every=2", "study.control_fraction=0.25")],
+                                               "hypernet.refit_every=2", "study.control_fraction=0.25",
+                                               "hypernet.refit_in=worker")],  # 4 workers contend for the lease
                          cwd=tmp, timeout=300)
         export = run_cli(["export", *overrides(tmp, url, f"export_dir={tmp}/again")], cwd=tmp)
         STATS["workers"] += workers

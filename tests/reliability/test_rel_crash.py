@@ -11,8 +11,8 @@ import os
 import time
 
 import pytest
-from _rel import LOCK_ERRORS, STATS, check_versions_and_artifacts, create_study, overrides, run_cli, sqlite_url, \
-    start_worker, stop, trials_by_state, wait_for
+from _rel import (LOCK_ERRORS, STATS, check_versions_and_artifacts, create_study, overrides, refit_intervals_disjoint,
+                  run_cli, sqlite_url, start_worker, stop, trials_by_state, wait_for)
 
 CRASHY = ["study.heartbeat_interval=1", "study.max_retry=2", "study.control_fraction=0.0"]
 
@@ -112,7 +112,7 @@ def test_worker_killed_mid_refit_leaves_no_half_version_and_a_later_refit_succee
 
     url, ttl = crash_storage, 2.0
     cfg, session = create_study(tmp_path, url, *CRASHY, "n_trials=3", "hypernet.refit_every=1",
-                                "hypernet.refit_steps=8", f"hypernet.lease_ttl_s={ttl}")
+                                "hypernet.refit_steps=8", f"hypernet.lease_ttl_s={ttl}", "hypernet.refit_in=worker")
     engine, name = make_engine(url), lease_name(cfg.study_name)
 
     victim = start_worker(tmp_path, url, cfg.study_name, 0)
@@ -170,3 +170,52 @@ def test_an_interrupted_artifact_write_leaves_no_partial_file(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         store.write("a1b2", _DiesMidStream())
     assert not (tmp_path / "artifacts" / "a1b2").exists(), "a half-written artifact is left under its final name"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_refitter_killed_mid_refit_loses_nothing_and_another_refitter_takes_over(tmp_path, workers, backend, request):
+    """Refits off the trial path (`logah-nas refitter`): the worker never refits; a refitter killed
+    holding the lease leaves no version behind; a second one waits out the lease, then makes every
+    due refit exactly once and exits when the study is finished."""
+    from nas.lease import current_holder
+    from nas.refit import lease_name
+    from nas.storage import make_engine
+    from nas.versions import list_versions
+
+    if backend == "postgresql":
+        if not os.environ.get("LOGAH_TEST_POSTGRES_URL"):
+            pytest.skip("LOGAH_TEST_POSTGRES_URL is not set: .ci/run starts PostgreSQL")
+        url = request.getfixturevalue("pg_url")
+    else:
+        url = sqlite_url(tmp_path)
+    ttl = 2.0
+    cfg, session = create_study(tmp_path, url, *CRASHY, "n_trials=4", "hypernet.refit_every=2",
+                                "hypernet.refit_steps=20", f"hypernet.lease_ttl_s={ttl}")
+    worker = start_worker(tmp_path, url, cfg.study_name, 0)
+    workers.append(worker)
+    assert worker.wait(150) == 0, worker.output()[-4000:]
+    assert [v.version for v in list_versions(url, cfg.study_name)] == [0]  # no refit on the trial path
+
+    engine, name = make_engine(url), lease_name(cfg.study_name)
+    victim = start_worker(tmp_path, url, cfg.study_name, 1, command="refitter")
+    workers.append(victim)
+    holder = wait_for("the refit lease", lambda: current_holder(engine, name), timeout=120, every=0.02, alive=victim)
+    assert f":{victim.pid}:" in holder
+    victim.kill9()
+    STATS["kills"] += 1
+    killed_at = time.time()
+    assert [v.version for v in list_versions(url, cfg.study_name)] == [0]  # nothing half-recorded
+
+    rescuer = start_worker(tmp_path, url, cfg.study_name, 2, command="refitter")
+    workers.append(rescuer)
+    assert rescuer.wait(150) == 0, rescuer.output()[-4000:]
+    out = rescuer.output()
+    assert "refitter: 2 refits" in out and not LOCK_ERRORS.search(out) and "Traceback" not in out, out[-4000:]
+    versions = check_versions_and_artifacts(url, cfg.study_name, tmp_path / "artifacts")
+    assert [v.version for v in versions] == [0, 1, 2]  # 4 trials / refit_every 2: each refit once
+    assert all(v.created_at.timestamp() > killed_at for v in versions[1:])
+    assert refit_intervals_disjoint(versions) and current_holder(engine, name) is None
+    states = trials_by_state(session.study)
+    STATS["trials"] += len(session.study.trials)
+    STATS["workers"] += 3
+    assert not states["RUNNING"] and not states["FAIL"] and len(states["COMPLETE"]) + len(states["PRUNED"]) >= 4

@@ -64,7 +64,8 @@ def test_two_workers_on_sqlite_never_hit_a_locked_database(tmp_path):
     url = sqlite_url(tmp_path)
     n_trials, workers = 8, 2
     run = run_cli(["search", *overrides(tmp_path, url, f"n_trials={n_trials}", f"workers={workers}",
-                                        "hypernet.refit_every=2")], cwd=tmp_path, timeout=200)
+                                        "hypernet.refit_every=2", "hypernet.refit_in=worker")],
+                  cwd=tmp_path, timeout=200)  # workers contend for the refit lease
     STATS["workers"] += workers
     _audit(tmp_path, url, n_trials, workers, run)
     # The approach documented in nas/storage.py: WAL (a property of the file) + a busy timeout.

@@ -1,0 +1,89 @@
+"""The refitter process: refits when due under the lease, off the trial path, until the study is done."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from _nas_tiny import tiny_config
+
+from nas import refit as refit_mod
+from nas.lease import current_holder, try_acquire
+from nas.refit import lease_name
+from nas.refitter import run_refitter, study_finished
+from nas.study import open_session, run_trials
+from nas.versions import leases, list_versions
+
+
+@pytest.fixture
+def session(tmp_path):
+    s = open_session(tiny_config(tmp_path, "n_trials=3", "study.control_fraction=0.0", "hypernet.refit_every=1"),
+                     create=True)
+    run_trials(s)
+    return s
+
+
+def test_workers_do_not_refit_when_a_refitter_does(session):
+    """refit_in=refitter (the default): three trials completed with refit_every=1 and no version."""
+    assert session.cfg.hypernet.refit_in == "refitter"
+    assert [v.version for v in list_versions(session.engine, session.cfg.study_name)] == [0]
+
+
+def test_refitter_does_every_due_refit_then_stops_on_a_finished_study(session, monkeypatch):
+    values = iter([2.0, 1.5, 1.5, 1.2, 1.2, 1.4])  # parent, child per refit
+    monkeypatch.setattr(refit_mod, "validation_loss", lambda *a, **k: next(values))
+    assert study_finished(session)
+    report = run_refitter(session, poll_s=0.01)
+    versions = list_versions(session.engine, session.cfg.study_name)
+    assert [v.version for v in versions] == [0, 1, 2, 3]  # one per completed trial, none twice
+    assert [v.promoted for v in versions[1:]] == [True, True, False]
+    assert report.describe() == "refitter: 3 refits, 2 promoted"
+    assert current_holder(session.engine, lease_name(session.cfg.study_name)) is None  # released
+
+
+def test_refitter_waits_while_another_process_holds_the_lease(session, monkeypatch):
+    monkeypatch.setattr(refit_mod, "validation_loss", lambda *a, **k: 1.0)
+    assert try_acquire(session.engine, lease_name(session.cfg.study_name), "another-refitter", ttl_s=600)
+    polls = iter(range(5))
+    report = run_refitter(session, poll_s=0.01, stop=lambda: next(polls, None) is None)
+    assert report.versions == [] and len(list_versions(session.engine, session.cfg.study_name)) == 1
+    with session.engine.begin() as conn:
+        conn.execute(leases.delete())
+    assert len(run_refitter(session, poll_s=0.01).versions) == 3  # the lease is free: it catches up
+
+
+def test_a_refit_that_keeps_failing_stops_the_refitter_with_the_error(session):
+    calls = []
+
+    def broken(s, lease=None):
+        calls.append(1)
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_refitter(session, poll_s=0.01, max_failures=2, refit_fn=broken)
+    assert len(calls) == 2
+
+
+def test_refit_in_is_validated(tmp_path):
+    from search_spaces import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        tiny_config(tmp_path, "hypernet.refit_in=thread")
+    assert err.value.field == "hypernet.refit_in"
+
+
+def test_a_transferred_version_0_is_refitted_with_every_part_learned(session, monkeypatch):
+    """A refit of a hypernet that left parts at init (version 0 by transfer) trains and predicts them."""
+    from hypernet import transfer
+    from nas.hypernets import load_version, upload_checkpoint
+    from nas.versions import latest_promoted, record_version
+
+    monkeypatch.setattr(refit_mod, "validation_loss", lambda hn, *a, **k: 2.0 if hn.config.keep_init else 1.0)
+    v0 = latest_promoted(session.engine, session.cfg.study_name)
+    hn = transfer(load_version(v0, session.artifact_store), session.space.signature(), ["head"])
+    artifact, sha = upload_checkpoint(hn, session.study, session.artifact_store, {"version": 1})
+    record_version(session.engine, session.cfg.study_name, artifact_id=artifact, sha256=sha, promoted=True,
+                   trials_used=0, device="cpu", seconds=0.0, note="transferred")
+    cfg = replace(session.cfg, hypernet=replace(session.cfg.hypernet, refit_every=3))
+    version = refit_mod.refit(replace(session, cfg=cfg))
+    assert version.promoted and version.parent_val_loss == 2.0 and version.val_loss == 1.0
+    assert load_version(version, session.artifact_store).config.keep_init == ()
