@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import tempfile
 import time
@@ -29,7 +30,7 @@ from nas import attrs
 from nas.hypernets import load_version, predicted_val_loss, upload_checkpoint
 from nas.trial_recipe import eval_batch_size, trial_init
 from nas.versions import HypernetVersion, latest_promoted, list_versions, record_version
-from search_spaces import ConfigError, ModelConfig, config_from_dict
+from search_spaces import ConfigError, ModelConfig, build_model, config_from_dict
 
 if TYPE_CHECKING:
     from nas.session import Session
@@ -87,11 +88,24 @@ def validation_architectures(space, trials: list[FrozenTrial], n_fixed: int, n_t
 
 
 def validation_loss(hn, configs: list[ModelConfig], dataset, *, batch_size: int, batches: int,
-                    device: torch.device | str = "cpu") -> float:
-    """Mean val loss of the predicted parameters (step 0, no training) over `configs`."""
-    losses = [predicted_val_loss(hn, config, dataset, init_seed=VALIDATION_INIT_SEED + i,  # parent and child share W0
-                                 batch_size=batch_size, batches=batches, device=device)
-              for i, config in enumerate(configs)]
+                    device: torch.device | str = "cpu", steps: int = 0, strength: float = 1.0,
+                    lr: float = 1e-3) -> float:
+    """Mean val loss over `configs`: of the predicted parameters as they are (`steps=0`), or of a
+    warm start (`strength` of the way from the init, as trials use it) after `steps` AdamW steps
+    on `dataset`'s train split, which is what a warm start is for. A run that diverges counts as inf."""
+    from nas.train_loop import TrainConfig, train
+
+    losses = []
+    for i, config in enumerate(configs):
+        if steps == 0:
+            losses.append(predicted_val_loss(hn, config, dataset, init_seed=VALIDATION_INIT_SEED + i,  # parent and
+                                             batch_size=batch_size, batches=batches, device=device))  # child share W0
+            continue
+        model = hn.apply(build_model(config, seed=VALIDATION_INIT_SEED + i), strength=strength)
+        run = train(model, dataset, TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(2, steps - 1),
+                                                eval_every=steps, eval_batches=batches, eval_batch_size=batch_size,
+                                                seed=VALIDATION_SEED + i, device=str(device)))
+        losses.append(run.val_loss if math.isfinite(run.val_loss) else math.inf)
     return float(sum(losses) / len(losses))
 
 
@@ -207,7 +221,11 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
     validation = validation_architectures(space, trials, h.heldout_archs, h.heldout_best, taken=set(targets))
     excluded = {config_key(c) for c in validation}
     eval_kw = {"batch_size": eval_batch_size(cfg.study), "batches": cfg.study.eval_batches}
-    parent_val = validation_loss(parent_hn, validation, check_data, **eval_kw)  # as warm trials use it
+    # what a warm start is for: the val loss after a few fine-tuning steps at the study's warm strength
+    tune_kw = {**eval_kw, "steps": h.promote_steps, "strength": cfg.hypernet.warm_strength,
+               "lr": math.sqrt(cfg.study.lr[0] * cfg.study.lr[1])}
+    parent_step0 = validation_loss(parent_hn, validation, check_data, **eval_kw)  # as warm trials use it
+    parent_val = validation_loss(parent_hn, validation, check_data, **tune_kw) if h.promote_steps else parent_step0
 
     def init_for(config: ModelConfig) -> dict[str, torch.Tensor] | None:
         """A fresh-W0 hypernet: a distillation target's own initial weights as W0, so the correction
@@ -228,8 +246,12 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
                         extra_loss=make_distill_loss(targets, h.distill_weight), init_for=init_for,
                         progress=progress)
     hn = hn.cpu().eval()
-    val = validation_loss(hn, validation, check_data, **eval_kw)
+    step0 = validation_loss(hn, validation, check_data, **eval_kw)
+    val = validation_loss(hn, validation, check_data, **tune_kw) if h.promote_steps else step0
     promoted = bool(val < parent_val)
+    criterion = (f"val loss after {h.promote_steps} fine-tuning steps at strength {cfg.hypernet.warm_strength:g} "
+                 f"{val:.4f} vs parent {parent_val:.4f} (step 0: {step0:.4f} vs {parent_step0:.4f})"
+                 if h.promote_steps else f"step-0 val loss {val:.4f} vs parent {parent_val:.4f}")
     if lease is not None and not lease.renew():
         _log.warning("refit of %s: lease lost during the refit; result discarded", study.study_name)
         return None
@@ -243,7 +265,7 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
         seconds=time.perf_counter() - t0,
         note=(f"refit of v{parent.version}: {h.refit_steps} steps, {len(trials)} trials, "
               f"{len(targets)} distillation targets, {len(validation)} held-out archs; "
-              f"meta-train {result.seconds:.1f}s"))
+              f"meta-train {result.seconds:.1f}s; {'promoted' if promoted else 'not promoted'}: {criterion}"))
     _log.info("hypernet v%d of %s: held-out loss %.4f vs parent v%d %.4f -> %s", version.version,
               study.study_name, val, parent.version, parent_val, "promoted" if promoted else "kept, not promoted")
     return version

@@ -65,6 +65,7 @@ class HypernetConfig:
     distill_trials: int = 4
     heldout_archs: int = 4
     heldout_best: int = 2
+    promote_steps: int = 20  # a refit is promoted on val loss after this many fine-tuning steps (0: as predicted)
     lease_ttl_s: float = 120.0
     refit_in: str = "refitter"  # refitter: a process of its own (nas.refitter) | worker: a worker's trial callback
 
@@ -89,6 +90,7 @@ class HypernetConfig:
             raise ConfigError("hypernet.heldout_archs", self.heldout_archs,
                               "an integer >= 1 when hypernet.heldout_best=0 (validation needs architectures)")
         require_range("hypernet.lease_ttl_s", self.lease_ttl_s, 1.0, 86400.0)
+        require_int("hypernet.promote_steps", self.promote_steps, 0, 100_000)
 
 
 @dataclass(frozen=True)

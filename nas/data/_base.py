@@ -79,12 +79,13 @@ class Dataset(ABC):
 
     def split_off_train(self, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
         """(rest, slice): two views of this data set. `rest` trains on the train split minus a seeded
-        `fraction` of it; `slice` evaluates (its val split) on that fraction. Why: a hypernet refit
-        meta-trains on `rest` and is judged on `slice`, data that neither it nor the trials' val saw.
+        `fraction` of it; `slice` trains on the same rest and evaluates (its val split) on that
+        fraction. Why: a hypernet refit meta-trains on `rest` and is judged on `slice` (as predicted,
+        and after a few fine-tuning steps on the rest), data that neither it nor the trials' val saw.
         Normalisation statistics stay the whole train split's, as the trials use them."""
         check_fraction("fraction", fraction)
         keep, held = self._train_parts(fraction, seed)
-        return self._view(train=keep), self._view(val=held, test=held)
+        return self._view(train=keep), self._view(train=keep, val=held, test=held)
 
     @abstractmethod
     def _train_parts(self, fraction: float, seed: int) -> tuple[object, object]:

@@ -8,7 +8,8 @@ TINY = [
     "study.batch_sizes=[16]", "study.n_startup_trials=0", "space.depth=[1,2]", "space.width=[16,32,16]",
     "space.heads=[2]", "space.patch_sizes=[4]", "space.mlp_ratios=[2.0]", "hypernet.checkpoint=none",
     "hypernet.refit_every=0", "hypernet.refit_steps=2", "hypernet.refit_batch_size=8",
-    "hypernet.heldout_archs=2", "hypernet.heldout_best=1", "hypernet.distill_trials=2", "device=cpu",
+    "hypernet.heldout_archs=2", "hypernet.heldout_best=1", "hypernet.distill_trials=2", "hypernet.promote_steps=0",
+    "device=cpu",
 ]
 
 

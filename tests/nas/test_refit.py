@@ -151,3 +151,40 @@ def test_anchored_refit_distils_warm_trials_onto_the_anchored_init(tmp_path, mon
     v = refit(s)
     warm = {t.number for t in trials if t.user_attrs["warm_start"]}
     assert v.version == 1 and loaded and set(loaded) <= warm
+
+
+def test_promotion_is_decided_after_fine_tuning_on_examples_apart_from_the_judged_ones(tmp_path, monkeypatch):
+    """hypernet.promote_steps > 0: parent and child are judged by the val loss of warm starts (at the
+    study's strength) after that many AdamW steps, trained on the train split minus the judged slice;
+    the step-0 losses are recorded beside it and the note says why it was (not) promoted."""
+    s = open_session(tiny_config(tmp_path, "n_trials=3", "study.control_fraction=0.0", "hypernet.promote_steps=3"),
+                     create=True)
+    run_trials(s)
+    calls = []
+    real = refit_mod.validation_loss
+
+    def spy(hn, configs, data, **kw):
+        calls.append((kw.get("steps", 0), kw.get("strength", 1.0), data.example_digests("train"),
+                      data.example_digests("val")))
+        return real(hn, configs, data, **kw)
+
+    monkeypatch.setattr(refit_mod, "validation_loss", spy)
+    v = refit(s)
+    assert [(steps, strength) for steps, strength, _, _ in calls] == [(0, 1.0), (3, 0.5), (0, 1.0), (3, 0.5)]
+    for _, _, train, val in calls:
+        assert train and val and not train & val  # fine-tuned on examples apart from the judged slice
+    assert v.promoted == (v.val_loss < v.parent_val_loss)
+    assert "after 3 fine-tuning steps at strength 0.5" in v.note and "(step 0: " in v.note
+    assert ("not promoted: " in v.note) != v.promoted
+
+
+def test_fine_tuned_validation_loss_trains_the_warm_start(session):
+    from nas.hypernets import load_version
+
+    hn = load_version(latest_promoted(session.engine, session.cfg.study_name), session.artifact_store)
+    configs = validation_architectures(session.space, [], 2, 0)
+    _, data = session.dataset.split_off_train(0.1, 0)
+    kw = {"batch_size": 16, "batches": 1}
+    before = refit_mod.validation_loss(hn, configs, data, **kw, steps=0)
+    after = refit_mod.validation_loss(hn, configs, data, **kw, steps=30, lr=3e-3, strength=0.5)
+    assert after < before  # 30 steps from a random-init hypernet's prediction (chance: ~2.3)
