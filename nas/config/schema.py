@@ -218,9 +218,12 @@ class NASConfig:
         unknown = sorted(set(ranges) - set(known))
         if unknown:
             raise ConfigError(f"space.{unknown[0]}", ranges[unknown[0]], f"a range of {cls.__name__}: {known}")
-        sizes = {"vit": {"image_size": 32 if self.data.name.startswith("cifar") else 8,
-                         "channels": 3 if self.data.name.startswith("cifar") else 1},
-                 "gpt2": {}}[self.space["name"]]
+        sizes = {}
+        if self.space["name"] == "vit":
+            from nas.data import image_shape
+
+            image_size, channels = image_shape(self.data.name, self.data.options)
+            sizes = {"image_size": image_size, "channels": channels}
         try:
             self.make_space(**sizes, _ranges=ranges)
         except ConfigError as exc:

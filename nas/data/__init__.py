@@ -10,7 +10,7 @@ Every data set has train / val / test splits: studies select on val, exports rep
 """
 from ._base import SPLITS, Dataset, ImageDataset, TextDataset
 from ._fingerprint import data_fingerprint, overlap
-from ._registry import DATASETS, dataset_options, load_dataset
+from ._registry import DATASETS, dataset_options, image_shape, load_dataset
 
-__all__ = ["Dataset", "ImageDataset", "TextDataset", "DATASETS", "SPLITS", "data_fingerprint", "dataset_options",
+__all__ = ["Dataset", "ImageDataset", "TextDataset", "DATASETS", "SPLITS", "data_fingerprint", "dataset_options", "image_shape",
            "load_dataset", "overlap"]

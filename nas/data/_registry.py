@@ -29,6 +29,19 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 }
 
 
+# (image_size, channels) of the image data sets whose size is fixed; imagefolder's come from its options
+_IMAGE_SHAPES = {"digits": (8, 1), "mnist5k": (28, 1), "cifar10": (32, 3), "cifar100": (32, 3)}
+
+
+def image_shape(name: str, options: dict[str, Any] | None = None) -> tuple[int, int]:
+    """(image_size, channels) the images of data set `name` will have with `options`, without
+    loading them: what a config checks its ViT ranges against (patch sizes must divide the image)."""
+    given = {**dataset_options(name), **(options or {})}
+    if "image_size" in given:
+        return int(given["image_size"]), int(given.get("channels", 3))
+    return _IMAGE_SHAPES.get(name, (8, 1))
+
+
 def dataset_options(name: str) -> dict[str, Any]:
     """The options `name` accepts and their defaults (for docs, the CLI and error messages)."""
     if name not in DATASETS:

@@ -68,3 +68,17 @@ def test_worker_restarts_defaults_to_3_and_is_validated():
     with pytest.raises(ConfigError) as e:
         compose(["worker_restarts=-1"])
     assert e.value.field == "worker_restarts"
+
+
+def test_vit_ranges_are_checked_against_the_data_sets_own_image_size():
+    """Patch sizes must divide the image the data set will deliver: 28 for mnist5k, the option for
+    imagefolder (checked before any image is read)."""
+    from nas.config import compose
+
+    assert compose(["data=mnist5k", "space.patch_sizes=[4,7]"]).space["patch_sizes"] == [4, 7]
+    assert compose(["data=imagefolder", "data.options.image_size=24", "space.patch_sizes=[4,6]"])
+    for overrides, size in ((["data=mnist5k", "space.patch_sizes=[3]"], 28),
+                            (["data=imagefolder", "data.options.image_size=24", "space.patch_sizes=[5]"], 24)):
+        with pytest.raises(ConfigError) as err:
+            compose(overrides)
+        assert err.value.field == "space.patch_sizes" and f"image_size={size}" in str(err.value)

@@ -1,0 +1,189 @@
+"""Does the closed loop pay? A cold study against the online-warm study, same seeds and budget.
+
+    python bench/closed_loop.py [--settings mnist5k_transfer,textdir_transfer,digits_scratch]
+                                [--seeds 0,1,2] [--trials 16] [--steps 200] [--refit-every 4] [--out FILE.json]
+    python bench/closed_loop.py --quick       # smoke run: one setting, one seed, 4 trials of 8 steps
+
+Settings (issue #20):
+- `mnist5k_transfer`: ViT x MNIST-5k (28x28); version 0 transferred from the shipped digits hypernet;
+- `textdir_transfer`: GPT-2 x the Python sources of an installed third-party package (`--text-package`,
+  default optuna: text the shipped pytext hypernet never saw), via `textdir`; version 0 transferred;
+- `digits_scratch`: ViT x digits with `hypernet.checkpoint=none`: the loop learns from scratch.
+
+For each setting and seed two studies run with `logah-nas search`, one process, one thread:
+- cold: every trial from random init (`study.init=random`, no controls, no refits, no screening);
+- warm: the defaults (hypernet warm starts with `study.control_fraction` controls, screening), refits
+  every `--refit-every` completed trials made inside the worker (`hypernet.refit_in=worker`) so
+  every second of hypernet work (version 0, screening, refits, predictions) is on the same clock.
+Reported: the time each study needs to reach the cold study's final best val loss (the target;
+time from the `search` start, so set-up counts), the ratio warm / cold (mean +- SE over seeds;
+"never" when the warm study does not reach it), refits made and promoted, and the warm-vs-control
+gain per hypernet version (`nas.gain`). Targets (issue #20): >= 50 % of refits promoted, the gain
+growing from version 0 to the last version, time to target <= 0.7x the cold study's.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import ROOT, table  # noqa: E402
+
+SETTINGS = {
+    "mnist5k_transfer": ["space=vit", "data=mnist5k", "space.patch_sizes=[4,7]", "hypernet.checkpoint=auto"],
+    "textdir_transfer": ["space=gpt2", "data=textdir", "data.options.glob=**/*.py", "data.options.max_bytes=2000000",
+                         "hypernet.checkpoint=auto"],
+    "digits_scratch": ["space=vit", "data=digits", "hypernet.checkpoint=none"],
+}
+COLD = ["study.init=random", "study.control_fraction=0.0", "hypernet.refit_every=0", "hypernet.screen_candidates=0"]
+
+
+def _package_dir(name: str) -> str:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"--text-package {name}: not an installed package")
+    return list(spec.submodule_search_locations)[0]
+
+
+def _run(overrides: list[str], tmp: Path, timeout: float) -> dict[str, Any]:
+    """One `logah-nas search` (1 worker, 1 thread); the study's trials on the search's clock."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from nas.gain import gain_per_version
+    from nas.versions import list_versions
+
+    storage = f"sqlite:///{tmp}/study.db"
+    args = [*overrides, f"storage={storage}", f"artifacts_dir={tmp}/artifacts", f"export_dir={tmp}/exports",
+            "workers=1", "study_name=bench"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    start = dt.datetime.now()
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "nas", "search", *args], capture_output=True, text=True, env=env,
+                          cwd=tmp, timeout=timeout)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"search {overrides} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    study = optuna.load_study(study_name="bench", storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    done = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
+                  key=lambda t: t.datetime_complete)
+    curve, best = [], math.inf
+    for t in done:  # (seconds from the search start, best val loss so far)
+        best = min(best, t.value)
+        curve.append(((t.datetime_complete - start).total_seconds(), best))
+    versions = list_versions(storage, "bench")
+    gains = [{"version": g.version, "promoted": g.promoted, "refit_seconds": g.refit_seconds,
+              "warm_trials": g.warm_trials, "gain": g.gain, "step0_gain": g.step0_gain, "note": g.note}
+             for g in gain_per_version(trials, versions)]
+    return {"seconds": seconds, "curve": curve, "best": best, "refits": len(versions) - 1,
+            "promoted": sum(v.promoted for v in versions[1:]), "v0": versions[0].note if versions else None,
+            "gain_per_version": gains}
+
+
+def _time_to(curve: list[tuple[float, float]], target: float) -> float | None:
+    return next((t for t, best in curve if best <= target + 1e-12), None)
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    if len(values) == 1:
+        return values[0], math.nan
+    return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
+
+
+def run_setting(name: str, seeds: list[int], trials: int, steps: int, refit_every: int, text_package: str,
+                timeout: float) -> dict[str, Any]:
+    base = [*SETTINGS[name], f"n_trials={trials}", f"study.steps={steps}", f"study.eval_every={max(1, steps // 4)}",
+            f"hypernet.refit_every={refit_every}", "hypernet.refit_in=worker"]
+    if name == "textdir_transfer":
+        base.append(f"data.options.path={_package_dir(text_package)}")
+    runs = []
+    for seed in seeds:
+        with tempfile.TemporaryDirectory(prefix="logah-loop-") as cold_dir, \
+                tempfile.TemporaryDirectory(prefix="logah-loop-") as warm_dir:
+            cold = _run([*base, f"seed={seed}", *COLD], Path(cold_dir), timeout)
+            warm = _run([*base, f"seed={seed}"], Path(warm_dir), timeout)
+        target = cold["best"]
+        cold_t, warm_t = _time_to(cold["curve"], target), _time_to(warm["curve"], target)
+        runs.append({"seed": seed, "target": target, "cold": cold, "warm": warm, "cold_time": cold_t,
+                     "warm_time": warm_t, "ratio": None if warm_t is None else warm_t / cold_t})
+        print(f"{name} seed {seed}: target {target:.4f}; cold reached it at {cold_t:.0f}s, warm "
+              + ("never" if warm_t is None else f"at {warm_t:.0f}s") + f"; warm best {warm['best']:.4f}, "
+              f"refits {warm['refits']} ({warm['promoted']} promoted)", flush=True)
+    ratios = [r["ratio"] for r in runs if r["ratio"] is not None]
+    refits = sum(r["warm"]["refits"] for r in runs)
+    promoted = sum(r["warm"]["promoted"] for r in runs)
+    first_last = [(g[0]["gain"], g[-1]["gain"]) for g in
+                  ([x for x in r["warm"]["gain_per_version"] if x["warm_trials"]] for r in runs) if len(g) >= 2]
+    ratio, ratio_se = _mean_se(ratios)
+    return {"setting": name, "seeds": seeds, "runs": runs,
+            "summary": {"ratio_mean": ratio, "ratio_se": ratio_se, "reached": f"{len(ratios)}/{len(runs)}",
+                        "refits": refits, "promoted": promoted,
+                        "promoted_share": promoted / refits if refits else math.nan,
+                        "gain_grew": f"{sum(last > first for first, last in first_last)}/{len(first_last)}",
+                        "cold_best": _mean_se([r["cold"]["best"] for r in runs]),
+                        "warm_best": _mean_se([r["warm"]["best"] for r in runs]),
+                        "cold_seconds": _mean_se([r["cold"]["seconds"] for r in runs]),
+                        "warm_seconds": _mean_se([r["warm"]["seconds"] for r in runs])}}
+
+
+def _fmt(pair: tuple[float, float], spec: str = ".4f") -> str:
+    mean, se = pair
+    return f"{mean:{spec}}" + ("" if math.isnan(se) else f" ± {se:{spec}}")
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--settings", default=",".join(SETTINGS))
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--trials", type=int, default=16)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--refit-every", type=int, default=4)
+    p.add_argument("--text-package", default="optuna")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds per study")
+    p.add_argument("--quick", action="store_true", help="one setting, one seed, 4 trials of 8 steps")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.settings, args.seeds, args.trials, args.steps, args.refit_every = "digits_scratch", "0", 4, 8, 2
+    names = args.settings.split(",")
+    for name in names:
+        if name not in SETTINGS:
+            p.error(f"--settings: {name!r} is not one of {sorted(SETTINGS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    results = [run_setting(n, seeds, args.trials, args.steps, args.refit_every, args.text_package, args.timeout)
+               for n in names]
+    rows = [{"setting": r["setting"], "reached": r["summary"]["reached"],
+             "ratio": _fmt((r["summary"]["ratio_mean"], r["summary"]["ratio_se"]), ".2f"),
+             "promoted": f"{r['summary']['promoted']}/{r['summary']['refits']}", "grew": r["summary"]["gain_grew"],
+             "cold": _fmt(r["summary"]["cold_best"]), "warm": _fmt(r["summary"]["warm_best"]),
+             "cold_s": _fmt(r["summary"]["cold_seconds"], ".0f"), "warm_s": _fmt(r["summary"]["warm_seconds"], ".0f")}
+            for r in results]
+    print(table(rows, [("setting", "setting"), ("reached", "warm reached target"), ("ratio", "time warm/cold"),
+                       ("promoted", "refits promoted"), ("grew", "gain grew v0->last"), ("cold", "cold best"),
+                       ("warm", "warm best"), ("cold_s", "cold s"), ("warm_s", "warm s")]))
+    payload = {"bench": "closed_loop", "trials": args.trials, "steps": args.steps, "refit_every": args.refit_every,
+               "command": " ".join(["python", "bench/closed_loop.py", *(argv if argv is not None else sys.argv[1:])]),
+               "results": results}
+    if args.out:
+        args.out.write_text(json.dumps(payload, indent=1, sort_keys=True, default=str))
+    return payload
+
+
+if __name__ == "__main__":
+    main()

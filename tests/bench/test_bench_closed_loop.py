@@ -1,0 +1,34 @@
+"""bench/closed_loop.py runs a cold and an online-warm study and reports what the issue asks for."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_quick_run_reports_time_to_target_refits_and_gain_per_version(tmp_path):
+    out = tmp_path / "loop.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "closed_loop.py"), "--quick", "--out", str(out)],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "time warm/cold" in proc.stdout and "refits promoted" in proc.stdout
+    payload = json.loads(out.read_text())
+    (result,) = payload["results"]
+    (run,) = result["runs"]
+    assert result["setting"] == "digits_scratch" and run["target"] == run["cold"]["best"]
+    assert run["cold_time"] is not None  # the cold study reaches its own final best
+    assert run["ratio"] is None or run["ratio"] == pytest.approx(run["warm_time"] / run["cold_time"])
+    warm = run["warm"]
+    assert warm["v0"].startswith("random init LoGAH-tiny") and run["cold"]["refits"] == 0
+    assert len(warm["gain_per_version"]) == warm["refits"] + 1 and warm["promoted"] <= warm["refits"]
+    times = [t for t, _ in warm["curve"]]
+    bests = [b for _, b in warm["curve"]]
+    assert times == sorted(times) and bests == sorted(bests, reverse=True)
