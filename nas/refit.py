@@ -220,7 +220,8 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
 
     validation = validation_architectures(space, trials, h.heldout_archs, h.heldout_best, taken=set(targets))
     excluded = {config_key(c) for c in validation}
-    eval_kw = {"batch_size": eval_batch_size(cfg.study), "batches": cfg.study.eval_batches}
+    device = resolve_device(cfg.device)
+    eval_kw = {"batch_size": eval_batch_size(cfg.study), "batches": cfg.study.eval_batches, "device": device}
     # what a warm start is for: the val loss after a few fine-tuning steps at the study's warm strength
     tune_kw = {**eval_kw, "steps": h.promote_steps, "strength": cfg.hypernet.warm_strength,
                "lr": math.sqrt(cfg.study.lr[0] * cfg.study.lr[1])}
@@ -234,7 +235,6 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
         number = target_trials.get(config_key(config))
         return None if anchored or number is None else trial_init(cfg.seed, number, config)
 
-    device = resolve_device(cfg.device)
     n_prev = refits_done(engine, study.study_name)
     mcfg = MetaTrainConfig(steps=h.refit_steps, meta_batch=h.refit_meta_batch, lr=h.refit_lr,
                            warmup_steps=min(10, h.refit_steps // 10), batch_size=h.refit_batch_size,

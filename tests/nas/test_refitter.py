@@ -87,3 +87,20 @@ def test_a_transferred_version_0_is_refitted_with_every_part_learned(session, mo
     version = refit_mod.refit(replace(session, cfg=cfg))
     assert version.promoted and version.parent_val_loss == 2.0 and version.val_loss == 1.0
     assert load_version(version, session.artifact_store).config.keep_init == ()
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_a_refitter_on_a_gpu_box_refits_on_cuda(tmp_path):
+    """`logah-nas refitter device=cuda`: meta-training and the fine-tuned promotion check run on the
+    GPU; the version records the device and loads on a CPU-only worker."""
+    from nas.hypernets import load_version
+
+    s = open_session(tiny_config(tmp_path, "n_trials=2", "study.control_fraction=0.0", "hypernet.refit_every=2",
+                                 "hypernet.promote_steps=3"), create=True)
+    run_trials(s)
+    gpu = replace(s, cfg=replace(s.cfg, device="cuda"))
+    report = run_refitter(gpu, poll_s=0.01)
+    (version,) = report.versions
+    assert version.device.startswith("cuda")
+    hn = load_version(version, s.artifact_store)
+    assert next(hn.parameters()).device.type == "cpu"
