@@ -263,7 +263,7 @@ def _join(overrides: Sequence[str]):
 
 
 def cmd_worker(overrides: Sequence[str]) -> int:
-    from nas.storage import reap_dead_trials
+    from nas.storage import fail_trials_of, reap_dead_trials, run_despite_outages
     from nas.study import open_session, run_trials
 
     cfg, storage = _join(overrides)
@@ -275,7 +275,12 @@ def cmd_worker(overrides: Sequence[str]) -> int:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker{index} %(levelname)s %(name)s: %(message)s")
     session = open_session(cfg, worker_index=index, storage=storage)
     reap_dead_trials(session.study)  # trials left RUNNING by dead processes, even when the count is reached
-    guard = run_trials(session)
+
+    def interrupted() -> None:  # the trial this process was running when the database went away
+        fail_trials_of(session.study, os.getpid(), "worker lost the storage mid-trial (database restarted?)")
+
+    # the database may restart under a worker nobody supervises (started by hand on another machine)
+    guard = run_despite_outages(lambda: run_trials(session), on_reconnect=interrupted)
     if guard.tripped:
         print(f"logah-nas worker: {guard.in_a_row} trials failed in a row, last: {guard.last_reason}", file=sys.stderr)
         return EXIT_FAILED
@@ -284,6 +289,7 @@ def cmd_worker(overrides: Sequence[str]) -> int:
 
 def cmd_refitter(overrides: Sequence[str]) -> int:
     from nas.refitter import run_refitter
+    from nas.storage import run_despite_outages
     from nas.study import open_session
 
     cfg, storage = _join(overrides)
@@ -292,7 +298,7 @@ def cmd_refitter(overrides: Sequence[str]) -> int:
                           f"an integer >= 1 for study {cfg.study_name!r} to have refits (it was created with 0)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s refitter %(levelname)s %(name)s: %(message)s")
     session = open_session(cfg, storage=storage)
-    report = run_refitter(session)
+    report = run_despite_outages(lambda: run_refitter(session))
     _print(report.describe())
     return 0
 

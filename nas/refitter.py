@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable
 
 from nas.lease import hold_lease
 from nas.refit import lease_name, refit, refit_due
+from nas.storage import TRANSIENT_DB_ERRORS
 
 if TYPE_CHECKING:
     from nas.session import Session
@@ -66,6 +67,8 @@ def run_refitter(session: Session, *, poll_s: float = 2.0, stop: Callable[[], bo
                 if lease and refit_due(engine, study, h.refit_every):
                     try:
                         version = refit_fn(session, lease=lease)
+                    except TRANSIENT_DB_ERRORS:
+                        raise  # the database went away: not the refit's fault (cli: run_despite_outages)
                     except Exception:
                         report.failures += 1
                         in_a_row += 1

@@ -63,6 +63,63 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    from optuna.exceptions import StorageInternalError
+
+    # a dropped or refused connection (Optuna wraps those raised inside its sessions)
+    return (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, StorageInternalError)
+
+
+TRANSIENT_DB_ERRORS = _transient_errors()
+
+
+def short_error(exc: BaseException) -> str:
+    """One line, passwords masked, at most 300 characters: what a log line says of an error."""
+    return mask_url(f"{type(exc).__name__}: {exc}".splitlines()[0])[:300]
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A dropped or refused database connection, also when it surfaces as another error: Optuna's
+    trial loop, when the database is down for both its `tell` and the `get_trial` after it, raises
+    an UnboundLocalError whose context is the storage error."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, TRANSIENT_DB_ERRORS):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def run_despite_outages(fn, *, patience_s: float = 300.0, backoff_s: float = 1.0, max_backoff_s: float = 30.0,
+                        on_reconnect=None, say=None):
+    """`fn()`, run again after the database drops (a transient error), with exponential backoff,
+    until an outage has lasted `patience_s` (then the error propagates). What a worker or refitter
+    started by hand needs: nobody restarts it, and PostgreSQL restarts are routine. `on_reconnect()`
+    runs before each new try (e.g. failing this process's interrupted trial so it is retried)."""
+    say = say or _log.warning
+    outage_since, delay = None, backoff_s
+    while True:
+        started = time.monotonic()
+        try:
+            return fn()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            now = time.monotonic()
+            if outage_since is None or now - started > max_backoff_s:  # it had been working: a new outage
+                outage_since, delay = now, backoff_s
+            if now - outage_since > patience_s:
+                raise
+            say(f"storage unreachable ({short_error(exc)}); retrying in {delay:.0f} s")
+            time.sleep(delay)
+            delay = min(max_backoff_s, delay * 2)
+            if on_reconnect is not None:
+                try:
+                    on_reconnect()
+                except TRANSIENT_DB_ERRORS:
+                    pass  # still down: fn() will say so
+
 DEFAULT_STORAGE = "sqlite:///logah_runs/study.db"
 DEFAULT_ARTIFACTS = "logah_runs/artifacts"
 # The one pair of environment variables every process reads (workers, dashboard): a URL with a

@@ -20,7 +20,7 @@ from pathlib import Path
 import optuna
 
 from nas.config import NASConfig
-from nas.storage import STORAGE_ENV
+from nas.storage import STORAGE_ENV, TRANSIENT_DB_ERRORS, short_error as _short
 
 INDEX_ENV = "LOGAH_WORKER_INDEX"
 REFITTER = -1  # the index of `search`'s refitter process among its children (nas.refitter)
@@ -128,21 +128,7 @@ def exit_text(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def _short(exc: BaseException) -> str:
-    from nas.secrets import mask_url
-
-    return mask_url(f"{type(exc).__name__}: {exc}".splitlines()[0])[:300]
-
-
-def _transient_errors() -> tuple[type[BaseException], ...]:
-    import sqlalchemy.exc
-    from optuna.exceptions import StorageInternalError
-
-    # a dropped or refused connection (Optuna wraps those raised inside its sessions)
-    return (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, StorageInternalError)
-
-
-_TRANSIENT = _transient_errors()
+_TRANSIENT = TRANSIENT_DB_ERRORS
 
 
 def _hopeless(code: int, tail: str) -> str | None:

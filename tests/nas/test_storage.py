@@ -211,3 +211,37 @@ def test_artifacts_dir_s3_url_is_parsed_and_credentials_in_it_refused():
     with pytest.raises(ConfigError) as e:
         parse_s3_url("s3://key:secretpw@bucket/x")
     assert "secretpw" not in str(e.value)
+
+
+def test_run_despite_outages_retries_transient_errors_until_the_patience_runs_out(monkeypatch):
+    import sqlalchemy.exc
+
+    from nas import storage as storage_mod
+
+    slept, reconnects, said = [], [], []
+    monkeypatch.setattr(storage_mod.time, "sleep", slept.append)
+    down = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+    calls = iter([down, down, "done"])
+
+    def flaky():
+        value = next(calls)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    assert storage_mod.run_despite_outages(flaky, on_reconnect=lambda: reconnects.append(1), say=said.append) == "done"
+    assert slept == [1.0, 2.0] and len(reconnects) == 2 and "storage unreachable (OperationalError" in said[0]
+
+    def masked():  # Optuna's trial loop: the storage error surfaces as an UnboundLocalError
+        try:
+            raise down
+        except Exception:
+            raise UnboundLocalError("cannot access local variable 'updated_state'")
+
+    assert storage_mod.is_transient(pytest.raises(UnboundLocalError, masked).value)
+    with pytest.raises(ValueError):  # not a database outage: at once
+        storage_mod.run_despite_outages(lambda: (_ for _ in ()).throw(ValueError("bad")), say=said.append)
+    clock = iter([0.0, 0.0, 1000.0, 1000.0])
+    monkeypatch.setattr(storage_mod.time, "monotonic", lambda: next(clock))
+    with pytest.raises(sqlalchemy.exc.OperationalError):  # an outage longer than the patience
+        storage_mod.run_despite_outages(lambda: (_ for _ in ()).throw(down), patience_s=300.0, say=said.append)

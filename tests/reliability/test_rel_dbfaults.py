@@ -63,6 +63,72 @@ def test_postgres_restarted_mid_study_the_study_completes_nothing_left_running(t
     STATS["workers"] += 2
 
 
+def _restart_postgres() -> None:
+    from conftest import _dispose_engines
+
+    _dispose_engines()
+    subprocess.run([*shlex.split(os.environ[PG_CTL_ENV]), "-m", "fast", "-w", "restart"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+
+
+@pytest.mark.postgres
+def test_a_worker_started_by_hand_survives_a_postgres_restart(tmp_path, pg_database):
+    """Nobody restarts a worker on another machine: it waits the outage out (backoff), fails the
+    trial it was running (retried) and finishes the study."""
+    if not os.environ.get(PG_CTL_ENV):
+        pytest.skip(f"{PG_CTL_ENV} is not set (.ci/run exports it): no way to restart the server")
+    from _rel import create_study, start_worker, stop
+
+    from nas.study import COUNTED
+
+    _, url = pg_database
+    cfg, session = create_study(tmp_path, url, "study.steps=12", "study.eval_every=6", "study.heartbeat_interval=2",
+                                "n_trials=8")
+    worker = start_worker(tmp_path, url, cfg.study_name, 0)
+    try:
+        wait_for("a first trial done", lambda: len(session.study.get_trials(deepcopy=False, states=COUNTED)) >= 1,
+                 timeout=150, every=0.2, alive=worker)
+        _restart_postgres()
+        assert worker.wait(240) == 0, worker.output()[-4000:]
+    finally:
+        stop([worker])
+    states = trials_by_state(session.study)
+    assert not states["RUNNING"] and len(states["COMPLETE"]) + len(states["PRUNED"]) >= 8
+    # (a trial whose own database writes failed is logged by Optuna with its traceback, and retried)
+    STATS["trials"] += len(session.study.trials)
+    STATS["workers"] += 1
+
+
+@pytest.mark.postgres
+def test_the_refit_lease_is_renewed_across_a_postgres_restart(pg_database):
+    if not os.environ.get(PG_CTL_ENV):
+        pytest.skip(f"{PG_CTL_ENV} is not set (.ci/run exports it): no way to restart the server")
+    import time
+
+    import sqlalchemy as sa
+
+    from nas.lease import Lease, current_holder
+    from nas.storage import make_engine
+    from nas.versions import leases
+
+    _, url = pg_database
+    engine = make_engine(url)
+    lease = Lease(engine, "refit:restart", ttl_s=60)
+    assert lease.acquire()
+
+    def expires():
+        with engine.connect() as conn:
+            return conn.execute(sa.select(leases.c.expires_at).where(leases.c.name == lease.name)).scalar_one()
+
+    before = expires()
+    _restart_postgres()
+    time.sleep(0.05)
+    assert wait_for("a renewal after the restart", lambda: lease.renew() and expires() > before, timeout=30, every=0.5)
+    assert not lease.lost and current_holder(engine, lease.name) == lease.holder
+    lease.release()
+    assert current_holder(engine, lease.name) is None
+
+
 def test_read_only_sqlite_database_is_one_clear_error(tmp_path):
     url = f"sqlite:///{tmp_path}/study.db"
     first = run_cli(["search", *overrides(tmp_path, url, "n_trials=1", "workers=1")], cwd=tmp_path)
