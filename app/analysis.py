@@ -1,9 +1,12 @@
 """What the study page concludes from the frames: warm start vs random init, parameter
-importances, the best trial. No Streamlit; pure functions of frames and Optuna studies.
+importances, the best trial, the warm-vs-control gain per hypernet version (`nas.gain`). No
+Streamlit; pure functions of frames and Optuna objects.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 
 import optuna
 import pandas as pd
@@ -11,6 +14,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from app.reader import short_error
 from nas.attrs import WARM_START
+from nas.gain import gain_per_version
+from nas.versions import HypernetVersion
 
 
 # ----------------------------------------------------------------------------------------------
@@ -75,6 +80,88 @@ def mean_curves(curves_df: pd.DataFrame) -> pd.DataFrame:
     g = curves_df.groupby(["init", "step"], observed=True)["value"]
     out = pd.DataFrame({"mean": g.mean(), "q25": g.quantile(0.25), "q75": g.quantile(0.75), "n": g.size()})
     return out.reset_index()
+
+
+# ----------------------------------------------------------------------------------------------
+# Does the closed loop help? Warm-vs-control gain per hypernet version (nas.gain)
+# ----------------------------------------------------------------------------------------------
+
+GAIN_COLUMNS = ["version", "promoted", "refit_seconds", "note", "warm_trials", "warm_final", "control_final",
+                "gain", "warm_step0", "control_step0", "step0_gain"]
+
+
+def version_gains(trials: Iterable[FrozenTrial], versions: Sequence[HypernetVersion]) -> pd.DataFrame:
+    """`nas.gain.gain_per_version` as a frame, one row per version (oldest first), with its `gain`
+    (control minus warm median final val loss) and `step0_gain` (the same for mean step-0 loss)."""
+    rows = [{**asdict(r), "gain": r.gain, "step0_gain": r.step0_gain} for r in gain_per_version(trials, versions)]
+    return pd.DataFrame(rows, columns=GAIN_COLUMNS)
+
+
+def _versions_list(versions: Iterable[int]) -> str:
+    return ", ".join(f"v{v}" for v in versions)
+
+
+def gain_trend(gains: pd.DataFrame) -> str:
+    """In words: how the warm-vs-control gain moved from the first to the last hypernet version that
+    finished warm trials started from (the question the closed loop has to answer), and which
+    versions no finished warm trial has used."""
+    if gains.empty:
+        return "No hypernet versions recorded."
+    g = gains.sort_values("version")
+    if g["control_final"].isna().all() and g["control_step0"].isna().all():
+        return ("No random-init control trial has finished yet: there is nothing to measure the warm starts "
+                "against.")
+    used = g[g["warm_trials"] > 0]
+    unused = g[g["warm_trials"] == 0]
+    if used.empty:
+        return "No warm-started trial has finished yet, so no hypernet version has a gain."
+    metric, column = "median final val loss", "gain"
+    if used["gain"].isna().all():  # controls or warm trials only pruned so far: step 0 is all there is
+        metric, column = "mean step-0 val loss", "step0_gain"
+    scored = used[used[column].notna()]
+
+    def at(row) -> str:
+        n = int(row["warm_trials"])
+        return f"{row[column]:+.3f} (v{int(row['version'])}, {n} warm trial{'s' if n != 1 else ''})"
+
+    first, last = scored.iloc[0], scored.iloc[-1]
+    if len(scored) == 1:
+        text = f"Gain in {metric}: {at(first)}"
+        if int(first["version"]) == int(g["version"].iloc[0]):
+            text += "; no refit has been used by a trial yet" if len(g) > 1 else "; no refit yet"
+    else:
+        delta = round(last[column], 3) - round(first[column], 3)
+        verb = "grew" if delta > 0 else "shrank" if delta < 0 else "held steady"
+        text = f"Gain in {metric} {verb} from {at(first)} to {at(last)}"
+        if column == "gain" and used["step0_gain"].notna().sum() >= 2:
+            s = used[used["step0_gain"].notna()]
+            text += (f"; step-0 gain from {s['step0_gain'].iloc[0]:+.3f} (v{int(s['version'].iloc[0])}) "
+                     f"to {s['step0_gain'].iloc[-1]:+.3f} (v{int(s['version'].iloc[-1])})")
+    text += ". Gain = random-init controls minus warm starts: positive means the warm starts ended lower."
+    later = unused[unused["version"] > used["version"].max()]
+    skipped = unused[unused["version"] < used["version"].max()]
+    if len(skipped):
+        rejected = not skipped["promoted"].astype(bool).any()
+        text += (f" No finished warm trial started from {_versions_list(skipped['version'])}"
+                 + (" (not promoted, so workers never use it)." if rejected and len(skipped) == 1 else
+                    " (not promoted, so workers never use them)." if rejected else "."))
+    if len(later):
+        text += f" Not used by a finished warm trial yet: {_versions_list(later['version'])}."
+    return text
+
+
+def refit_summary(versions_df: pd.DataFrame) -> str:
+    """One line: how many refits, how many promoted, and the time spent refitting."""
+    v = versions_df.sort_values("version")
+    first = v[v["version"] == 0]
+    setup = f"v0 set up in {float(first['seconds'].iloc[0]):.1f} s" if len(first) else None
+    refits = v[v["version"] > 0]
+    if refits.empty:
+        return "No refit yet" + (f" ({setup})." if setup else ".")
+    n, promoted = len(refits), int(refits["promoted"].astype(bool).sum())
+    text = (f"{n} refit{'s' if n != 1 else ''}, {promoted} promoted, "
+            f"{float(refits['seconds'].sum()):.1f} s of refitting in all")
+    return text + (f" ({setup})." if setup else ".")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -178,6 +178,49 @@ def versions(versions_df: pd.DataFrame) -> go.Figure:
     return _layout(fig, "Hypernet versions", height=340)
 
 
+def version_gain(gains: pd.DataFrame) -> go.Figure:
+    """Warm-vs-control gain per hypernet version (`app.analysis.version_gains`): the median final
+    val loss gain and the mean step-0 gain side by side (their scales differ by an order of
+    magnitude), a bar per version, promoted ones in the warm colour. A version without finished
+    warm trials is a gap labelled as such, not a zero."""
+    g = gains.sort_values("version")
+    labels = [f"v{v}" for v in g["version"]]
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08)
+    promoted = g["promoted"].astype(bool)
+    for col, (gain, warm, control, what) in enumerate(
+            (("gain", "warm_final", "control_final", "median final"),
+             ("step0_gain", "warm_step0", "control_step0", "mean step-0")), start=1):
+        y = g[gain].where(g["warm_trials"] > 0)
+        for flag, name, color in ((True, "promoted", COLORS["warm"]), (False, "not promoted", COLORS["unknown"])):
+            rows = promoted == flag
+            if not rows.any():
+                continue
+            custom = np.stack([g.loc[rows, "warm_trials"], g.loc[rows, warm], g.loc[rows, control]], axis=-1)
+            fig.add_trace(go.Bar(
+                x=[x for x, r in zip(labels, rows) if r], y=y[rows], marker_color=color, name=name,
+                legendgroup=name, showlegend=col == 1, customdata=custom,
+                text=[None if pd.isna(v) else f"{v:+.3f}" for v in y[rows]], textposition="outside",
+                cliponaxis=False,
+                hovertemplate="%{x} (" + name + ")<br>gain %{y:+.4f}<br>" + what + " val loss: warm "
+                              "%{customdata[1]:.4f} vs control %{customdata[2]:.4f}<br>%{customdata[0]} warm "
+                              "trials<extra></extra>"), row=1, col=col)
+        for label, n in zip(labels, g["warm_trials"]):
+            if n == 0:
+                fig.add_annotation(x=label, y=0, text="no warm<br>trials", showarrow=False, yanchor="bottom",
+                                   font=dict(color=COLORS["unknown"], size=11), row=1, col=col)
+        known = y.dropna()
+        hi, lo = max(0.0, known.max()) if len(known) else 1.0, min(0.0, known.min()) if len(known) else 0.0
+        span = (hi - lo) or 1.0
+        fig.update_yaxes(range=[lo - 0.15 * span * (lo < 0), hi + 0.25 * span], zeroline=True,
+                         zerolinecolor="#1B1F24", zerolinewidth=1, row=1, col=col)
+        fig.update_xaxes(type="category", categoryorder="array", categoryarray=labels, title="hypernet version",
+                         row=1, col=col)
+        fig.update_yaxes(title=f"{what} val loss: control − warm", row=1, col=col)
+    fig = _layout(fig, "Warm-vs-control gain per hypernet version (> 0: its warm starts ended lower)", height=380)
+    fig.update_layout(barmode="overlay", bargap=0.45)
+    return fig
+
+
 def _alpha(hex_color: str, alpha: float) -> str:
     r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
     return f"rgba({r},{g},{b},{alpha})"

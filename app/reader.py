@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import optuna
@@ -19,6 +19,9 @@ from optuna.trial import FrozenTrial
 
 from app.frames import STUDY_COLUMNS, study_row
 from nas.secrets import mask_url
+
+if TYPE_CHECKING:
+    from nas.versions import HypernetVersion
 
 _CONNECT_TIMEOUT_S = 5  # an unreachable server must not hang the page
 
@@ -135,6 +138,10 @@ class Reader:
     def versions(self, name: str) -> pd.DataFrame:
         return versions_frame(self.engine, name)
 
+    def version_list(self, name: str) -> list[HypernetVersion]:
+        """The study's hypernet versions as `nas.versions` returns them, oldest first (for `nas.gain`)."""
+        return version_list(self.engine, name)
+
     def studies(self) -> pd.DataFrame:
         rows = [study_row(self.study(name)) for name in self.study_names()]
         return pd.DataFrame(rows, columns=STUDY_COLUMNS)
@@ -152,17 +159,21 @@ VERSION_COLUMNS = ["version", "created_at", "trials_used", "val_loss", "parent_v
                    "seconds", "artifact_id", "sha256", "note"]
 
 
-def versions_frame(engine: sa.engine.Engine | None, study_name: str) -> pd.DataFrame:
-    """The study's hypernet versions (nas.versions), oldest first; empty when none were recorded."""
+def version_list(engine: sa.engine.Engine | None, study_name: str) -> list[HypernetVersion]:
+    """The study's hypernet versions (nas.versions), oldest first; [] when none were recorded."""
     if engine is None:
-        return pd.DataFrame(columns=VERSION_COLUMNS)
-    from dataclasses import asdict
-
+        return []
     from nas.versions import list_versions
 
     try:
-        rows = [asdict(v) for v in list_versions(engine, study_name)]
+        return list_versions(engine, study_name)
     except sa.exc.SQLAlchemyError as e:
         raise StorageError(f"cannot read hypernet versions: {short_error(e)}") from None
-    return pd.DataFrame(rows, columns=VERSION_COLUMNS)
+
+
+def versions_frame(engine: sa.engine.Engine | None, study_name: str) -> pd.DataFrame:
+    """The study's hypernet versions (nas.versions), oldest first; empty when none were recorded."""
+    from dataclasses import asdict
+
+    return pd.DataFrame([asdict(v) for v in version_list(engine, study_name)], columns=VERSION_COLUMNS)
 

@@ -192,10 +192,45 @@ def _read_artifact(artifact_id: str) -> bytes:
         raise ArtifactError(f"artifact {artifact_id} not found in {base}: {e}") from None
 
 
+_VERSION_TABLE = {  # column: config; the order of the table
+    "version": st.column_config.NumberColumn(pinned=True),
+    "promoted": st.column_config.CheckboxColumn(help="used by workers: a refit is promoted only when it beat "
+                                                     "its parent on the held-out architectures (see the note)"),
+    "warm_trials": st.column_config.NumberColumn(
+        "warm trials", help="completed or pruned trials of this study warm-started from the version"),
+    "gain": st.column_config.NumberColumn(
+        "gain (final)", format="%+.4f",
+        help="median final val loss of the random-init controls minus that of this version's warm trials "
+             "(> 0: the warm starts ended lower)"),
+    "step0_gain": st.column_config.NumberColumn(
+        "gain (step 0)", format="%+.4f", help="the same for the mean val loss before training"),
+    "refit_seconds": st.column_config.NumberColumn(
+        "refit / set-up (s)", format="%.1f",
+        help="wall time of the refit that made the version (version 0: setting up the initial hypernet)"),
+    "created_at": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+    "trials_used": st.column_config.NumberColumn("trials used", help="finished trials the refit learned from"),
+    "val_loss": st.column_config.NumberColumn("held-out val loss", format="%.4f"),
+    "parent_val_loss": st.column_config.NumberColumn(
+        "parent's val loss", format="%.4f", help="the parent version on the same held-out set"),
+    "warm_final": st.column_config.NumberColumn("warm median final", format="%.4f"),
+    "control_final": st.column_config.NumberColumn("control median final", format="%.4f"),
+    "warm_step0": st.column_config.NumberColumn("warm mean step 0", format="%.4f"),
+    "control_step0": st.column_config.NumberColumn("control mean step 0", format="%.4f"),
+    "device": st.column_config.TextColumn(),
+    "note": st.column_config.TextColumn("origin / promotion note", width="large",
+                                        help="where the version came from and why it was (not) promoted; "
+                                             "in full below the table"),
+    "artifact_id": st.column_config.TextColumn("checkpoint artifact"),
+}
+_MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>#|~$"})  # a note is text, not markdown
+
+
 def versions(v: StudyView) -> None:
-    """Hypernet versions timeline and table (nas.versions)."""
+    """Hypernet versions: timeline, warm-vs-control gain per version (does the closed loop help as the
+    study goes on?), and the table with refit cost and promotion notes (nas.versions, nas.gain)."""
     try:
         versions = state.versions(v.reader.url, v.name)
+        gains = state.version_gains(v.reader.url, v.name, state.trials_key(v.reader, v.name))
     except StorageError as e:
         st.error(str(e))
         versions = None
@@ -203,15 +238,21 @@ def versions(v: StudyView) -> None:
         st.info("No hypernet versions recorded for this study (the `logah_hypernet_versions` table has none).")
     elif versions is not None:
         st.plotly_chart(charts.versions(versions), key="versions")
-        used = v.trials_df.groupby("hypernet_version")["number"].count()
-        versions = versions.assign(warm_trials=versions["version"].map(used).fillna(0).astype(int))
-        st.dataframe(versions[["version", "created_at", "trials_used", "val_loss", "parent_val_loss", "promoted",
-                               "device", "seconds", "warm_trials", "note", "artifact_id"]], hide_index=True,
-                     column_config={"created_at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
-                                    "val_loss": st.column_config.NumberColumn(format="%.4f"),
-                                    "parent_val_loss": st.column_config.NumberColumn(format="%.4f"),
-                                    "seconds": st.column_config.NumberColumn(format="%.1f")})
-        st.caption("`warm_trials`: trials of this study warm-started from the version.")
+        st.plotly_chart(charts.version_gain(gains), key="version_gain")
+        st.caption(analysis.gain_trend(gains))
+        table = versions.rename(columns={"seconds": "refit_seconds"}).merge(
+            gains[["version", "warm_trials", "gain", "step0_gain", "warm_final", "control_final", "warm_step0",
+                   "control_step0"]], on="version", how="left")
+        table["warm_trials"] = table["warm_trials"].fillna(0).astype(int)
+        st.dataframe(table[list(_VERSION_TABLE)], hide_index=True, column_config=_VERSION_TABLE)
+        st.caption(f"{len(table)} version{'s' if len(table) != 1 else ''}: {analysis.refit_summary(versions)} "
+                   "Gains compare each version's warm trials with all random-init controls of the study; "
+                   "None: no finished warm trial started from the version.")
+        with st.expander("Where each version came from and why it was (not) promoted", expanded=len(table) <= 8):
+            st.markdown("\n".join(
+                f"- **v{row.version}** ({'promoted' if row.promoted else 'not promoted'}, "
+                f"{row.refit_seconds:.1f} s): {str(row.note or '—').translate(_MARKDOWN_SPECIAL)}"
+                for row in table.itertuples(index=False)))
     screening = describe_screening(v.study.user_attrs)
     if screening:
         st.caption(screening[0].upper() + screening[1:] + ".")

@@ -78,6 +78,13 @@ def versions(url: str, study: str) -> pd.DataFrame:
     return _reader(url).versions(study)
 
 
+@st.cache_data(show_spinner=False, max_entries=32, ttl=30)
+def version_gains(url: str, study: str, key: tuple) -> pd.DataFrame:
+    """Warm-vs-control gain per hypernet version (`nas.gain` over the study's trials and versions)."""
+    r = _reader(url)
+    return analysis.version_gains(r.trials(study), r.version_list(study))
+
+
 @st.cache_data(show_spinner="Exporting the model…", max_entries=8)
 def export_zip(url: str, study: str, number: int, artifact_id: str, artifacts: str) -> bytes:
     r = _reader(url)

@@ -71,7 +71,7 @@ def test_storage_without_studies(app_env, tmp_path):
     assert "No studies" in texts(run("study").info)
 
 
-@pytest.mark.parametrize("tab,n_charts", [("Overview", 2), ("Warm start vs random", 3), ("Hypernet versions", 1)])
+@pytest.mark.parametrize("tab,n_charts", [("Overview", 2), ("Warm start vs random", 3), ("Hypernet versions", 2)])
 def test_study_chart_tabs(demo, app_env, tab, n_charts):
     app_env(demo["url"], demo["artifacts"])
     at = run("study", "vit-digits", tab)
@@ -85,8 +85,23 @@ def test_study_chart_tabs(demo, app_env, tab, n_charts):
         gain = at.table[0].value
         assert list(gain.columns) == ["warm", "random", "gain"] and gain.loc["trials", "gain"] == "—"
     if tab == "Hypernet versions":
-        assert list(at.dataframe[0].value["version"]) == [0, 1, 2, 3]
-        assert "Startup trials: the best 4 of 16 architectures scored by hypernet v0" in texts(at.caption)
+        table = at.dataframe[0].value
+        assert list(table["version"]) == [0, 1, 2, 3]
+        assert {"refit_seconds", "note", "promoted", "warm_trials", "gain", "step0_gain", "warm_final",
+                "control_final"} <= set(table.columns)
+        assert list(table["refit_seconds"]) == [3.5, 7.5, 11.5, 15.5]
+        assert list(table["warm_trials"] > 0) == [True, True, False, True]  # v2 was not promoted: no trial used it
+        assert table["gain"].isna().tolist() == [False, False, True, False]
+        rejected = table["note"].iloc[2]
+        assert rejected.startswith("refit of v1") and "not promoted: val loss after 20" in rejected
+        captions = texts(at.caption)
+        assert "Gain in median final val loss grew from " in captions and "(v3, " in captions
+        assert "No finished warm trial started from v2 (not promoted" in captions
+        assert "4 versions: 3 refits, 2 promoted, 34.5 s of refitting in all (v0 set up in 3.5 s)." in captions
+        assert "Startup trials: the best 4 of 16 architectures scored by hypernet v0" in captions
+        notes = texts(at.expander[0].markdown)
+        assert at.expander[0].label.startswith("Where each version came from")
+        assert "**v0** (promoted, 3.5 s): pretrained logah" in notes and "not promoted: val loss after 20" in notes
 
 
 def widget(elements, label: str):
