@@ -125,6 +125,9 @@ def cmd_search(overrides: Sequence[str]) -> int:
            f" config={_short_config(best.user_attrs.get(attrs.CONFIG, {}))}")
     _print(f"hypernet versions: {len(versions)} (newest promoted: v{latest.version if latest else '-'})")
     _print(_warm_vs_control(study))
+    gains = _gain_per_version(study, versions)
+    if gains:
+        _print(gains)
     safety = describe_safety(outcome_of(t.user_attrs) for t in study.get_trials(deepcopy=False))
     if safety:
         _print(safety)
@@ -184,6 +187,17 @@ def _warm_vs_control(study) -> str:
             text += f", best {min(done):.4f}, median {statistics.median(done):.4f}"
         parts.append(text)
     return "; ".join(parts)
+
+
+def _gain_per_version(study, versions) -> str | None:
+    """One line: the warm-vs-control gain of each version warm trials used (nas.gain)."""
+    from nas.gain import gain_per_version
+
+    used = [g for g in gain_per_version(study.get_trials(deepcopy=False), versions) if g.warm_trials]
+    if not used or all(g.gain != g.gain for g in used):  # nan: no completed control or warm trial
+        return None
+    return "gain over controls (median final val loss) by hypernet version: " + ", ".join(
+        f"v{g.version} {g.gain:+.4f} ({g.warm_trials} warm)" for g in used)
 
 
 def _test_text(test: dict) -> str:

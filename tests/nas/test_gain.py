@@ -36,3 +36,16 @@ def test_each_version_is_scored_by_its_own_warm_trials_against_every_control():
     assert (v1.warm_trials, v1.warm_final) == (2, 0.3) and math.isclose(v1.warm_step0, 1.0)  # the FAIL is left out
     assert math.isclose(v1.gain, 0.5) and v1.gain > v0.gain
     assert v2.warm_trials == 0 and math.isnan(v2.gain) and not v2.promoted and v2.refit_seconds == 1.5
+
+
+def test_search_summary_line_lists_the_versions_warm_trials_used():
+    from nas.cli import _gain_per_version
+
+    study = optuna.create_study()
+    for t in (_trial(0.9, False), _trial(0.8, True, 0), _trial(0.5, True, 1)):
+        study.add_trial(t)
+    line = _gain_per_version(study, [_version(0), _version(1), _version(2, promoted=False)])
+    assert line == "gain over controls (median final val loss) by hypernet version: v0 +0.1000 (1 warm), v1 +0.4000 (1 warm)"
+    only_warm = optuna.create_study()
+    only_warm.add_trial(_trial(0.5, True, 0))
+    assert _gain_per_version(only_warm, [_version(0)]) is None  # no control to compare with
