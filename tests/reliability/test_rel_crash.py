@@ -104,6 +104,18 @@ def crash_storage(request, tmp_path):
     return sqlite_url(tmp_path)
 
 
+def _kill_holding_the_lease(victim, workers: list, engine, name: str) -> tuple[str, float]:
+    """kill -9 `victim` the moment it holds the refit lease `name`: (its holder id, when)."""
+    from nas.lease import current_holder
+
+    workers.append(victim)
+    holder = wait_for("the refit lease", lambda: current_holder(engine, name), timeout=120, every=0.02, alive=victim)
+    assert f":{victim.pid}:" in holder
+    victim.kill9()
+    STATS["kills"] += 1
+    return holder, time.time()
+
+
 def test_worker_killed_mid_refit_leaves_no_half_version_and_a_later_refit_succeeds(tmp_path, workers, crash_storage):
     from nas.lease import current_holder
     from nas.refit import lease_name
@@ -114,14 +126,7 @@ def test_worker_killed_mid_refit_leaves_no_half_version_and_a_later_refit_succee
     cfg, session = create_study(tmp_path, url, *CRASHY, "n_trials=3", "hypernet.refit_every=1",
                                 "hypernet.refit_steps=8", f"hypernet.lease_ttl_s={ttl}", "hypernet.refit_in=worker")
     engine, name = make_engine(url), lease_name(cfg.study_name)
-
-    victim = start_worker(tmp_path, url, cfg.study_name, 0)
-    workers.append(victim)
-    holder = wait_for("the refit lease", lambda: current_holder(engine, name), timeout=120, every=0.02, alive=victim)
-    assert f":{victim.pid}:" in holder
-    victim.kill9()
-    STATS["kills"] += 1
-    killed_at = time.time()
+    holder, killed_at = _kill_holding_the_lease(start_worker(tmp_path, url, cfg.study_name, 0), workers, engine, name)
 
     import sqlalchemy as sa
 
@@ -198,12 +203,7 @@ def test_refitter_killed_mid_refit_loses_nothing_and_another_refitter_takes_over
 
     engine, name = make_engine(url), lease_name(cfg.study_name)
     victim = start_worker(tmp_path, url, cfg.study_name, 1, command="refitter")
-    workers.append(victim)
-    holder = wait_for("the refit lease", lambda: current_holder(engine, name), timeout=120, every=0.02, alive=victim)
-    assert f":{victim.pid}:" in holder
-    victim.kill9()
-    STATS["kills"] += 1
-    killed_at = time.time()
+    _, killed_at = _kill_holding_the_lease(victim, workers, engine, name)
     assert [v.version for v in list_versions(url, cfg.study_name)] == [0]  # nothing half-recorded
 
     rescuer = start_worker(tmp_path, url, cfg.study_name, 2, command="refitter")
