@@ -305,6 +305,7 @@ def cmd_refitter(overrides: Sequence[str]) -> int:
     from nas.refitter import run_refitter
     from nas.storage import run_despite_outages
     from nas.study import open_session
+    from nas.workers import INDEX_ENV, PARENT_ENV, REFITTER
 
     cfg, storage = _join(overrides)
     if cfg.hypernet.refit_every <= 0:
@@ -312,7 +313,11 @@ def cmd_refitter(overrides: Sequence[str]) -> int:
                           f"an integer >= 1 for study {cfg.study_name!r} to have refits (it was created with 0)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s refitter %(levelname)s %(name)s: %(message)s")
     session = open_session(cfg, storage=storage)
-    report = run_despite_outages(lambda: run_refitter(session))
+    stop = None
+    parent = os.environ.get(PARENT_ENV)
+    if os.environ.get(INDEX_ENV) == str(REFITTER) and parent:  # started by `search`: never outlive it
+        stop = lambda: os.getppid() != int(parent)  # noqa: E731  (reparented: search is gone, e.g. kill -9)
+    report = run_despite_outages(lambda: run_refitter(session, stop=stop))
     _print(report.describe())
     return 0
 

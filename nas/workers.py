@@ -23,6 +23,7 @@ from nas.config import NASConfig
 from nas.storage import STORAGE_ENV, TRANSIENT_DB_ERRORS, short_error as _short
 
 INDEX_ENV = "LOGAH_WORKER_INDEX"
+PARENT_ENV = "LOGAH_PARENT_PID"  # the pid of the `search` that started a local child
 REFITTER = -1  # the index of `search`'s refitter process among its children (nas.refitter)
 EXIT_INCOMPLETE = 3  # `search` ended with fewer than n_trials counted trials (resume it)
 
@@ -75,8 +76,8 @@ def spawn_worker(cfg: NASConfig, index: int) -> WorkerProcess:
     output goes to (appends to) its log file."""
     logs = log_dir(cfg)
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, STORAGE_ENV: cfg.storage, INDEX_ENV: str(index), "OMP_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, STORAGE_ENV: cfg.storage, INDEX_ENV: str(index), PARENT_ENV: str(os.getpid()),
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     refitter = index == REFITTER
     log_path = logs / (f"{cfg.study_name}-refitter.log" if refitter else f"{cfg.study_name}-worker{index}.log")
     command = refitter_command(cfg) if refitter else worker_command(cfg)
@@ -278,6 +279,6 @@ def supervise(study: optuna.Study, cfg: NASConfig, workers: list[WorkerProcess],
     return report
 
 
-__all__ = ["EXIT_INCOMPLETE", "INDEX_ENV", "REFITTER", "Supervision", "WorkerProcess", "exit_text", "log_dir",
+__all__ = ["EXIT_INCOMPLETE", "INDEX_ENV", "PARENT_ENV", "REFITTER", "Supervision", "WorkerProcess", "exit_text", "log_dir",
            "process_name", "refitter_command", "resume_command", "spawn_worker", "spawn_workers", "stop_workers",
            "supervise", "worker_command"]

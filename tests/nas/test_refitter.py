@@ -104,3 +104,36 @@ def test_a_refitter_on_a_gpu_box_refits_on_cuda(tmp_path):
     assert version.device.startswith("cuda")
     hn = load_version(version, s.artifact_store)
     assert next(hn.parameters()).device.type == "cpu"
+
+
+def test_the_refitter_search_started_does_not_outlive_it(tmp_path):
+    """kill -9 of `search` (its workers=1 trial loop is in the search process itself) must not leave
+    its refitter polling an unfinished study forever: it stops once its parent is gone."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from _nas_tiny import tiny_overrides
+
+    overrides = [*tiny_overrides(tmp_path), "n_trials=50", "hypernet.refit_every=2"]
+    open_session(tiny_config(tmp_path, "n_trials=50", "hypernet.refit_every=2"), create=True)
+    spawner = ("import sys; from nas.config import compose; from nas.workers import REFITTER, spawn_worker; "
+               "print(spawn_worker(compose(sys.argv[1:]), REFITTER).process.pid)")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    parent = subprocess.run([sys.executable, "-c", spawner, *overrides], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=60, check=True)
+    pid = int(parent.stdout.split()[-1])
+
+    def gone() -> bool:
+        try:
+            return open(f"/proc/{pid}/stat").read().split(") ")[1][0] in "ZX"  # exited (a zombie until reaped)
+        except FileNotFoundError:
+            return True
+
+    deadline = time.monotonic() + 90
+    while not gone() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if not gone():
+        os.kill(pid, 9)
+        raise AssertionError("the refitter outlived the process that started it")
