@@ -441,6 +441,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _is_user_error(exc):
             print(f"logah-nas: error: {_masked(exc)}", file=sys.stderr)
             return EXIT_USAGE
+        from nas.storage import storage_write_error
+
+        unwritable = storage_write_error(exc)
+        if unwritable:  # not a bug and not an outage: the user must free space or fix permissions
+            print(f"logah-nas: error: the study's database cannot be written ({unwritable}); free disk space or "
+                  "make the database file writable (or use another storage=), then run the same command to resume",
+                  file=sys.stderr)
+            return EXIT_USAGE
         print(f"logah-nas: error: {type(exc).__name__}: {_masked(exc)} (LOGAH_DEBUG=1 shows the traceback)",
               file=sys.stderr)
         return EXIT_FAILED

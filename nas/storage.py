@@ -79,16 +79,35 @@ def short_error(exc: BaseException) -> str:
     return mask_url(f"{type(exc).__name__}: {exc}".splitlines()[0])[:300]
 
 
+def _chain(exc: BaseException | None, depth: int = 8):
+    while exc is not None and depth > 0:
+        yield exc
+        exc, depth = exc.__cause__ or exc.__context__, depth - 1
+
+
+# what SQLite and PostgreSQL say when the database cannot be written, however long one waits
+_UNWRITABLE = ("database or disk is full", "no space left on device", "attempt to write a readonly database",
+               "read-only transaction", "disk i/o error")
+
+
+def storage_write_error(exc: BaseException) -> str | None:
+    """Why the study's database cannot be written (a full disk, a read-only file), or None."""
+    for e in _chain(exc):
+        text = str(e).lower()
+        for marker in _UNWRITABLE:
+            if marker in text:
+                return marker
+    return None
+
+
 def is_transient(exc: BaseException) -> bool:
     """A dropped or refused database connection, also when it surfaces as another error: Optuna's
     trial loop, when the database is down for both its `tell` and the `get_trial` after it, raises
-    an UnboundLocalError whose context is the storage error."""
-    seen = 0
-    while exc is not None and seen < 8:
-        if isinstance(exc, TRANSIENT_DB_ERRORS):
-            return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
+    an UnboundLocalError whose context is the storage error. A full disk or a read-only database
+    is not transient: waiting does not fix it."""
+    if storage_write_error(exc) is not None:
+        return False
+    return any(isinstance(e, TRANSIENT_DB_ERRORS) for e in _chain(exc))
 
 
 def run_despite_outages(fn, *, patience_s: float = 300.0, backoff_s: float = 1.0, max_backoff_s: float = 30.0,

@@ -133,11 +133,11 @@ _TRANSIENT = TRANSIENT_DB_ERRORS
 
 
 def _hopeless(code: int, tail: str) -> str | None:
-    """Why restarting a worker that exited with `code` cannot help, or None: a start-up error
-    (bad config, unreachable storage or artifacts: exit code 2) or its failure guard tripped
+    """Why restarting a worker that exited with `code` cannot help, or None: a start-up or storage
+    error (bad config, unreachable storage or artifacts, a full or read-only database: exit code 2) or its failure guard tripped
     (`study.max_consecutive_failures` trials failed in a row: a broken setup, not bad luck)."""
     if code == 2:
-        return "a start-up error"
+        return "a configuration or storage error"
     if "trials failed in a row" in tail:
         return "too many trials failed in a row"
     return None

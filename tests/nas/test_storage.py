@@ -245,3 +245,23 @@ def test_run_despite_outages_retries_transient_errors_until_the_patience_runs_ou
     monkeypatch.setattr(storage_mod.time, "monotonic", lambda: next(clock))
     with pytest.raises(sqlalchemy.exc.OperationalError):  # an outage longer than the patience
         storage_mod.run_despite_outages(lambda: (_ for _ in ()).throw(down), patience_s=300.0, say=said.append)
+
+
+def test_a_full_or_read_only_database_is_not_an_outage():
+    import sqlite3
+
+    import sqlalchemy.exc
+    from optuna.exceptions import StorageInternalError
+
+    from nas.storage import is_transient, storage_write_error
+
+    for message in ("database or disk is full", "attempt to write a readonly database"):
+        try:
+            try:
+                raise sqlalchemy.exc.OperationalError("COMMIT", {}, sqlite3.OperationalError(message))
+            except sqlalchemy.exc.OperationalError as inner:
+                raise StorageInternalError("An exception is raised during the commit.") from inner
+        except StorageInternalError as exc:
+            assert storage_write_error(exc) == message and not is_transient(exc)
+    refused = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
+    assert storage_write_error(refused) is None and is_transient(refused)

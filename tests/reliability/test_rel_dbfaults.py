@@ -142,3 +142,29 @@ def test_read_only_sqlite_database_is_one_clear_error(tmp_path):
         os.chmod(tmp_path / "study.db", 0o644)
     assert again.returncode != 0 and "Traceback" not in again.stderr
     assert again.stderr.count("\n") <= 3 and "readonly" in again.stderr.lower().replace("-", ""), again.stderr[-2000:]
+
+
+def test_sqlite_database_that_cannot_grow_is_one_clear_error_not_a_retry_loop(tmp_path):
+    """A full disk (emulated with a file-size limit: the database and its WAL cannot grow) is not an
+    outage to wait out: `search` stops at once with what to do and how to resume."""
+    import resource
+    import signal
+
+    url = f"sqlite:///{tmp_path}/study.db"
+    first = run_cli(["search", *overrides(tmp_path, url, "n_trials=1", "workers=1")], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    for extra in ("study.db-wal", "study.db-shm"):
+        (tmp_path / extra).unlink(missing_ok=True)
+    limit = (tmp_path / "study.db").stat().st_size + 1
+
+    def cannot_grow():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    again = subprocess.run([sys.executable, "-m", "nas", "search", *overrides(tmp_path, url, "n_trials=4", "workers=1")],
+                           cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=120,
+                           preexec_fn=cannot_grow)
+    assert again.returncode == 2, again.stdout[-2000:] + again.stderr[-3000:]
+    last = again.stderr.strip().splitlines()[-1]
+    assert last.startswith("logah-nas: error: the study's database cannot be written (") and "resume" in last
+    assert "retrying" not in again.stderr
