@@ -52,10 +52,14 @@ def _seen_by_content(meta: dict[str, Any], dataset: Dataset) -> dict[str, int] |
 
 
 def _label_parts(signature: dict[str, Any], meta: dict[str, Any], dataset: Dataset) -> dict[str, str]:
-    """A classifier transfers only to the same labels: equal class names, known on both sides."""
+    """A predicted classifier fits only the features the hypernet predicts for its own data: on
+    other images, even with the same labels (digits 8x8 -> MNIST 28x28), it is confidently wrong
+    (bench/RESULTS.md, "Version 0 by transfer"). So it transfers only within one data set."""
     if signature.get("space") != "vit":
         return {}
     theirs, ours = meta.get("class_names"), getattr(dataset, "class_names", None)
+    if meta.get("data") != dataset.name:
+        return {"head": f"a classifier for data={meta.get('data')}"}
     if theirs and ours and list(theirs) == list(ours):
         return {}
     if not theirs or not ours:
