@@ -2,8 +2,9 @@
 
 A library: it imports only `search_spaces` (plus torch, torch_geometric, safetensors), never the
 application (`nas`, `app`); data sets reach meta-training as a `BatchSource`. `import hypernet` is
-cheap: torch_geometric is imported only when a graph is built or encoded, and the meta-training API
-is loaded on first use.
+cheap: torch_geometric is imported only when a PyG graph is built (`build_graph`) or several graphs
+are encoded as one batch (meta-training), never on the single-model prediction path, and the
+meta-training API is loaded on first use.
 """
 from __future__ import annotations
 

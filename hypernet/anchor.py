@@ -34,8 +34,9 @@ TILE = 128
 
 
 def segments(name: str) -> int:
-    """Equal row blocks of a parameter that keep their meaning when the width changes."""
-    return 3 if name.endswith("attn.c_attn.weight") else 1
+    """Equal row blocks of a parameter that keep their meaning when the width changes: 3 for the
+    fused q/k/v projection (its weight and its bias: q, k, v rows), else 1."""
+    return 3 if name.endswith(("attn.c_attn.weight", "attn.c_attn.bias")) else 1
 
 
 def _block_seed(seed: int, name: str, part: int, i: int, j: int) -> int:

@@ -44,6 +44,7 @@ class NodeEmbedding(nn.Module):
         self.input_dist = nn.Embedding(cutoff + 2, d)  # 0..cutoff, cutoff+1 = unreachable
         self.register_buffer("out_seen", torch.zeros(NUM_SHAPE_BUCKETS, dtype=torch.bool))
         self.register_buffer("in_seen", torch.zeros(NUM_SHAPE_BUCKETS, dtype=torch.bool))
+        self._known_cache: dict[int, tuple[torch.Tensor, int, torch.Tensor | None]] = {}
 
     def reset_coverage(self) -> None:
         """Forget which shape rows were trained (before meta-training a hypernet without a record)."""
@@ -56,19 +57,42 @@ class NodeEmbedding(nn.Module):
         time starts from its interpolation between the rows trained so far."""
         for table, seen, ids in ((self.out_dim, self.out_seen, x[:, 1]), (self.in_dim, self.in_seen, x[:, 2])):
             new = ids[~seen[ids]].unique()
-            if new.numel() and bool(seen[1:].any()) and not bool(seen.all()):
-                table.weight[new] = self._interpolate(table, seen, new)
+            known = self._known(seen)
+            if new.numel() and known is not None:
+                table.weight[new] = self._interpolate(table, seen, known, new)
             seen[ids] = True
+
+    def _known(self, seen: torch.Tensor) -> torch.Tensor | None:
+        """Sorted ids [S] of the used rows of `seen` (0, "no dimension", apart), or None when the plain
+        table applies (nothing recorded, or every row counts as used).
+
+        Cached per buffer and recomputed when the buffer changes: every write to it (`mark`,
+        `reset_coverage`, `load_state_dict`, any in-place op) bumps its version counter, and `.to()`
+        / `_apply` replace the tensor object. Not cached in inference mode (no version counter there,
+        and an inference tensor could not be used by a later forward with grad)."""
+        cacheable = not (torch.is_inference_mode_enabled() or seen.is_inference())
+        hit = self._known_cache.get(id(seen)) if cacheable else None
+        if hit is not None and hit[0] is seen and hit[1] == seen._version:
+            return hit[2]
+        known = None
+        if bool(seen[1:].any()) and not bool(seen.all()):
+            known = seen[1:].nonzero().squeeze(1) + 1
+        if cacheable:
+            if len(self._known_cache) >= 2 and id(seen) not in self._known_cache:
+                self._known_cache.clear()  # buffers replaced (`.to()`): drop the old ones
+            self._known_cache[id(seen)] = (seen, seen._version, known)
+        return known
 
     def _dim(self, table: nn.Embedding, seen: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """Embeddings of the shape buckets `ids` [N] -> [N, e]: interpolated over the trained rows."""
-        if bool(seen.all()) or not bool(seen[1:].any()):
+        known = self._known(seen)
+        if known is None:
             return table(ids)
-        return self._interpolate(table, seen, ids)
+        return self._interpolate(table, seen, known, ids)
 
     @staticmethod
-    def _interpolate(table: nn.Embedding, seen: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        known = seen[1:].nonzero().squeeze(1) + 1  # [S] sorted ids of used rows (0, "no dimension", apart)
+    def _interpolate(table: nn.Embedding, seen: torch.Tensor, known: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Rows `ids` interpolated over the used rows `known` (`_known(seen)`)."""
         last = known.numel() - 1
         pos = torch.searchsorted(known, ids.contiguous())  # first used id >= ids
         hi = known[pos.clamp(max=last)]
@@ -158,8 +182,23 @@ class GraphEncoder(nn.Module):
         input_dist = spd[:, 0][mask]  # [sum N]: distance from each graph's node 0 (the input)
         h = self.embed(batch.x, batch.in_degree, batch.out_degree, input_dist)  # [sum N, d]
         h, _ = to_dense_batch(h, node_batch)  # [B, N, d]
+        return self._layers(h, spd, mask), mask
+
+    def forward_graph(self, graph) -> torch.Tensor:
+        """One graph (`ArchGraph` or PyG `Data`) -> h [N, d] on the encoder's device, without PyG.
+
+        The same ops as `forward` on a batch of one (no padding): its dense SPD matrix is
+        `pair_spd` viewed [1, N, N], since `pair_index` lists the ordered pairs row by row."""
+        device, n = self.ln_f.weight.device, graph.num_nodes
+        spd = graph.pair_spd.to(device).view(1, n, n).long()
+        mask = torch.ones(1, n, dtype=torch.bool, device=device)
+        h = self.embed(graph.x.to(device), graph.in_degree.to(device), graph.out_degree.to(device), spd[0, 0])
+        return self._layers(h[None], spd, mask)[0]
+
+    def _layers(self, h: torch.Tensor, spd: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Padded node embeddings h [B, N, d] -> the Graphormer's output [B, N, d]."""
         neg = torch.finfo(h.dtype).min / 2  # large negative; still finite after adding the bias
         bias = self.spatial(spd).masked_fill(~mask[:, None, None, :], neg)  # padded keys never attended
         for layer in self.layers:
             h = layer(h, bias)
-        return self.ln_f(h), mask
+        return self.ln_f(h)

@@ -20,17 +20,24 @@ bucketised on a log scale, 8 buckets per octave (`shape_bucket`), so every size 
 Shortest-path distances (directed, unweighted, capped at `cutoff`; unreachable -> cutoff + 1)
 are stored for all N^2 ordered pairs as `pair_index` [2, N^2] / `pair_spd` [N^2], so PyG's
 `Batch` offsets them like edges and `to_dense_adj` rebuilds the padded [B, N, N] matrix.
+
+`arch_graph` builds the same fields as a plain `ArchGraph` without importing torch_geometric
+(~1.5 s, most of a GPT-2-L prediction's graph cost): `LoGAH` encodes one graph without PyG and
+converts to a PyG `Data` (`ArchGraph.to_pyg`, cached) only to batch several. `build_graph` returns
+that `Data`.
 """
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from search_spaces import GPT2Config, ModelConfig, ViTConfig, build_model
 
@@ -184,29 +191,95 @@ def _gpt2(g: _GraphBuilder, model: nn.Module, c: GPT2Config) -> None:
         g.module(Op.LM_HEAD, model.lm_head, "lm_head", {"weight": Role.EMBEDDING}, x)
 
 
-def _meta_model(config: ModelConfig) -> nn.Module:
-    with torch.device("meta"):  # shapes only: GPT-2-L costs no memory and no init time
+_INIT_FILLS = frozenset({nn.init.normal_, nn.init.uniform_, nn.init.trunc_normal_, nn.init.kaiming_normal_,
+                         nn.init.kaiming_uniform_, nn.init.xavier_normal_, nn.init.xavier_uniform_,
+                         torch.Tensor.normal_, torch.Tensor.uniform_})
+
+
+class _SkipInitFills(TorchFunctionMode):
+    """Skips the random fills of modules' default init: on the meta device they write nothing, and
+    torch's meta `normal_` imports torch._dynamo on first use (~1 s)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _INIT_FILLS:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **(kwargs or {}))
+
+
+def meta_model(config: ModelConfig) -> nn.Module:
+    """`build_model(config)` on the meta device: shapes only (GPT-2-L costs no memory and no init time)."""
+    with torch.device("meta"), _SkipInitFills():
         return build_model(config)
 
 
+class ArchGraph:
+    """One architecture's graph: the attributes `build_graph` documents, as plain tensors and lists
+    (no torch_geometric). `to_pyg()` is the same graph as a PyG `Data` (built once), for batching."""
+
+    def __init__(self, **fields) -> None:
+        self._fields = fields
+        self._pyg: Data | None = None
+        self.__dict__.update(fields)
+
+    def __repr__(self) -> str:
+        return f"ArchGraph(num_nodes={self.num_nodes}, params={len(self.param_order)})"
+
+    def to_pyg(self) -> Data:
+        if self._pyg is None:
+            from torch_geometric.data import Data
+
+            self._pyg = Data(**self._fields)
+        return self._pyg
+
+
+def capped_distances(n: int, src: Sequence[int], dst: Sequence[int], cutoff: int) -> torch.Tensor:
+    """[n, n] int64 directed, unweighted shortest-path lengths along the edges src[k] -> dst[k],
+    capped at `cutoff`; `cutoff + 1` where unreachable.
+
+    A breadth-first search from every node, in plain Python: n * E steps (GPT-2-L: ~0.1 s), the
+    same integers as scipy's `shortest_path` (whose import costs ~0.2 s per process), and no
+    intra-op threads (dozens of tiny parallel torch ops each wait for the other core on a busy
+    machine)."""
+    children: list[list[int]] = [[] for _ in range(n)]
+    for s, d in zip(src, dst):
+        children[s].append(d)
+    far = cutoff + 1
+    rows = []
+    for source in range(n):
+        row = [far] * n
+        row[source] = 0
+        frontier, step = [source], 0
+        while frontier:
+            step += 1
+            level, reached = min(step, cutoff), []
+            for u in frontier:
+                for v in children[u]:
+                    if row[v] == far:  # not reached yet (reached nodes hold <= cutoff)
+                        row[v] = level
+                        reached.append(v)
+            frontier = reached
+        rows.append(row)
+    return torch.tensor(rows, dtype=torch.long)
+
+
 def build_graph(config: ModelConfig, cutoff: int = DEFAULT_SPD_CUTOFF) -> Data:
-    """The graph of `build_model(config)`.
+    """The graph of `build_model(config)`, as a PyG `Data`.
 
     Attributes: `x` [N, 4], `edge_index` [2, E] (forward edges), `pair_index` [2, N^2] and
     `pair_spd` [N^2] (capped shortest-path distances of all ordered pairs), `in_degree` and
     `out_degree` [N]; Python lists `node_names`, `param_names`, `param_shapes`, `param_roles`
     (one list per node) and `param_order` (named_parameters order), and `config_json` (a string, so `Batch` keeps it).
     """
-    import numpy as np
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import shortest_path
-    from torch_geometric.data import Data
+    return arch_graph(config, cutoff).to_pyg()
 
+
+def arch_graph(config: ModelConfig, cutoff: int = DEFAULT_SPD_CUTOFF) -> ArchGraph:
+    """`build_graph` without torch_geometric: the same attributes on an `ArchGraph`."""
     if cutoff < 1:
         from search_spaces import ConfigError
 
         raise ConfigError("cutoff", cutoff, "an integer >= 1")
-    model = _meta_model(config)
+    model = meta_model(config)
     g = _GraphBuilder()
     if isinstance(config, ViTConfig):
         _vit(g, model, config)
@@ -224,19 +297,17 @@ def build_graph(config: ModelConfig, cutoff: int = DEFAULT_SPD_CUTOFF) -> Data:
 
     n = len(g.nodes)
     src, dst = zip(*g.edges)
-    adj = csr_matrix((np.ones(len(src)), (src, dst)), shape=(n, n))
-    dist = shortest_path(adj, method="D", directed=True, unweighted=True)
-    dist = np.where(np.isfinite(dist), np.minimum(dist, cutoff), cutoff + 1).astype(np.int64)
+    dist = capped_distances(n, src, dst, cutoff)
 
     x = torch.tensor([[nd.op, shape_bucket(nd.out_dim), shape_bucket(nd.in_dim), nd.flag] for nd in g.nodes],
                      dtype=torch.long)
     edge_index = torch.tensor([src, dst], dtype=torch.long)
     ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
-    return Data(
+    return ArchGraph(
         x=x,
         edge_index=edge_index,
         pair_index=torch.stack([ii.flatten(), jj.flatten()]),
-        pair_spd=torch.from_numpy(dist).flatten(),
+        pair_spd=dist.flatten(),
         in_degree=torch.bincount(edge_index[1], minlength=n),
         out_degree=torch.bincount(edge_index[0], minlength=n),
         num_nodes=n,

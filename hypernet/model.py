@@ -34,7 +34,7 @@ import functools
 import math
 from dataclasses import asdict, dataclass, field, fields
 from dataclasses import replace as dataclass_replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import nn
@@ -42,10 +42,10 @@ from torch import nn
 from search_spaces import ConfigError, ModelConfig
 from search_spaces.validate import require_range
 
-from .anchor import anchored_fill_
+from .anchor import anchored_fill_, segments
 from .decoder import RESIDUAL_ROLES, ROLE_INIT, LowRankDecoder, init_std
 from .encoder import GraphEncoder
-from .graph import DEFAULT_SPD_CUTOFF, Op, Role, build_graph
+from .graph import DEFAULT_SPD_CUTOFF, ArchGraph, Op, Role, arch_graph
 
 if TYPE_CHECKING:
     from torch_geometric.data import Data
@@ -160,7 +160,7 @@ MAX_LAYER_KEYS = 48  # blocks deeper than this share the last per-layer key
 NODE_KEYS = len(Op) * (MAX_LAYER_KEYS + 1)
 
 
-def node_keys(graph: Data) -> torch.Tensor:
+def node_keys(graph: ArchGraph | Data) -> torch.Tensor:
     """(op, layer) id of every node [N]: layer = 1 + i for nodes inside `blocks.i`, 0 outside.
 
     Residual decoders learn an offset of X and g per key (a direct path around the MLP), so
@@ -177,9 +177,39 @@ def node_keys(graph: Data) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=512)
-def _cached_graph(config: ModelConfig, cutoff: int) -> Data:
+def _cached_graph(config: ModelConfig, cutoff: int) -> ArchGraph:
     """Graphs are pure functions of the (frozen) config; meta-training revisits configs often."""
-    return build_graph(config, cutoff=cutoff)
+    return arch_graph(config, cutoff=cutoff)
+
+
+class _Param(NamedTuple):
+    role: str
+    shape: tuple[int, ...]
+
+
+def _params_of(graph: ArchGraph | Data) -> dict[str, _Param]:
+    """Role and shape of every parameter of `graph`, by name (in node order)."""
+    return {name: _Param(role, tuple(shape))
+            for names, shapes, roles in zip(graph.param_names, graph.param_shapes, graph.param_roles)
+            for name, shape, role in zip(names, shapes, roles)}
+
+
+def _put(dest: torch.Tensor, src: torch.Tensor, scale: float) -> None:
+    """dest = src * scale (a copy when scale is 1), elementwise in float32.
+
+    On the CPU through numpy views: growing a model copies hundreds of small blocks, and as torch
+    ops each would open an intra-op parallel region that, on a busy 2-core machine, waits
+    milliseconds for the second core (GPT-2-L: 0.8 s instead of 0.02 s). The values are the same:
+    torch multiplies a float32 tensor by a Python float as float32 * float32(scale), like numpy."""
+    if dest.device.type == "cpu" and src.device.type == "cpu" and dest.dtype == src.dtype == torch.float32:
+        import numpy as np
+
+        if scale != 1.0:
+            np.multiply(src.detach().numpy(), np.float32(scale), out=dest.detach().numpy())
+        else:
+            dest.detach().numpy()[...] = src.detach().numpy()
+        return
+    dest.copy_(src * scale if scale != 1.0 else src)
 
 
 def _config_in_signature(config: ModelConfig, signature: dict[str, Any]) -> None:
@@ -197,7 +227,7 @@ class LoGAH(nn.Module):
         self.encoder = GraphEncoder(c.d, c.n_layers, c.n_heads, c.spd_cutoff, c.max_degree)
         self.decoder = LowRankDecoder(c.d, c.r, c.max_dim, c.max_total_dim, residual=c.residual,
                                       node_keys=NODE_KEYS if c.residual else 0)
-        # The deepest and the widest model meta-training used (0: not recorded; see node_keys, `_covered`).
+        # The deepest and the widest model meta-training used (0: not recorded; see node_keys, `covered_config`).
         self.register_buffer("layers_seen", torch.zeros((), dtype=torch.long))
         self.register_buffer("width_seen", torch.zeros((), dtype=torch.long))
 
@@ -208,9 +238,11 @@ class LoGAH(nn.Module):
         return bool(seen[1:].any()) and not bool(seen.all())
 
     def reset_coverage(self) -> None:
-        """Start recording what meta-training covers: shape rows, depth, basis rows (see
-        NodeEmbedding, node_keys and LowRankDecoder.rows_seen). Meta-training calls it on a
-        hypernet that has no record yet; until its first step nothing is recorded."""
+        """Forget what meta-training covered (shape rows, depth, width, basis rows: see NodeEmbedding,
+        node_keys and LowRankDecoder.rows_seen), so that `record_coverage` starts a fresh record.
+        `nas.pretrain` calls it before meta-training further a checkpoint written before coverage
+        was recorded, then records that checkpoint's training grid; `meta_train` itself never calls
+        it (it calls `record_coverage` after each update)."""
         self.encoder.embed.reset_coverage()
         self.layers_seen.zero_()
         self.width_seen.zero_()
@@ -221,30 +253,34 @@ class LoGAH(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     # ---- graphs and embeddings -----------------------------------------------------------
-    def graph(self, config: ModelConfig) -> Data:
+    def graph(self, config: ModelConfig) -> ArchGraph:
+        """`build_graph(config)` as an `ArchGraph` (cached; no torch_geometric import)."""
         if self.config.space_signature is not None:
             _config_in_signature(config, self.config.space_signature)
         return _cached_graph(config, self.config.spd_cutoff)
 
-    def embed(self, graphs: list[Data]) -> list[torch.Tensor]:
-        """Node embeddings, one [N_i, d] tensor per graph (one padded encoder pass)."""
+    def embed(self, graphs: list[ArchGraph | Data]) -> list[torch.Tensor]:
+        """Node embeddings, one [N_i, d] tensor per graph (one padded encoder pass).
+
+        One graph is encoded without PyG (`GraphEncoder.forward_graph`: the same ops, no padding)."""
+        if len(graphs) == 1:
+            return [self.encoder.forward_graph(graphs[0])]
         from torch_geometric.data import Batch
 
         device = next(self.parameters()).device
-        batch = Batch.from_data_list(graphs).to(device)
+        batch = Batch.from_data_list([g.to_pyg() if isinstance(g, ArchGraph) else g for g in graphs]).to(device)
         h, mask = self.encoder(batch)
         return list(h[mask].split(batch.ptr.diff().tolist()))  # un-pad with the mask: no index arithmetic
 
     # ---- the random-init part W0 ----------------------------------------------------------------
-    def _fill_init(self, graph: Data, outputs: dict[str, torch.Tensor], generator: torch.Generator | None) -> None:
+    def _fill_init(self, graph: ArchGraph, outputs: dict[str, torch.Tensor], generator: torch.Generator | None) -> None:
         """Write W0 (init_weights' distribution) into `outputs` for every residual-role parameter.
 
         Anchored: the anchored init (`generator` unused). Fresh: drawn from `generator` in
         `param_order`, so one generator state always gives the same W0 whichever path draws it."""
-        role_of = {name: role for names, roles in zip(graph.param_names, graph.param_roles)
-                   for name, role in zip(names, roles)}
-        targets = [(outputs[name], name, init_std(role_of[name], graph.depth))
-                   for name in graph.param_order if role_of[name] in RESIDUAL_ROLES]
+        params = _params_of(graph)
+        targets = [(outputs[name], name, init_std(params[name].role, graph.depth))
+                   for name in graph.param_order if params[name].role in RESIDUAL_ROLES]
         if self.config.anchor_seed is not None:
             anchored_fill_(targets, self.config.anchor_seed)  # all parameters in one threaded pass
         else:
@@ -258,26 +294,20 @@ class LoGAH(nn.Module):
         `Generator().manual_seed(seed)`."""
         graph = self.graph(config)
         device = next(self.parameters()).device
-        role_of = {name: (role, tuple(shape)) for names, shapes, roles in
-                   zip(graph.param_names, graph.param_shapes, graph.param_roles)
-                   for name, shape, role in zip(names, shapes, roles)}
-        out = {name: torch.empty(role_of[name][1], device=device)
-               for name in graph.param_order if role_of[name][0] in RESIDUAL_ROLES}
+        params = _params_of(graph)
+        out = {name: torch.empty(params[name].shape, device=device)
+               for name in graph.param_order if params[name].role in RESIDUAL_ROLES}
         self._fill_init(graph, out, generator)
         return out
 
     # ---- prediction --------------------------------------------------------------------------
-    def _kept_inits(self, graph: Data, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
+    def _kept_inits(self, graph: ArchGraph, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
         """The standard init of the parameters of the modules `config.keep_init` names: W0 (what
         `outputs` hold before decoding, so read it first) or the vector role's constant."""
-        kept: dict[str, torch.Tensor | float] = {}
         if not self.config.keep_init:
-            return kept
-        for names, roles in zip(graph.param_names, graph.param_roles):
-            for name, role in zip(names, roles):
-                if name.split(".", 1)[0] in self.config.keep_init:
-                    kept[name] = outputs[name].clone() if role in RESIDUAL_ROLES else ROLE_INIT[role]
-        return kept
+            return {}
+        return {name: outputs[name].clone() if p.role in RESIDUAL_ROLES else ROLE_INIT[p.role]
+                for name, p in _params_of(graph).items() if name.split(".", 1)[0] in self.config.keep_init}
 
     @staticmethod
     def _restore(params: dict[str, torch.Tensor], kept: dict[str, torch.Tensor | float]) -> None:
@@ -287,7 +317,7 @@ class LoGAH(nn.Module):
             else:
                 params[name].fill_(init)
 
-    def _decode_into(self, graph: Data, outputs: dict[str, torch.Tensor],
+    def _decode_into(self, graph: ArchGraph, outputs: dict[str, torch.Tensor],
                      strength: float = 1.0) -> dict[str, torch.Tensor]:
         """Decode every parameter of `graph` into the preallocated contiguous tensors `outputs` (no grad).
 
@@ -343,7 +373,7 @@ class LoGAH(nn.Module):
             reach = max(max(shape) for shapes in graph.param_shapes for shape in shapes)
             self.decoder.rows_seen.fill_(max(int(self.decoder.rows_seen), min(reach, self.decoder.max_dim)))
 
-    def _decode_or_grow(self, config: ModelConfig, graph: Data, outputs: dict[str, torch.Tensor],
+    def _decode_or_grow(self, config: ModelConfig, graph: ArchGraph, outputs: dict[str, torch.Tensor],
                         strength: float) -> dict[str, torch.Tensor]:
         covered = self.covered_config(config)
         if covered is None:
@@ -351,7 +381,7 @@ class LoGAH(nn.Module):
         return self._grow_into(graph, outputs, self.predict(covered, strength=strength), covered.depth)
 
     @staticmethod
-    def _grow_into(graph: Data, outputs: dict[str, torch.Tensor], small: dict[str, torch.Tensor],
+    def _grow_into(graph: ArchGraph, outputs: dict[str, torch.Tensor], small: dict[str, torch.Tensor],
                    small_depth: int) -> dict[str, torch.Tensor]:
         """Grow the twin's prediction `small` into the wide / deep model's `outputs` (which hold the
         anchored W0).
@@ -364,8 +394,7 @@ class LoGAH(nn.Module):
         residual-branch output projections (weight and bias) scaled by L' / L, so the stack adds up
         the same residual updates in finer steps."""
         depth = graph.depth
-        role_of = {name: role for names, roles in zip(graph.param_names, graph.param_roles)
-                   for name, role in zip(names, roles)}
+        params = _params_of(graph)
         for name in graph.param_order:
             source, scale = name, 1.0
             parts = name.split(".")
@@ -375,19 +404,19 @@ class LoGAH(nn.Module):
                 if name.endswith(("attn.c_proj.weight", "attn.c_proj.bias", "mlp.c_proj.weight", "mlp.c_proj.bias")):
                     scale = small_depth / depth
             out, part = outputs[name], small[source].to(outputs[name].device)
-            if role_of[name] not in RESIDUAL_ROLES:
-                out.fill_(ROLE_INIT[role_of[name]])
-            n_parts = 3 if ".attn.c_attn." in name else 1
+            if params[name].role not in RESIDUAL_ROLES:
+                out.fill_(ROLE_INIT[params[name].role])
+            n_parts = segments(name)  # fused q/k/v (weight and bias): part by part
             big_rows, small_rows = out.shape[0] // n_parts, part.shape[0] // n_parts
             for k in range(n_parts):
                 dest = out[k * big_rows: k * big_rows + small_rows]
                 src = part[k * small_rows: (k + 1) * small_rows]
-                dest[tuple(slice(0, n) for n in src.shape)] = src * scale if scale != 1.0 else src
-        LoGAH._rescale_norms(graph, outputs, role_of, small)
+                _put(dest[tuple(slice(0, n) for n in src.shape)], src, scale)
+        LoGAH._rescale_norms(graph, outputs, params, small)
         return {name: outputs[name] for name in graph.param_order}
 
     @staticmethod
-    def _rescale_norms(graph: Data, outputs: dict[str, torch.Tensor], role_of: dict[str, str],
+    def _rescale_norms(graph: ArchGraph, outputs: dict[str, torch.Tensor], params: dict[str, _Param],
                        small: dict[str, torch.Tensor]) -> None:
         """Keep the twin's LayerNorm outputs on the leading features of a wider model.
 
@@ -397,7 +426,8 @@ class LoGAH(nn.Module):
         positional, class token) set the stream's scale, so their leading vs overall RMS gives that
         ratio, and every LayerNorm gain of the leading block is multiplied by r_all / r_lead (1
         when the block and the rest have one scale)."""
-        tables = [n for n in graph.param_order if role_of[n] in (Role.EMBEDDING, Role.POS_EMBEDDING, Role.CLS_TOKEN)]
+        tables = [n for n in graph.param_order
+                  if params[n].role in (Role.EMBEDDING, Role.POS_EMBEDDING, Role.CLS_TOKEN)]
         if not tables:
             return
         width = outputs[tables[0]].shape[-1]
@@ -411,7 +441,7 @@ class LoGAH(nn.Module):
             return
         factor = math.sqrt(sq_all / sq_lead)
         for name in graph.param_order:
-            if role_of[name] == Role.LN_WEIGHT and outputs[name].shape[-1] == width:
+            if params[name].role == Role.LN_WEIGHT and outputs[name].shape[-1] == width:
                 outputs[name][:lead] *= factor
 
     @torch.no_grad()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -174,14 +175,23 @@ def resolve_config(request: PredictRequest, signature: Mapping[str, Any]) -> tup
 
 def _empty_model(config: ModelConfig) -> nn.Module:
     """`build_model(config)` without paying for a random init (GPT-2-L: seconds and a second pass over 3 GB).
-    Models with buffers (ViT's fixed sin-cos table) are built normally: `to_empty` would leave them garbage."""
-    with torch.device("meta"):
-        probe = build_model(config)
-    if any(True for _ in probe.buffers()):
+    Models with buffers (ViT's fixed sin-cos table) are built normally: uninitialised storage would leave them garbage.
+
+    Built on the meta device (`hypernet.graph.meta_model`), then each parameter gets uninitialised CPU
+    storage with `torch.empty`, shared parameters (a tied lm_head) once: `Module.to_empty` would untie
+    them, and its `empty_like` on meta tensors imports sympy on first use (~0.3 s)."""
+    from hypernet.graph import meta_model
+
+    model = meta_model(config)
+    if any(True for _ in model.buffers()):
         return build_model(config)
-    model = probe.to_empty(device="cpu")  # allocates each parameter separately: re-tie what was tied
-    if isinstance(config, GPT2Config) and config.tied_embeddings:
-        model.lm_head.weight = model.wte.weight
+    storage: dict[int, nn.Parameter] = {}
+    for module in model.modules():
+        for key, p in module._parameters.items():
+            if p is not None:
+                if id(p) not in storage:
+                    storage[id(p)] = nn.Parameter(torch.empty(p.shape, dtype=p.dtype), requires_grad=p.requires_grad)
+                module._parameters[key] = storage[id(p)]
     return model
 
 
@@ -208,25 +218,42 @@ def _image_stats(meta: Mapping[str, Any]) -> dict[str, Any] | None:
     return image_stats(ds)
 
 
-def predict_export(request: PredictRequest, *, progress: bool = True) -> Path:
-    """Run `request`: load the hypernet, predict, write the export directory; returns its path."""
+def predict_export(request: PredictRequest, *, progress: bool = True,
+                   timings: dict[str, float] | None = None) -> Path:
+    """Run `request`: load the hypernet, predict, write the export directory; returns its path.
+
+    `timings` (a dict, e.g. for bench/predict_cost.py) receives the wall seconds of each stage:
+    load (hypernet checkpoint), predict (the model holding the prediction), stats (ViT data
+    normalisation), write (the export directory: HF layout, safetensors file, hashes)."""
     from tqdm import tqdm
 
     from nas.export import export_model
+
+    timings = {} if timings is None else timings
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = now - clock
+        clock = now
 
     with tqdm(total=4, desc="predict", unit="step", disable=not progress) as bar:
         bar.set_postfix_str("load hypernet")
         hn, path, meta = load_hypernet(request.space, request.checkpoint)
         hn_variant = hn.config.variant
         bar.update()
+        lap("load")
         config, notes = resolve_config(request, hn.config.space_signature)
         bar.set_postfix_str("predict")
         model = predicted_model(hn, config, strength=request.strength)
         del hn
         bar.update()
+        lap("predict")
         bar.set_postfix_str("data stats")
         stats = _image_stats(meta) if isinstance(config, ViTConfig) else None
         bar.update()
+        lap("stats")
         bar.set_postfix_str("write")
         name = request.preset if request.preset in PRESETS else config.space
         out = Path(request.out or Path("exports") / f"predicted-{name}")
@@ -242,6 +269,7 @@ def predict_export(request: PredictRequest, *, progress: bool = True) -> Path:
         out = export_model(model, out, provenance=provenance, overwrite=request.overwrite, image_stats=stats,
                            consume=True)
         bar.update()
+        lap("write")
     return out
 
 

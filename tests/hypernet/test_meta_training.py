@@ -51,9 +51,9 @@ def _val_loss(hn: LoGAH, configs, dataset) -> float:
 
 
 def test_anchored_meta_training_learns_images_on_unseen_architectures(space, digits):
-    """The anchored W0 is what makes images learnable (with W0 redrawn every step the digits meta
-    loss stays at ln 10: bench/RESULTS.md): the step-0 val loss of architectures never sampled in
-    meta-training drops well below chance."""
+    """The anchored W0 is what makes images learnable fast: the step-0 val loss of architectures
+    never sampled in meta-training drops well below chance, and further than the same run with W0
+    redrawn every step, which has to learn a correction to every draw at once."""
     probe = [ViTConfig(image_size=8, channels=1, num_classes=10, patch_size=4, depth=d, width=w, heads=2,
                        mlp_ratio=2.0) for d, w in ((1, 24), (2, 40))]  # widths outside the space's 16/32
     results = {}
@@ -65,7 +65,7 @@ def test_anchored_meta_training_learns_images_on_unseen_architectures(space, dig
         results[anchor] = (before, _val_loss(hn, probe, digits))
     (before, after), (_, fresh_after) = results[0], results[None]
     assert before > 2.2 and after < before - 0.2, results
-    assert fresh_after > 2.2, results  # the same run with W0 redrawn every step does not learn
+    assert after < fresh_after - 0.1, results  # the same run with W0 redrawn every step learns less
 
 
 def _weights(hn: LoGAH) -> dict[str, torch.Tensor]:
