@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     arms = {"version 0": hn}
     for keep in VARIANTS[type(data).__name__]:
         if tuple(sorted(keep)) != hn.config.keep_init:
-            arms["keep " + "+".join(keep or ("nothing",))] = transfer(hn, space.signature(), keep)
+            arms["reset " + "+".join(keep or ("nothing",))] = transfer(hn, space.signature(), keep)
     results: dict[str, dict[str, list[float]]] = {name: {"step0_full": [], "step0_half": [], "tuned": []}
                                                   for name in [*arms, "random init"]}
     context = getattr(data, "context", None)

@@ -45,6 +45,6 @@ def test_transfer_bench_compares_version_0_with_other_keep_sets_and_random_init(
     assert proc.returncode == 0, proc.stderr[-3000:]
     payload = json.loads(out.read_text())
     assert payload["version0"].startswith("transferred from vit_digits-v")
-    assert {"version 0", "keep pos_embed", "random init"} <= set(payload["results"])
+    assert {"version 0", "reset pos_embed", "random init"} <= set(payload["results"])
     for arm in payload["results"].values():
         assert all(len(values) == 1 for values in arm.values())
