@@ -137,7 +137,8 @@ def gain_trend(gains: pd.DataFrame) -> str:
             s = used[used["step0_gain"].notna()]
             text += (f"; step-0 gain from {s['step0_gain'].iloc[0]:+.3f} (v{int(s['version'].iloc[0])}) "
                      f"to {s['step0_gain'].iloc[-1]:+.3f} (v{int(s['version'].iloc[-1])})")
-    text += ". Gain = random-init controls minus warm starts: positive means the warm starts ended lower."
+    text += (". Gain = random-init controls of the same period minus warm starts: positive means the warm starts "
+             "ended lower.")
     later = unused[unused["version"] > used["version"].max()]
     skipped = unused[unused["version"] < used["version"].max()]
     if len(skipped):

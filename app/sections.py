@@ -246,8 +246,9 @@ def versions(v: StudyView) -> None:
         table["warm_trials"] = table["warm_trials"].fillna(0).astype(int)
         st.dataframe(table[list(_VERSION_TABLE)], hide_index=True, column_config=_VERSION_TABLE)
         st.caption(f"{len(table)} version{'s' if len(table) != 1 else ''}: {analysis.refit_summary(versions)} "
-                   "Gains compare each version's warm trials with all random-init controls of the study; "
-                   "None: no finished warm trial started from the version.")
+                   "Gains compare each version's warm trials with the random-init controls of its period (trial "
+                   "numbers from its first to its last warm trial); None: no finished warm trial started from the "
+                   "version, or no control ran in its period.")
         with st.expander("Where each version came from and why it was (not) promoted", expanded=len(table) <= 8):
             st.markdown("\n".join(
                 f"- **v{row.version}** ({'promoted' if row.promoted else 'not promoted'}, "

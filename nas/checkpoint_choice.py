@@ -32,16 +32,8 @@ class Choice:
 
 def seen_examples(meta: dict[str, Any], dataset: Dataset) -> dict[str, int] | None:
     """How many of the study's val/test examples the checkpoint was meta-trained on (None: the
-    checkpoint does not say, or it was trained on another data set)."""
-    fingerprint = meta.get(FINGERPRINT_KEY)
-    if not isinstance(fingerprint, dict) or fingerprint.get("data") != dataset.name:
-        return None
-    return overlap(fingerprint, dataset)
-
-
-def _seen_by_content(meta: dict[str, Any], dataset: Dataset) -> dict[str, int] | None:
-    """As `seen_examples`, whatever data set the checkpoint names: examples are compared by content
-    (a `textdir` over the stdlib shares files with `pytext`)."""
+    checkpoint does not say). Examples are compared by content whatever data set the checkpoint
+    names: a `textdir` over the stdlib shares files with `pytext`."""
     fingerprint = meta.get(FINGERPRINT_KEY)
     if not isinstance(fingerprint, dict):
         return None
@@ -85,7 +77,7 @@ def choose_shipped(space_signature: dict[str, Any], dataset: Dataset, directory:
     for path in pretrained_paths(space_signature, directory, same_kind=True):
         header = read_header(path)
         meta, signature = header["meta"], header["space_signature"]
-        seen = _seen_by_content(meta, dataset)
+        seen = seen_examples(meta, dataset)
         if seen is None:
             reasons.append(f"{path.name} (meta-trained on data={meta.get('data')}) records no fingerprint of its "
                            "meta-training data")

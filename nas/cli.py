@@ -88,7 +88,7 @@ def cmd_search(overrides: Sequence[str]) -> int:
     if cfg.workers == 1:
         helpers = [spawn_worker(cfg, REFITTER)] if refitter else []
         try:
-            code = _run_in_process(session)
+            code = _run_in_process(session, helpers)
         finally:
             stop_workers(helpers)
         if code:
@@ -145,10 +145,15 @@ def cmd_search(overrides: Sequence[str]) -> int:
     return 0
 
 
-def _run_in_process(session) -> int:
+def _run_in_process(session, helpers: list) -> int:
+    """workers=1: trials in this process; the refitter in `helpers` is restarted (up to
+    `worker_restarts` times) when it dies, checked after every trial."""
     from tqdm import tqdm
 
     from nas.study import n_counted, run_trials
+    from nas.workers import exit_text, spawn_worker
+
+    restarts = {}
 
     bar = tqdm(total=session.cfg.n_trials, desc=session.cfg.study_name, unit="trial",
                disable=not sys.stderr.isatty(), initial=min(n_counted(session.study), session.cfg.n_trials))
@@ -157,6 +162,15 @@ def _run_in_process(session) -> int:
         done = min(n_counted(study), session.cfg.n_trials)
         if done > bar.n:
             bar.update(done - bar.n)
+        for slot, helper in enumerate(helpers):
+            code = helper.process.poll()
+            if code in (None, 0) or restarts.get(helper.index, 0) >= session.cfg.worker_restarts:
+                continue
+            restarts[helper.index] = restarts.get(helper.index, 0) + 1
+            print(f"{helper.name} (pid {helper.process.pid}) {exit_text(code)}; restarting it "
+                  f"({restarts[helper.index]}/{session.cfg.worker_restarts}); its log: {helper.log_path}",
+                  file=sys.stderr, flush=True)
+            helpers[slot] = spawn_worker(session.cfg, helper.index)
 
     try:
         guard = run_trials(session, callbacks=[tick])
@@ -315,8 +329,12 @@ def cmd_refitter(overrides: Sequence[str]) -> int:
     session = open_session(cfg, storage=storage)
     stop = None
     parent = os.environ.get(PARENT_ENV)
-    if os.environ.get(INDEX_ENV) == str(REFITTER) and parent:  # started by `search`: never outlive it
-        stop = lambda: os.getppid() != int(parent)  # noqa: E731  (reparented: search is gone, e.g. kill -9)
+    if os.environ.get(INDEX_ENV) == str(REFITTER) and parent:  # started by `search`: do not outlive the study's run
+        from optuna.trial import TrialState
+
+        def stop() -> bool:  # search is gone (kill -9: reparented) and so are its workers' trials
+            return os.getppid() != int(parent) and not session.study.get_trials(
+                deepcopy=False, states=(TrialState.RUNNING,))
     report = run_despite_outages(lambda: run_refitter(session, stop=stop))
     _print(report.describe())
     return 0
@@ -405,8 +423,8 @@ def cmd_predict(overrides: Sequence[str]) -> int:
     return 0
 
 
-HANDLERS = {"search": cmd_search, "worker": cmd_worker, "refitter": cmd_refitter, "export": cmd_export, "pretrain": cmd_pretrain,
-            "dashboard": cmd_dashboard, "predict": cmd_predict}
+HANDLERS = {"search": cmd_search, "worker": cmd_worker, "refitter": cmd_refitter, "export": cmd_export,
+            "pretrain": cmd_pretrain, "dashboard": cmd_dashboard, "predict": cmd_predict}
 
 
 # ---- entry point --------------------------------------------------------------------------

@@ -40,8 +40,9 @@ class InitialHypernet:
 
 def initial_hypernet(hcfg, space, dataset=None) -> InitialHypernet:
     """Version 0 following `hypernet.checkpoint` (auto | none | path). With the study's `dataset`,
-    `auto` takes only a shipped checkpoint of the same data that saw none of its val/test examples,
-    and a given checkpoint that saw some is refused (`nas.checkpoint_choice`)."""
+    `auto` takes a shipped checkpoint of the same data that saw none of its val/test examples, else
+    transfers the closest one of the space kind that saw none either, else a random LoGAH; a given
+    checkpoint that saw some is refused (`nas.checkpoint_choice`)."""
     from hypernet import LoGAH, LoGAHConfig, load_checkpoint, pretrained_path, transfer
 
     from nas.checkpoint_choice import Choice, check_given, choose_shipped

@@ -1,14 +1,17 @@
 """Periodic refits of a study's hypernet from its trial results.
 
-After every `refit_every` completed trials one process (the holder of the DB lease
-`refit:<study>`) meta-trains a copy of the newest promoted version on architectures the study
-found good, plus a distillation term pulling predictions towards the trained weights of the best
-trials. The new version is scored on the validation architectures (loss of the predicted
-parameters before any training) against its parent on the same set; it is recorded either way
-but only *promoted* (used by workers) if it is better. Validation stays held out: its architectures
-(a fixed sample plus completed trials other than the distillation targets) are never replayed nor
-distilled, and its examples are a seeded slice of the train split that the refit never meta-trains
-on and the trials' val selection never uses. Versions themselves: `nas.hypernets`.
+After every `refit_every` completed trials one process (the refitter, `nas.refitter`, or a worker
+with `hypernet.refit_in=worker`; the holder of the DB lease `refit:<study>`) meta-trains a copy of
+the newest promoted version on architectures the study found good, plus a distillation term
+pulling predictions towards the trained weights of the best trials. The new version is scored on
+the validation architectures against its parent on the same set, by what a warm start is for: the
+val loss after `hypernet.promote_steps` fine-tuning steps from warm starts at the study's strength
+(0: of the predicted parameters before any training; the step-0 losses are recorded either way);
+it is recorded either way but only *promoted* (used by workers) if it is better. Validation stays
+held out: its architectures (a fixed sample plus completed trials other than the distillation
+targets) are never replayed nor distilled, and its examples are a seeded slice of the train split
+that the refit never meta-trains or fine-tunes on and the trials' val selection never uses.
+Versions themselves: `nas.hypernets`.
 """
 from __future__ import annotations
 
@@ -102,9 +105,10 @@ def validation_loss(hn, configs: list[ModelConfig], dataset, *, batch_size: int,
                                              batch_size=batch_size, batches=batches, device=device))  # child share W0
             continue
         model = hn.apply(build_model(config, seed=VALIDATION_INIT_SEED + i), strength=strength)
-        run = train(model, dataset, TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(2, steps - 1),
-                                                eval_every=steps, eval_batches=batches, eval_batch_size=batch_size,
-                                                seed=VALIDATION_SEED + i, device=str(device)))
+        recipe = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(2, steps - 1),
+                             eval_every=steps, eval_batches=batches, eval_batch_size=batch_size,
+                             seed=VALIDATION_SEED + i, device=str(device))
+        run = train(model, dataset, recipe)
         losses.append(run.val_loss if math.isfinite(run.val_loss) else math.inf)
     return float(sum(losses) / len(losses))
 

@@ -90,9 +90,16 @@ _UNWRITABLE = ("database or disk is full", "no space left on device", "attempt t
                "read-only transaction", "disk i/o error")
 
 
+def _is_db_error(exc: BaseException) -> bool:
+    return isinstance(exc, (sqlalchemy.exc.DBAPIError, sqlite3.Error)) or type(exc).__module__.startswith("psycopg")
+
+
 def storage_write_error(exc: BaseException) -> str | None:
-    """Why the study's database cannot be written (a full disk, a read-only file), or None."""
+    """Why the study's database cannot be written (a full disk, a read-only file), or None. Only the
+    database driver's own errors count: a full artifacts folder is another problem (an OSError)."""
     for e in _chain(exc):
+        if not _is_db_error(e):
+            continue
         text = str(e).lower()
         for marker in _UNWRITABLE:
             if marker in text:
@@ -126,7 +133,9 @@ def run_despite_outages(fn, *, patience_s: float = 300.0, backoff_s: float = 1.0
             if not is_transient(exc):
                 raise
             now = time.monotonic()
-            if outage_since is None or now - started > max_backoff_s:  # it had been working: a new outage
+            # a new outage when this try ran longer than a whole outage may last (it had been working);
+            # a try that merely waited long to fail (a busy timeout, a connect timeout) does not reset it
+            if outage_since is None or now - started > patience_s:
                 outage_since, delay = now, backoff_s
             if now - outage_since > patience_s:
                 raise

@@ -59,15 +59,10 @@ def log_dir(cfg: NASConfig) -> Path:
     return Path(cfg.artifacts_dir).parent / "logs"
 
 
-def worker_command(cfg: NASConfig) -> list[str]:
-    """The command of a local worker: it reads the rest of the config from the study itself."""
-    return [sys.executable, "-m", "nas", "worker", f"study_name={cfg.study_name}",
-            f"artifacts_dir={cfg.artifacts_dir}", f"device={cfg.device}", f"n_trials={cfg.n_trials}"]
-
-
-def refitter_command(cfg: NASConfig) -> list[str]:
-    """The command of `search`'s refitter: like a worker, it reads the study's own config."""
-    return [sys.executable, "-m", "nas", "refitter", f"study_name={cfg.study_name}",
+def worker_command(cfg: NASConfig, command: str = "worker") -> list[str]:
+    """The command of a local worker (or `command="refitter"`): it reads the rest of the config
+    from the study itself."""
+    return [sys.executable, "-m", "nas", command, f"study_name={cfg.study_name}",
             f"artifacts_dir={cfg.artifacts_dir}", f"device={cfg.device}", f"n_trials={cfg.n_trials}"]
 
 
@@ -80,7 +75,7 @@ def spawn_worker(cfg: NASConfig, index: int) -> WorkerProcess:
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     refitter = index == REFITTER
     log_path = logs / (f"{cfg.study_name}-refitter.log" if refitter else f"{cfg.study_name}-worker{index}.log")
-    command = refitter_command(cfg) if refitter else worker_command(cfg)
+    command = worker_command(cfg, "refitter" if refitter else "worker")
     with open(log_path, "ab") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return WorkerProcess(index, process, log_path)
@@ -129,13 +124,13 @@ def exit_text(code: int | None) -> str:
     return f"exit code {code}"
 
 
-_TRANSIENT = TRANSIENT_DB_ERRORS
 
 
 def _hopeless(code: int, tail: str) -> str | None:
     """Why restarting a worker that exited with `code` cannot help, or None: a start-up or storage
-    error (bad config, unreachable storage or artifacts, a full or read-only database: exit code 2) or its failure guard tripped
-    (`study.max_consecutive_failures` trials failed in a row: a broken setup, not bad luck)."""
+    error (bad config, unreachable storage or artifacts, a full or read-only database: exit code 2)
+    or its failure guard tripped (`study.max_consecutive_failures` trials failed in a row: a broken
+    setup, not bad luck)."""
     if code == 2:
         return "a configuration or storage error"
     if "trials failed in a row" in tail:
@@ -169,7 +164,8 @@ class Supervision:
 def supervise(study: optuna.Study, cfg: NASConfig, workers: list[WorkerProcess], *, max_restarts: int,
               engine=None, poll_s: float = 1.0, backoff_s: float = 1.0, max_backoff_s: float = 30.0,
               progress: bool = True, spawn=None, say=print) -> Supervision:
-    """Watch the workers until every one has exited for good; returns what happened.
+    """Watch the workers until every one has exited for good (the refitter among `workers` is
+    watched and restarted alike, but not waited for: the caller stops it); returns what happened.
 
     A worker that exits non-zero (a signal, the OOM killer, a crash) has its RUNNING trial failed
     at once (`nas.storage.fail_trials_of`; retried with the same parameters) and, while the study
@@ -198,7 +194,7 @@ def supervise(study: optuna.Study, cfg: NASConfig, workers: list[WorkerProcess],
                 if db_down:
                     say("storage reachable again")
                 db_down = False
-            except _TRANSIENT as exc:
+            except TRANSIENT_DB_ERRORS as exc:
                 if not db_down:
                     say(f"storage unreachable ({_short(exc)}); retrying")
                 db_down = True
@@ -213,7 +209,7 @@ def supervise(study: optuna.Study, cfg: NASConfig, workers: list[WorkerProcess],
                 reason = f"worker died: local {w.name} (pid {w.process.pid}) {exit_text(code)}"
                 try:
                     failed = fail_trials_of(study, w.process.pid, reason)
-                except _TRANSIENT as exc:  # reaped later (reap_dead_trials: its pid is gone)
+                except TRANSIENT_DB_ERRORS as exc:  # reaped later (reap_dead_trials: its pid is gone)
                     failed = []
                     say(f"could not fail the trial of {w.name} now ({_short(exc)}); it is reaped later")
                 report.failed_trials.setdefault(w.index, []).extend(failed)
@@ -245,7 +241,7 @@ def supervise(study: optuna.Study, cfg: NASConfig, workers: list[WorkerProcess],
                     slot = next(i for i, w in enumerate(workers) if w.index == index)
                     try:
                         reap_dead_trials(study)
-                    except _TRANSIENT:
+                    except TRANSIENT_DB_ERRORS:
                         pass
                     workers[slot] = spawn(cfg, index)
                     report.restarts[index] = report.restarts.get(index, 0) + 1
@@ -257,7 +253,7 @@ def supervise(study: optuna.Study, cfg: NASConfig, workers: list[WorkerProcess],
             if engine is not None and not db_down:
                 try:
                     version = latest_promoted(engine, study.study_name)
-                except _TRANSIENT:
+                except TRANSIENT_DB_ERRORS:
                     version = None
                 if version is not None:
                     postfix["hypernet"] = f"v{version.version}"
@@ -279,6 +275,7 @@ def supervise(study: optuna.Study, cfg: NASConfig, workers: list[WorkerProcess],
     return report
 
 
-__all__ = ["EXIT_INCOMPLETE", "INDEX_ENV", "PARENT_ENV", "REFITTER", "Supervision", "WorkerProcess", "exit_text", "log_dir",
-           "process_name", "refitter_command", "resume_command", "spawn_worker", "spawn_workers", "stop_workers",
+__all__ = ["EXIT_INCOMPLETE", "INDEX_ENV", "PARENT_ENV", "REFITTER", "Supervision", "WorkerProcess", "exit_text",
+           "log_dir",
+           "process_name", "resume_command", "spawn_worker", "spawn_workers", "stop_workers",
            "supervise", "worker_command"]

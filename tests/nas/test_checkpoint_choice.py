@@ -133,3 +133,22 @@ def test_a_study_on_new_data_records_its_transferred_version_0(tmp_path, monkeyp
     config = space.sample(__import__("random").Random(0))
     got = initial.hn.predict(config)
     assert got["pos_embed"].equal(initial.hn.base_init(config)["pos_embed"])
+
+
+def test_a_given_checkpoint_of_another_data_name_that_holds_the_study_s_examples_is_refused():
+    """Content, not names: a byte corpus whose held-out files the checkpoint learned from (pytext's
+    train files read as another data set) is refused when given by path too."""
+    import torch
+
+    from nas.data import TextDataset
+
+    pytext = load_dataset("pytext")
+    train = pytext._tokens["train"]
+    starts = pytext._documents["train"]
+    first_file = train[starts[0]:starts[1]]
+    other = TextDataset("textdir", torch.randint(0, 256, (4000,)), first_file, first_file, vocab_size=256,
+                        context=64, documents={"val": [0], "test": [0]})
+    meta = {"data": "pytext", "data_fingerprint": data_fingerprint(pytext)}
+    with pytest.raises(ConfigError) as err:
+        check_given("gpt2_pytext.safetensors", meta, other)
+    assert "saw 1 val and 1 test examples" in str(err.value)

@@ -137,3 +137,30 @@ def test_the_refitter_search_started_does_not_outlive_it(tmp_path):
     if not gone():
         os.kill(pid, 9)
         raise AssertionError("the refitter outlived the process that started it")
+
+
+def test_a_workers_1_search_restarts_its_refitter_when_it_dies(tmp_path, monkeypatch, capsys):
+    """workers=1 runs trials in search's own process; its refitter is checked after every trial and
+    restarted (up to worker_restarts times) when it died."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from nas import workers
+    from nas.cli import _run_in_process
+    from nas.workers import REFITTER, WorkerProcess
+
+    session = open_session(tiny_config(tmp_path, "n_trials=2", "worker_restarts=1"), create=True)
+    dead = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+    dead.wait()
+    spawned = []
+
+    def fake_spawn(cfg, index):
+        spawned.append(index)
+        return WorkerProcess(index, subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"]), Path("log"))
+
+    monkeypatch.setattr(workers, "spawn_worker", fake_spawn)
+    helpers = [WorkerProcess(REFITTER, dead, Path("log"))]
+    assert _run_in_process(session, helpers) == 0
+    assert spawned == [REFITTER]  # once: worker_restarts=1
+    assert "refitter (pid" in capsys.readouterr().err

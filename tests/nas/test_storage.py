@@ -245,6 +245,10 @@ def test_run_despite_outages_retries_transient_errors_until_the_patience_runs_ou
     monkeypatch.setattr(storage_mod.time, "monotonic", lambda: next(clock))
     with pytest.raises(sqlalchemy.exc.OperationalError):  # an outage longer than the patience
         storage_mod.run_despite_outages(lambda: (_ for _ in ()).throw(down), patience_s=300.0, say=said.append)
+    # tries that each wait 60 s to fail (SQLite's busy timeout) are one outage, not a new one each
+    clock = iter(t for k in range(20) for t in (100.0 * k, 100.0 * k + 60.0))
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        storage_mod.run_despite_outages(lambda: (_ for _ in ()).throw(down), patience_s=300.0, say=said.append)
 
 
 def test_a_full_or_read_only_database_is_not_an_outage():
@@ -265,3 +269,9 @@ def test_a_full_or_read_only_database_is_not_an_outage():
             assert storage_write_error(exc) == message and not is_transient(exc)
     refused = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
     assert storage_write_error(refused) is None and is_transient(refused)
+
+
+def test_a_full_artifacts_folder_is_not_called_an_unwritable_database():
+    from nas.storage import storage_write_error
+
+    assert storage_write_error(OSError(28, "No space left on device")) is None  # not the database driver's
