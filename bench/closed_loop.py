@@ -125,21 +125,25 @@ def run_setting(name: str, seeds: list[int], trials: int, steps: int, refit_ever
         print(f"{name} seed {seed}: target {target:.4f}; cold reached it at {cold_t:.0f}s, warm "
               + ("never" if warm_t is None else f"at {warm_t:.0f}s") + f"; warm best {warm['best']:.4f}, "
               f"refits {warm['refits']} ({warm['promoted']} promoted)", flush=True)
+    return {"setting": name, "seeds": seeds, "runs": runs, "summary": summarize(runs)}
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Over seeds: time ratio, refits promoted, and whether the gain grew from the first to the last
+    version whose gain is known (warm trials and a control in its period; `nas.gain`)."""
     ratios = [r["ratio"] for r in runs if r["ratio"] is not None]
     refits = sum(r["warm"]["refits"] for r in runs)
     promoted = sum(r["warm"]["promoted"] for r in runs)
-    first_last = [(g[0]["gain"], g[-1]["gain"]) for g in
-                  ([x for x in r["warm"]["gain_per_version"] if x["warm_trials"]] for r in runs) if len(g) >= 2]
+    known = ([x for x in r["warm"]["gain_per_version"] if x["warm_trials"] and math.isfinite(x["gain"])] for r in runs)
+    first_last = [(g[0]["gain"], g[-1]["gain"]) for g in known if len(g) >= 2]
     ratio, ratio_se = _mean_se(ratios)
-    return {"setting": name, "seeds": seeds, "runs": runs,
-            "summary": {"ratio_mean": ratio, "ratio_se": ratio_se, "reached": f"{len(ratios)}/{len(runs)}",
-                        "refits": refits, "promoted": promoted,
-                        "promoted_share": promoted / refits if refits else math.nan,
-                        "gain_grew": f"{sum(last > first for first, last in first_last)}/{len(first_last)}",
-                        "cold_best": _mean_se([r["cold"]["best"] for r in runs]),
-                        "warm_best": _mean_se([r["warm"]["best"] for r in runs]),
-                        "cold_seconds": _mean_se([r["cold"]["seconds"] for r in runs]),
-                        "warm_seconds": _mean_se([r["warm"]["seconds"] for r in runs])}}
+    return {"ratio_mean": ratio, "ratio_se": ratio_se, "reached": f"{len(ratios)}/{len(runs)}",
+            "refits": refits, "promoted": promoted, "promoted_share": promoted / refits if refits else math.nan,
+            "gain_grew": f"{sum(last > first for first, last in first_last)}/{len(first_last)}",
+            "cold_best": _mean_se([r["cold"]["best"] for r in runs]),
+            "warm_best": _mean_se([r["warm"]["best"] for r in runs]),
+            "cold_seconds": _mean_se([r["cold"]["seconds"] for r in runs]),
+            "warm_seconds": _mean_se([r["warm"]["seconds"] for r in runs])}
 
 
 def _fmt(pair: tuple[float, float], spec: str = ".4f") -> str:
@@ -175,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
              "cold_s": _fmt(r["summary"]["cold_seconds"], ".0f"), "warm_s": _fmt(r["summary"]["warm_seconds"], ".0f")}
             for r in results]
     print(table(rows, [("setting", "setting"), ("reached", "warm reached target"), ("ratio", "time warm/cold"),
-                       ("promoted", "refits promoted"), ("grew", "gain grew v0->last"), ("cold", "cold best"),
+                       ("promoted", "refits promoted"), ("grew", "gain grew first->last known"), ("cold", "cold best"),
                        ("warm", "warm best"), ("cold_s", "cold s"), ("warm_s", "warm s")]))
     payload = {"bench": "closed_loop", "trials": args.trials, "steps": args.steps, "refit_every": args.refit_every,
                "command": " ".join(["python", "bench/closed_loop.py", *(argv if argv is not None else sys.argv[1:])]),
