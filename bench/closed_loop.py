@@ -4,7 +4,7 @@
                                 [--seeds 0,1,2] [--trials 16] [--steps 200] [--refit-every 4] [--out FILE.json]
     python bench/closed_loop.py --quick       # smoke run: one setting, one seed, 4 trials of 8 steps
 
-Settings (issue #20):
+Settings:
 - `mnist5k_transfer`: ViT x MNIST-5k (28x28); version 0 transferred from the shipped digits hypernet;
 - `textdir_transfer`: GPT-2 x the Python sources of an installed third-party package (`--text-package`,
   default optuna: text the shipped pytext hypernet never saw), via `textdir`; version 0 transferred;
@@ -18,7 +18,7 @@ For each setting and seed two studies run with `logah-nas search`, one process, 
 Reported: the time each study needs to reach the cold study's final best val loss (the target;
 time from the `search` start, so set-up counts), the ratio warm / cold (mean +- SE over seeds;
 "never" when the warm study does not reach it), refits made and promoted, and the warm-vs-control
-gain per hypernet version (`nas.gain`). Targets (issue #20): >= 50 % of refits promoted, the gain
+gain per hypernet version (`nas.gain`). Targets: >= 50 % of refits promoted, the gain
 growing from version 0 to the last version, time to target <= 0.7x the cold study's.
 """
 from __future__ import annotations
