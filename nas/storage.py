@@ -253,7 +253,7 @@ def make_storage(url: str = DEFAULT_STORAGE, heartbeat_interval: int | None = 30
     return storage
 
 
-OWNER_ATTR = "logah:owner"  # trial system attr: {"host": host key, "pid": int, "start": process start or None}
+OWNER_ATTR = "logah:owner"  # trial system attr: {"host", "pid", "start": process start or None, "since": UTC epoch s}
 
 
 @functools.lru_cache(maxsize=1)
@@ -331,7 +331,7 @@ def _make_owned_storage_class():
         def _create_new_trial(self, study_id, template_trial=None):
             trial = super()._create_new_trial(study_id, template_trial)
             if trial.state == TrialState.RUNNING:
-                owner = process_owner()
+                owner = {**process_owner(), "since": time.time()}
                 self._record_owner(trial._trial_id, owner)
                 trial.system_attrs[OWNER_ATTR] = owner
             return trial
@@ -339,7 +339,7 @@ def _make_owned_storage_class():
         def set_trial_state_values(self, trial_id, state, values=None):
             changed = super().set_trial_state_values(trial_id, state, values)
             if changed and state == TrialState.RUNNING:
-                self._record_owner(trial_id, process_owner())
+                self._record_owner(trial_id, {**process_owner(), "since": time.time()})
             return changed
 
         def _record_owner(self, trial_id: int, owner: dict) -> None:
@@ -555,13 +555,22 @@ def reap_dead_trials(study) -> list[int]:
     stale = set(storage._get_stale_trial_ids(study._study_id))
     with storage.engine.connect() as conn:
         beating = {row[0] for row in conn.execute(sqlalchemy.text("SELECT trial_id FROM trial_heartbeats"))}
-    # Optuna stamps datetime_start with the worker's local clock (naive), so compare with the same.
-    cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace)
+    # When it started: the owner's UTC epoch seconds (any time zone; clocks NTP-synchronised as for
+    # the refit lease), else Optuna's datetime_start, naive in the worker's local time zone, which
+    # only a process in the same zone can compare with.
+    now, cutoff = time.time(), datetime.datetime.now() - datetime.timedelta(seconds=grace)
+
+    def started_long_ago(trial) -> bool:
+        owner = trial.system_attrs.get(OWNER_ATTR)
+        since = owner.get("since") if isinstance(owner, dict) else None
+        if isinstance(since, (int, float)):
+            return since < now - grace
+        return trial.datetime_start is not None and trial.datetime_start < cutoff
+
     for trial in running:
         if trial.number in reaped:
             continue
-        never_beat = trial._trial_id not in beating and trial.datetime_start is not None \
-            and trial.datetime_start < cutoff
+        never_beat = trial._trial_id not in beating and started_long_ago(trial)
         if trial._trial_id not in stale and not never_beat:
             continue
         reason = ("worker died before its first heartbeat" if never_beat

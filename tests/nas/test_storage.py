@@ -275,3 +275,22 @@ def test_a_full_artifacts_folder_is_not_called_an_unwritable_database():
     from nas.storage import storage_write_error
 
     assert storage_write_error(OSError(28, "No space left on device")) is None  # not the database driver's
+
+
+def test_a_trial_that_never_beat_is_judged_by_its_owner_s_utc_start_not_a_local_clock(tmp_path):
+    """A refitter or worker on another machine (maybe another time zone) reaps a trial killed before
+    its first heartbeat by the UTC time its owner recorded, never by Optuna's naive local datetime_start."""
+    import time
+
+    from nas.storage import OWNER_ATTR, reap_dead_trials
+
+    url = f"sqlite:///{tmp_path}/study.db"
+    study = optuna.create_study(study_name="s", storage=make_storage(url, heartbeat_interval=60, max_retry=0))
+    trial = study.ask()
+    assert isinstance(study.trials[0].system_attrs[OWNER_ATTR]["since"], float)
+    remote = {"host": "elsewhere", "pid": 1, "start": None}
+    study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, {**remote, "since": time.time() - 30})
+    assert reap_dead_trials(study) == []  # 30 s ago, grace 120 s: still starting, whatever the clocks say
+    study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, {**remote, "since": time.time() - 600})
+    assert reap_dead_trials(study) == [0]
+    assert study.trials[0].user_attrs["fail_reason"] == "worker died before its first heartbeat"
