@@ -85,8 +85,8 @@ def cmd_search(overrides: Sequence[str]) -> int:
         _print(screening)
     # refits run in a process of their own beside the workers (nas.refitter), never on a trial's path
     refitter = cfg.hypernet.refit_in == "refitter" and cfg.hypernet.refit_every > 0 and n_counted(study) < cfg.n_trials
+    helpers = [spawn_worker(cfg, REFITTER)] if refitter else []
     if cfg.workers == 1:
-        helpers = [spawn_worker(cfg, REFITTER)] if refitter else []
         try:
             code = _run_in_process(session, helpers)
         finally:
@@ -94,7 +94,7 @@ def cmd_search(overrides: Sequence[str]) -> int:
         if code:
             return code
     else:
-        workers = spawn_workers(cfg, cfg.workers) + ([spawn_worker(cfg, REFITTER)] if refitter else [])
+        workers = spawn_workers(cfg, cfg.workers) + helpers
         try:
             report = supervise(study, cfg, workers, max_restarts=cfg.worker_restarts, engine=session.storage.engine,
                                progress=sys.stderr.isatty(), say=lambda m: print(m, file=sys.stderr, flush=True))
@@ -207,8 +207,12 @@ def _gain_per_version(study, versions) -> str | None:
     """One line: the warm-vs-control gain of each version warm trials used (nas.gain)."""
     from nas.gain import gain_per_version
 
-    used = [g for g in gain_per_version(study.get_trials(deepcopy=False), versions) if g.warm_trials]
-    if not used or all(g.gain != g.gain for g in used):  # nan: no completed control or warm trial
+    import math
+
+    # known gains only: nan when a version has no completed warm trial or no control in its period
+    used = [g for g in gain_per_version(study.get_trials(deepcopy=False), versions)
+            if g.warm_trials and math.isfinite(g.gain)]
+    if not used:
         return None
     return "gain over controls (median final val loss) by hypernet version: " + ", ".join(
         f"v{g.version} {g.gain:+.4f} ({g.warm_trials} warm)" for g in used)
