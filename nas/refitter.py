@@ -1,7 +1,7 @@
 """The refitter: a process of its own that refits a study's hypernet while workers train trials.
 
-Refits used to run inside a worker's trial callback, so that worker stopped trialing while it
-refitted, and a GPU could only help if the worker that happened to refit had one. A refitter
+A refit inside a worker's trial callback (`hypernet.refit_in=worker`) pauses that worker's
+trials, and a GPU helps only if that worker has one. A refitter
 (`logah-nas refitter`, on any machine that reaches the storage and artifacts; `device=cuda` on a
 GPU box) polls the study, refits when due (`nas.refit.refit_due`) under the study's refit lease and
 publishes the version; workers pick up the newest promoted version at their next trial start.
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable
 
 from nas.lease import hold_lease
 from nas.refit import lease_name, refit, refit_due
-from nas.storage import TRANSIENT_DB_ERRORS
+from nas.storage import is_transient
 
 if TYPE_CHECKING:
     from nas.session import Session
@@ -67,9 +67,9 @@ def run_refitter(session: Session, *, poll_s: float = 2.0, stop: Callable[[], bo
                 if lease and refit_due(engine, study, h.refit_every):
                     try:
                         version = refit_fn(session, lease=lease)
-                    except TRANSIENT_DB_ERRORS:
-                        raise  # the database went away: not the refit's fault (cli: run_despite_outages)
-                    except Exception:
+                    except Exception as exc:
+                        if is_transient(exc):
+                            raise  # the database went away: not the refit's fault (cli: run_despite_outages)
                         report.failures += 1
                         in_a_row += 1
                         _log.exception("refit of study %s failed (%d in a row)", study.study_name, in_a_row)

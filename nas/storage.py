@@ -52,6 +52,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
 from optuna.artifacts import FileSystemArtifactStore
+from optuna.exceptions import StorageInternalError
 
 from nas.secrets import mask_url
 
@@ -64,14 +65,8 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 
-def _transient_errors() -> tuple[type[BaseException], ...]:
-    from optuna.exceptions import StorageInternalError
-
-    # a dropped or refused connection (Optuna wraps those raised inside its sessions)
-    return (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, StorageInternalError)
-
-
-TRANSIENT_DB_ERRORS = _transient_errors()
+# a dropped or refused connection (Optuna wraps those raised inside its sessions)
+TRANSIENT_DB_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, StorageInternalError)
 
 
 def short_error(exc: BaseException) -> str:

@@ -164,3 +164,22 @@ def test_a_workers_1_search_restarts_its_refitter_when_it_dies(tmp_path, monkeyp
     assert _run_in_process(session, helpers) == 0
     assert spawned == [REFITTER]  # once: worker_restarts=1
     assert "refitter (pid" in capsys.readouterr().err
+
+
+def test_a_database_outage_mid_refit_is_not_counted_as_a_failed_refit(session):
+    """It propagates at once (the command waits it out, `run_despite_outages`), also when Optuna
+    surfaces it as another error whose context is the storage error."""
+    import sqlalchemy.exc
+
+    calls = []
+
+    def outage(s, lease=None):
+        calls.append(1)
+        try:
+            raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+        except sqlalchemy.exc.OperationalError:
+            raise UnboundLocalError("cannot access local variable 'updated_state'")
+
+    with pytest.raises(UnboundLocalError):
+        run_refitter(session, poll_s=0.01, max_failures=5, refit_fn=outage)
+    assert len(calls) == 1  # not retried as a failed refit
