@@ -3,7 +3,15 @@ the strongest cheap baselines, on held-out shape classes, at several budgets, ov
 
     python bench/protocol.py [--spaces vit,gpt2] [--budgets 150,study,long] [--seeds 0,1,2]
                              [--archs-per-class N] [--lr-grid 3e-4,1e-3,3e-3] [--pool 3] [--out FILE.json]
-    python bench/protocol.py --quick          # smoke run: budgets 10,20, one seed, one arch per class
+    python bench/protocol.py --quick          # smoke run: budgets 4,8, one seed, one arch per class
+    python bench/protocol.py --cache DIR [--shard I/N] ...   # resumable; N processes share the work
+
+With `--cache DIR` every finished training run (arm, lr, seed, budget, architecture, under one
+checkpoint, data set and TrainConfig) and every trained pool member is kept in DIR, so a protocol
+too long for one sitting is run in stages: rerun the same command and it trains only what is
+missing. `--shard I/N` runs the I-th of N interleaved slices of the architectures (run N processes,
+one per core, on one cache); the same command without `--shard` then prints the whole table from
+the cache.
 
 For each space x data pair (vit x digits, gpt2 x pytext; the shipped checkpoint of that space) and
 each held-out architecture (`nas.unseen.unseen_shape_classes`: off-grid widths, 2x / 4x the widest
@@ -63,6 +71,58 @@ ARMS = (*RANDOM_ARMS, "mimetic", "inherit", *HYPERNET_ARMS)
 LONG_STEPS = 1500
 QUICK = {"budgets": "4,8", "seeds": "0", "archs_per_class": 1, "lr_grid": "1e-3", "pool": 1, "eval_every": 4,
          "eval_batches": 1, "batch_size": 8}
+
+
+# ---------------------------------------------------------------- the run cache
+
+class RunCache:
+    """Finished runs on disk, one file per run, named by a digest of everything that decides the
+    run's outcome (`fields`), so stages and shards resume and share work; `root=None` keeps nothing.
+    Files are written atomically: a killed run leaves no half file, only a run to redo."""
+
+    def __init__(self, root: Path | None, context: dict[str, Any]):
+        self.root, self.context = (Path(root) if root is not None else None), dict(context)
+        self.hits = self.misses = 0
+
+    def _path(self, kind: str, fields: dict[str, Any], suffix: str) -> Path:
+        import hashlib
+
+        blob = json.dumps({"kind": kind, **self.context, **fields}, sort_keys=True, default=str)
+        return self.root / kind / (hashlib.sha256(blob.encode()).hexdigest()[:24] + suffix)
+
+    def get(self, kind: str, fields: dict[str, Any]) -> dict[str, Any] | None:
+        if self.root is None:
+            return None
+        path = self._path(kind, fields, ".json")
+        if not path.exists():
+            self.misses += 1
+            return None
+        self.hits += 1
+        return json.loads(path.read_text())["result"]
+
+    def put(self, kind: str, fields: dict[str, Any], result: dict[str, Any]) -> None:
+        if self.root is not None:
+            from search_spaces.files import atomic_write_text
+
+            atomic_write_text(self._path(kind, fields, ".json"),
+                              json.dumps({"fields": _json_safe(fields), "context": self.context,
+                                          "result": _json_safe(result)}, sort_keys=True))
+
+    def weights_path(self, kind: str, fields: dict[str, Any]) -> Path | None:
+        return None if self.root is None else self._path(kind, fields, ".safetensors")
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'I/N' -> (I, N) with 0 <= I < N; None -> (0, 1), the whole protocol."""
+    if not text:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise SystemExit(f"--shard: I/N with integers 0 <= I < N, got {text!r}") from None
+    if not 0 <= i < n:
+        raise SystemExit(f"--shard: I/N with 0 <= I < N, got {text!r}")
+    return i, n
 
 
 # ---------------------------------------------------------------- pure helpers (unit-tested)
@@ -237,11 +297,16 @@ def _run(model, dataset, cfg, test_batches: int | None) -> dict[str, Any]:
             "history": [{"step": h["step"], "val_loss": h["val_loss"]} for h in result.history]}
 
 
-def train_pool(space, dataset, cfg, n: int, seed: int) -> list[dict[str, Any]]:
+def train_pool(space, dataset, cfg, n: int, seed: int, cache: RunCache | None = None) -> list[dict[str, Any]]:
     """`n` distinct architectures of the space itself (`space.sample`, fixed seed), trained from the
     GPT-2 scheme at the study budget: the trials an `inherit` study would have completed."""
-    from search_spaces import build_model
+    from dataclasses import asdict
 
+    from safetensors.torch import load_file, save
+    from search_spaces import build_model
+    from search_spaces.files import atomic_write_bytes
+
+    cache = cache or RunCache(None, {})
     rng, configs = random.Random(seed), []
     for _ in range(100 * max(1, n)):
         if len(configs) == n:
@@ -251,12 +316,27 @@ def train_pool(space, dataset, cfg, n: int, seed: int) -> list[dict[str, Any]]:
             configs.append(c)
     pool = []
     for c in configs:
-        model = build_model(c, seed=seed)
-        result = _run(model, dataset, replace(cfg, seed=seed), test_batches=1)
-        pool.append({"config": c, "arch": describe_arch(c), "val_loss": result["final"],
-                     "weights": {k: p.detach().clone() for k, p in model.named_parameters()}})
-        print(f"#   pool {describe_arch(c)}: val {result['final']:.3f} ({result['seconds']:.1f} s)", file=sys.stderr)
+        fields = {"config": c.to_dict(), "train": asdict(replace(cfg, seed=seed))}
+        hit, weights_path = cache.get("pool", fields), cache.weights_path("pool", fields)
+        if hit is not None and weights_path is not None and weights_path.exists():
+            val, weights = _nan(hit["val_loss"]), load_file(str(weights_path))
+            print(f"#   pool {describe_arch(c)}: val {val:.3f} (cached)", file=sys.stderr)
+        else:
+            model = build_model(c, seed=seed)
+            result = _run(model, dataset, replace(cfg, seed=seed), test_batches=1)
+            val = result["final"]
+            weights = {k: p.detach().clone() for k, p in model.named_parameters()}
+            if weights_path is not None:  # the weights first: a result file promises them
+                atomic_write_bytes(weights_path, save({k: w.contiguous() for k, w in weights.items()}))
+                cache.put("pool", fields, {"val_loss": val, "seconds": result["seconds"]})
+            print(f"#   pool {describe_arch(c)}: val {val:.3f} ({result['seconds']:.1f} s)", file=sys.stderr)
+        pool.append({"config": c, "arch": describe_arch(c), "val_loss": val, "weights": weights, "key": fields})
     return pool
+
+
+def _nan(value: float | None) -> float:
+    """A cached number back to a float (JSON keeps NaN / inf as null)."""
+    return math.nan if value is None else float(value)
 
 
 def pick_donor(config, pool: list[dict[str, Any]]) -> dict[str, Any]:
@@ -276,9 +356,32 @@ def _stat_arm(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "curve": mean_curve([r["history"] for r in runs])}
 
 
+def _cached_run(cache: RunCache, arm: str, config, seed: int, cfg, dataset, test_batches, *, hn, strength: float,
+                donor) -> tuple[dict[str, Any], float]:
+    """One arm's run (result, init seconds), from the cache when it holds it."""
+    from dataclasses import asdict
+
+    fields = {"config": config.to_dict(), "arm": arm, "seed": seed, "train": asdict(cfg), "test_batches": test_batches,
+              "strength": strength if arm in HYPERNET_ARMS else None,
+              "donor": donor["key"] if arm == "inherit" and donor else None}
+    hit = cache.get("run", fields)
+    if hit is not None:
+        run = hit["run"]
+        for key in ("step0", "final", "test"):
+            run[key] = _nan(run[key])
+        run["history"] = [{"step": h["step"], "val_loss": _nan(h["val_loss"])} for h in run["history"]]
+        return run, hit["init_seconds"]
+    model, init_s = _init_model(arm, config, seed, hn=hn, strength=strength,
+                                donor=donor["weights"] if donor else None)
+    run = _run(model, dataset, cfg, test_batches)
+    cache.put("run", fields, {"run": run, "init_seconds": init_s})
+    return run, init_s
+
+
 def run_arch(config, dataset, *, hn, strengths: dict[str, float], donor, budgets, seeds, lr_grid, lr, tune,
-             base_cfg, eval_every, test_batches) -> dict[str, Any]:
+             base_cfg, eval_every, test_batches, cache: RunCache | None = None) -> dict[str, Any]:
     """Every arm at every budget for one architecture."""
+    cache = cache or RunCache(None, {})
     out = {}
     for label, steps in budgets:
         cfg = replace(base_cfg, steps=steps, eval_every=eval_every or default_eval_every(steps),
@@ -290,10 +393,10 @@ def run_arch(config, dataset, *, hn, strengths: dict[str, float], donor, budgets
             for arm_lr in grid:
                 runs = []
                 for seed in seeds:
-                    model, init_s = _init_model(arm, config, seed, hn=hn, strength=strengths.get(arm, 1.0),
-                                                donor=donor["weights"] if donor else None)
+                    run, init_s = _cached_run(cache, arm, config, seed, replace(cfg, seed=seed, lr=arm_lr), dataset,
+                                              test_batches, hn=hn, strength=strengths.get(arm, 1.0), donor=donor)
                     predict_s.append(init_s)
-                    runs.append(_run(model, dataset, replace(cfg, seed=seed, lr=arm_lr), test_batches))
+                    runs.append(run)
                 by_lr[arm_lr] = runs
             best = pick_lr({k: [r["final"] for r in v] for k, v in by_lr.items()})
             arms[arm] = {"lr": best, "tuned": arm in tune, "init_seconds": statistics.fmean(predict_s),
@@ -367,26 +470,31 @@ def run_space(space_name: str, data: str, args, budgets_text: str) -> dict[str, 
                            eval_batches=eval_batches, seed=0, device="cpu")
     print(f"# {space_name} x {data}: {path.name}, pretraining {cost['cpu_hours']:.2f} CPU-h, study budget "
           f"{study['steps']}, warm strength {study['warm_strength']}, budgets {budgets}", file=sys.stderr)
+    from search_spaces.files import sha256_file
+
+    cache = RunCache(args.cache, {"space": space_name, "data": data, "checkpoint_sha256": sha256_file(path)})
     pool_steps = study["steps"] if not args.quick else max(s for _, s in budgets)
     pool = train_pool(space, dataset, replace(base_cfg, steps=pool_steps, eval_every=pool_steps,
                                               warmup_steps=min(base_cfg.warmup_steps, max(1, pool_steps // 10))),
-                      args.pool, args.pool_seed) if args.pool else []
+                      args.pool, args.pool_seed, cache) if args.pool else []
     classes = unseen_shape_classes(space)
     hn.apply(build_model(next(iter(classes.values()))[0]))  # imports torch_geometric before any prediction is timed
     wanted = args.classes or list(classes)
-    archs = []
     for cls in wanted:
         if cls not in classes:
             raise SystemExit(f"--classes: one of {list(classes)}, got {cls!r}")
-        for config in classes[cls][:args.archs_per_class]:
-            donor = pick_donor(config, pool) if pool else None
-            t0 = time.perf_counter()
-            res = run_arch(config, dataset, hn=hn, strengths=strengths, donor=donor, budgets=budgets,
-                           seeds=args.seeds, lr_grid=args.lr_grid, lr=args.lr, tune=args.tune, base_cfg=base_cfg,
-                           eval_every=args.eval_every, test_batches=test_batches)
-            archs.append({"class": cls, "arch": describe_arch(config), "config": config.to_dict(),
-                          "n_params": _n_params(config), "donor": donor["arch"] if donor else None,
-                          "seconds": time.perf_counter() - t0, "budgets": res})
+    shard, shards = args.shard
+    todo = [(cls, config) for cls in wanted for config in classes[cls][:args.archs_per_class]][shard::shards]
+    archs = []
+    for cls, config in todo:
+        donor = pick_donor(config, pool) if pool else None
+        t0 = time.perf_counter()
+        res = run_arch(config, dataset, hn=hn, strengths=strengths, donor=donor, budgets=budgets,
+                       seeds=args.seeds, lr_grid=args.lr_grid, lr=args.lr, tune=args.tune, base_cfg=base_cfg,
+                       eval_every=args.eval_every, test_batches=test_batches, cache=cache)
+        archs.append({"class": cls, "arch": describe_arch(config), "config": config.to_dict(),
+                      "n_params": _n_params(config), "donor": donor["arch"] if donor else None,
+                      "seconds": time.perf_counter() - t0, "budgets": res})
     # break-even at the study budget (or, without it among the budgets, the longest one)
     be_steps = study["steps"] if any(s == study["steps"] for _, s in budgets) else max(s for _, s in budgets)
     for a in archs:
@@ -403,7 +511,7 @@ def run_space(space_name: str, data: str, args, budgets_text: str) -> dict[str, 
     summary = {}
     for label, steps in budgets:
         per_class = {}
-        for cls in wanted:
+        for cls in dict.fromkeys(a["class"] for a in archs):  # a shard may lack whole classes
             sub = [a for a in archs if a["class"] == cls]
             per_class[cls] = {h: _count([a["budgets"][str(steps)]["verdict"][h] for a in sub]) for h in HYPERNET_ARMS}
         summary[str(steps)] = {"label": label, "classes": per_class,
@@ -414,7 +522,9 @@ def run_space(space_name: str, data: str, args, budgets_text: str) -> dict[str, 
             "eval_batches": eval_batches, "test_batches": test_batches,
             "pool": [{"arch": p["arch"], "val_loss": p["val_loss"] if math.isfinite(p["val_loss"]) else None,
                       "steps": pool_steps} for p in pool],
-            "archs": archs, "summary": summary, "seconds": time.perf_counter() - t_space}
+            "archs": archs, "summary": summary, "seconds": time.perf_counter() - t_space,
+            "shard": f"{shard}/{shards}", "cache": {"dir": str(args.cache) if args.cache else None,
+                                                   "hits": cache.hits, "misses": cache.misses}}
 
 
 def _n_params(config) -> int:
@@ -516,6 +626,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK} unless given")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="keep every finished run and pool member here; a rerun trains only what is missing")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="run the I-th of N interleaved slices of the architectures (N processes, one --cache)")
     args = p.parse_args(argv)
     defaults = QUICK if args.quick else {"budgets": "150,study,long", "seeds": "0,1,2", "archs_per_class": None,
                                          "lr_grid": "3e-4,1e-3,3e-3", "pool": 3, "eval_every": None,
@@ -530,6 +644,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     except ValueError:
         raise SystemExit("--seeds: integers, --lr-grid: floats, --pretrain-hours: SPACE=HOURS, "
                          "comma-separated") from None
+    args.shard = parse_shard(args.shard)
     args.tune = tuple(a for a in args.tune.split(",") if a)
     if not set(args.tune) <= set(ARMS):
         raise SystemExit(f"--tune: a subset of {ARMS}, got {args.tune}")

@@ -165,3 +165,38 @@ def test_pretrain_cost_reads_the_recorded_stages(protocol):
     cost = protocol.pretrain_cost(meta)
     assert cost["recorded_seconds"] == 800.0 and cost["estimated_seconds"] == pytest.approx(2000 * 800.0 / 2000)
     assert cost["stages"] == 3 and cost["steps"] == 4000 and "estimated" in cost["source"]
+
+
+def test_parse_shard(protocol):
+    assert protocol.parse_shard(None) == (0, 1) and protocol.parse_shard("1/3") == (1, 3)
+    for bad in ("3/3", "-1/2", "a/b", "1"):
+        with pytest.raises(SystemExit, match="--shard"):
+            protocol.parse_shard(bad)
+
+
+@pytest.mark.slow  # ~15 s on one thread
+def test_shards_on_one_cache_add_up_to_the_whole_protocol(protocol, capsys, tmp_path):
+    """Two shards train disjoint architectures into one cache; the unsharded rerun trains nothing
+    and reports every architecture with the shards' numbers; a changed setting trains afresh."""
+    base = ["--quick", "--spaces", "vit", "--classes", "off_grid_width,wide_4x", "--archs-per-class", "2",
+            "--cache", str(tmp_path / "cache")]
+
+    def run(*extra):
+        protocol.main([*base, *extra])
+        return json.loads(capsys.readouterr().out.partition("\n")[0])["spaces"]["vit"]
+
+    shards = [run("--shard", "0/2"), run("--shard", "1/2")]
+    names = [[a["arch"] for a in sp["archs"]] for sp in shards]
+    assert names[0] and names[1] and not set(names[0]) & set(names[1])
+    assert shards[0]["cache"]["misses"] > 0 and shards[1]["cache"]["hits"] >= 1  # the pool, trained by shard 0
+    whole = run()
+    assert whole["cache"]["misses"] == 0 and whole["cache"]["hits"] > 0
+    assert sorted(a["arch"] for a in whole["archs"]) == sorted(names[0] + names[1])
+    by_arch = {a["arch"]: a for sp in shards for a in sp["archs"]}
+    for a in whole["archs"]:
+        for key, b in a["budgets"].items():
+            for arm in protocol.ARMS:
+                assert b["arms"][arm]["final"] == by_arch[a["arch"]]["budgets"][key]["arms"][arm]["final"]
+                assert b["arms"][arm]["curve"] == by_arch[a["arch"]]["budgets"][key]["arms"][arm]["curve"]
+    fresh = run("--weight-decay", "0.02")["cache"]  # another TrainConfig: nothing reused
+    assert fresh["hits"] == 0 and fresh["misses"] > 0
