@@ -296,6 +296,7 @@ def _join(overrides: Sequence[str]):
 
 def cmd_worker(overrides: Sequence[str]) -> int:
     from nas.storage import fail_trials_of, reap_dead_trials, run_despite_outages
+    from nas.workers import EXIT_GUARD
     from nas.study import open_session, run_trials
 
     cfg, storage = _join(overrides)
@@ -315,7 +316,7 @@ def cmd_worker(overrides: Sequence[str]) -> int:
     guard = run_despite_outages(lambda: run_trials(session), on_reconnect=interrupted)
     if guard.tripped:
         print(f"logah-nas worker: {guard.in_a_row} trials failed in a row, last: {guard.last_reason}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_GUARD  # its supervisor does not restart it
     return 0
 
 

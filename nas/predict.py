@@ -114,8 +114,7 @@ def parse_predict_args(args: Sequence[str]) -> PredictRequest:
 def load_hypernet(space: str, checkpoint: str | os.PathLike | None = "auto", signature: Mapping | None = None):
     """(hypernet, checkpoint path, meta): `checkpoint` a path, or auto/None = the shipped one for `space`
     (hypernet/pretrained/, matched by space name, or by the full `signature` when given)."""
-    from hypernet import load_checkpoint
-    from hypernet.checkpoint import PRETRAINED_DIR, CheckpointError, read_header
+    from hypernet import load_checkpoint, pretrained_paths
 
     if checkpoint not in (None, "auto"):
         hn, meta = load_checkpoint(checkpoint)
@@ -123,14 +122,8 @@ def load_hypernet(space: str, checkpoint: str | os.PathLike | None = "auto", sig
             raise ConfigError("checkpoint", str(checkpoint), f"a {space} hypernet checkpoint, "
                                                              f"got one for {hn.config.space_signature}")
         return hn, Path(checkpoint), meta
-    shipped = []
-    for path in sorted(Path(PRETRAINED_DIR).glob("*.safetensors")):
-        try:
-            sig = read_header(path)["space_signature"]
-        except CheckpointError:
-            continue
-        if sig.get("space") == space and (signature is None or sig == dict(signature)):
-            shipped.append(path)
+    shipped = (pretrained_paths(dict(signature)) if signature is not None
+               else pretrained_paths({"space": space}, same_kind=True))
     if not shipped:
         raise ConfigError("checkpoint", "auto", f"a hypernet checkpoint path: none is shipped for space={space}"
                           + (f" with signature {dict(signature)}" if signature else ""))

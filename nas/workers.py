@@ -26,6 +26,7 @@ INDEX_ENV = "LOGAH_WORKER_INDEX"
 PARENT_ENV = "LOGAH_PARENT_PID"  # the pid of the `search` that started a local child
 REFITTER = -1  # the index of `search`'s refitter process among its children (nas.refitter)
 EXIT_INCOMPLETE = 3  # `search` ended with fewer than n_trials counted trials (resume it)
+EXIT_GUARD = 4  # a worker's failure guard tripped (`study.max_consecutive_failures` trials failed in a row)
 
 
 def process_name(index: int) -> str:
@@ -126,14 +127,13 @@ def exit_text(code: int | None) -> str:
 
 
 
-def _hopeless(code: int, tail: str) -> str | None:
+def _hopeless(code: int) -> str | None:
     """Why restarting a worker that exited with `code` cannot help, or None: a start-up or storage
     error (bad config, unreachable storage or artifacts, a full or read-only database: exit code 2)
-    or its failure guard tripped (`study.max_consecutive_failures` trials failed in a row: a broken
-    setup, not bad luck)."""
+    or its failure guard tripped (`EXIT_GUARD`: trials failed in a row, a broken setup, not bad luck)."""
     if code == 2:
         return "a configuration or storage error"
-    if "trials failed in a row" in tail:
+    if code == EXIT_GUARD:
         return "too many trials failed in a row"
     return None
 
@@ -218,7 +218,7 @@ def supervise(study: optuna.Study, cfg: NASConfig, workers: list[WorkerProcess],
                        if failed else ""))
                 if done >= n_trials:
                     continue
-                hopeless = _hopeless(code, w.tail())
+                hopeless = _hopeless(code)
                 if hopeless:  # a restart would fail the same way
                     report.gave_up[w.index] = w.tail()
                     say(f"{w.name} stopped ({hopeless}); not restarting it; last lines of {w.log_path}:\n"
@@ -275,7 +275,7 @@ def supervise(study: optuna.Study, cfg: NASConfig, workers: list[WorkerProcess],
     return report
 
 
-__all__ = ["EXIT_INCOMPLETE", "INDEX_ENV", "PARENT_ENV", "REFITTER", "Supervision", "WorkerProcess", "exit_text",
+__all__ = ["EXIT_GUARD", "EXIT_INCOMPLETE", "INDEX_ENV", "PARENT_ENV", "REFITTER", "Supervision", "WorkerProcess", "exit_text",
            "log_dir",
            "process_name", "resume_command", "spawn_worker", "spawn_workers", "stop_workers",
            "supervise", "worker_command"]

@@ -181,3 +181,21 @@ def test_trials_with_different_batch_sizes_are_scored_on_the_same_val_batches(tm
     session = open_session(tiny_config(tmp_path, "n_trials=6", "study.batch_sizes=[8,16]"), create=True)
     run_trials(session)
     assert {b for b, _ in seen} == {8, 16} and {e for _, e in seen} == {16}
+
+
+def test_a_worker_whose_guard_trips_exits_with_the_code_its_supervisor_does_not_restart(tmp_path, monkeypatch, capsys):
+    """The supervisor tells a tripped failure guard by the worker's exit code, not by its log's text."""
+    from nas.cli import main
+    from nas.workers import EXIT_GUARD, _hopeless
+
+    def diverging(model, dataset, cfg, report=None):
+        report(0, {"val_loss": 2.3})
+        return TrainResult(status="diverged", reason="non-finite loss at step 3", loss_step0=2.3, val_loss=math.nan)
+
+    monkeypatch.setattr("nas.objective.train", diverging)
+    cfg = tiny_config(tmp_path, "n_trials=3", "study.max_consecutive_failures=2")
+    open_session(cfg, create=True)
+    code = main(["worker", f"storage={cfg.storage}", f"study_name={cfg.study_name}"])
+    assert code == EXIT_GUARD and "2 trials failed in a row" in capsys.readouterr().err
+    assert _hopeless(EXIT_GUARD) == "too many trials failed in a row"
+    assert _hopeless(2) and _hopeless(1) is None and _hopeless(-9) is None  # a crash or a kill is restarted
