@@ -413,6 +413,8 @@ def run_arch(config, dataset, *, hn, strengths: dict[str, float], donor, budgets
             "best_baseline": best_base, "best_baseline_final": arms[best_base]["final"],
             "reach": reach, "reach_best_baseline": reach_best,
             "verdict": {h: verdict(arms[h]["final"], arms[best_base]["final"]) for h in HYPERNET_ARMS},
+            # the same comparison on test (the best baseline and every lr still picked on val)
+            "verdict_test": {h: verdict(arms[h]["test"], arms[best_base]["test"]) for h in HYPERNET_ARMS},
             "gain": {h: _gain(arms[h]["final"], arms[best_base]["final"]) for h in HYPERNET_ARMS},
         }
         print(f"#   {describe_arch(config)} @ {steps}: best baseline {best_base} "
@@ -516,7 +518,9 @@ def run_space(space_name: str, data: str, args, budgets_text: str) -> dict[str, 
             per_class[cls] = {h: _count([a["budgets"][str(steps)]["verdict"][h] for a in sub]) for h in HYPERNET_ARMS}
         summary[str(steps)] = {"label": label, "classes": per_class,
                                "total": {h: _count([a["budgets"][str(steps)]["verdict"][h] for a in archs])
-                                         for h in HYPERNET_ARMS}}
+                                         for h in HYPERNET_ARMS},
+                               "total_test": {h: _count([a["budgets"][str(steps)]["verdict_test"][h] for a in archs])
+                                              for h in HYPERNET_ARMS}}
     return {"data": data, "checkpoint": path.name, "pretrain": cost, "study": study,
             "budgets": [{"label": l, "steps": s} for l, s in budgets], "break_even_steps": be_steps,
             "eval_batches": eval_batches, "test_batches": test_batches,
@@ -561,6 +565,7 @@ def human_tables(spaces: dict[str, Any]) -> str:
                         "class": a["class"], "arch": a["arch"], "budget": _budget(b), "arm": h,
                         **{f"to_{k}": v for k, v in b["reach"][h].items()},
                         "best": b["best_baseline"], "gain": b["gain"][h], "verdict": b["verdict"][h],
+                        "verdict_test": b["verdict_test"][h],
                         "cpu_h": cost["cpu_hours"] if (b["gain"][h] or 0) > 0 else None,
                         "break_even": (("never" if be["never"] else f"{be['trials']:.0f} trials") if be else None)})
         for key, s in sp["summary"].items():
@@ -568,6 +573,10 @@ def human_tables(spaces: dict[str, Any]) -> str:
                 for h, c in by_arm.items():
                     class_rows.append({"budget": _budget({"label": s["label"], "steps": int(key)}), "class": cls,
                                        "arm": h, **c})
+            for h in HYPERNET_ARMS:
+                for label, counts in (("all", s["total"][h]), ("all, on test", s["total_test"][h])):
+                    class_rows.append({"budget": _budget({"label": s["label"], "steps": int(key)}), "class": label,
+                                       "arm": h, **counts})
         parts.append(f"== {name} x {sp['data']} ({sp['checkpoint']}): meta-training {cost['cpu_hours']:.2f} CPU-h "
                      f"[{cost['source']}], study budget {sp['study']['steps']} steps, warm strength "
                      f"{sp['study']['warm_strength']}, pool {len(sp['pool'])}")
@@ -579,6 +588,7 @@ def human_tables(spaces: dict[str, Any]) -> str:
                                         ("to_random", "steps to random"), ("to_mimetic", "to mimetic"),
                                         ("to_inherit", "to inherit"), ("best", "best baseline"),
                                         ("gain", "gain (nats)"), ("verdict", "verdict"),
+                                        ("verdict_test", "on test"),
                                         ("cpu_h", "meta-train CPU-h"), ("break_even", "break-even")]))
         parts.append("")
         parts.append(table(class_rows, [("budget", "budget"), ("class", "class"), ("arm", "arm"), ("wins", "wins"),

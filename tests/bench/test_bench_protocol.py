@@ -142,7 +142,7 @@ def test_quick_run_reports_every_arm_budget_and_class(protocol, capsys, tmp_path
                     assert math.isfinite(s[key]["mean"])
             for h in protocol.HYPERNET_ARMS:
                 assert set(b["reach"][h]) == {*protocol.BASELINES, *protocol.RANDOM_ARMS}
-                assert b["verdict"][h] in ("win", "loss")
+                assert b["verdict"][h] in ("win", "loss") and b["verdict_test"][h] in ("win", "loss")
                 assert math.isfinite(b["gain"][h])
         for h in protocol.HYPERNET_ARMS:
             be = a["break_even"][h]
@@ -155,7 +155,8 @@ def test_quick_run_reports_every_arm_budget_and_class(protocol, capsys, tmp_path
                 assert c["wins"] + c["losses"] == c["n"] == 1
     for path, value in _finite_numbers(payload):
         assert math.isfinite(value), path
-    assert "steps to random" in human and "break-even" in human and "wide_4x" in human
+    assert "steps to random" in human and "break-even" in human and "wide_4x" in human and "all, on test" in human
+    assert sp["summary"]["8"]["total_test"]["hypernet_full"]["n"] == len(CLASSES)
 
 
 def test_pretrain_cost_reads_the_recorded_stages(protocol):
