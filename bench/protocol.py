@@ -601,6 +601,48 @@ def human_tables(spaces: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _pm(stat: dict[str, Any]) -> str:
+    if stat["mean"] is None:
+        return "diverged"
+    return f"{stat['mean']:.3f}" + (f" ± {stat['se']:.3f}" if stat["se"] is not None else "")
+
+
+def markdown_tables(spaces: dict[str, Any]) -> str:
+    """The compact tables bench/RESULTS.md and README quote: one row per architecture and budget,
+    then per budget how many architectures each hypernet arm ends at or below the best baseline."""
+    out = []
+    for name, sp in spaces.items():
+        head = ("| class | architecture | budget | best baseline (final val) | random: tuned lr, scheme | "
+                "hypernet 0.5: step 0 → final | hypernet 1.0: step 0 → final | steps to best baseline (0.5 / 1.0) | "
+                "verdict val (0.5 / 1.0) | verdict test (0.5 / 1.0) |")
+        out += [f"{name} x {sp['data']} ({sp['checkpoint']}, meta-training {sp['pretrain']['cpu_hours']:.2f} CPU-h):",
+                "", head, "|" + "---|" * head.count(" | ") + "---|"]
+        for a in sp["archs"]:
+            for b in a["budgets"].values():
+                arms, best = b["arms"], b["best_baseline"]
+                rnd = arms["random"]
+                hn = [f"{arms[h]['step0']['mean']:.3f} → {_pm(arms[h]['final'])}" for h in HYPERNET_ARMS]
+                reach = " / ".join("-" if b["reach_best_baseline"][h] is None else str(b["reach_best_baseline"][h])
+                                   for h in HYPERNET_ARMS)
+                out.append(f"| {a['class']} | {a['arch']} | {_budget(b)} | {best} {_pm(arms[best]['final'])} | "
+                           f"{_pm(rnd['final'])} ({rnd['lr']:g}, {rnd['scheme'].removeprefix('random_')}) | "
+                           f"{hn[0]} | {hn[1]} | {reach} | "
+                           f"{' / '.join(str(b['verdict'][h]) for h in HYPERNET_ARMS)} | "
+                           f"{' / '.join(str(b['verdict_test'][h]) for h in HYPERNET_ARMS)} |")
+        out.append("")
+        for key, summ in sp["summary"].items():
+            parts = []
+            for h, strength in zip(HYPERNET_ARMS, ("0.5" if sp["study"]["warm_strength"] == 0.5
+                                                   else f"{sp['study']['warm_strength']:g}", "1.0")):
+                v, t = summ["total"][h], summ["total_test"][h]
+                parts.append(f"hypernet {strength}: {v['wins']} of {v['n']} on val ({v['level']} within one SE), "
+                             f"{t['wins']} of {t['n']} on test")
+            out.append(f"- {_budget({'label': summ['label'], 'steps': int(key)})} steps, at or below the best "
+                       f"baseline: " + "; ".join(parts))
+        out.append("")
+    return "\n".join(out)
+
+
 def _json_safe(obj: Any) -> Any:
     """NaN / inf -> None (strict JSON)."""
     if isinstance(obj, float):
@@ -636,6 +678,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK} unless given")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
+    p.add_argument("--markdown", action="store_true", help="also print the compact markdown tables RESULTS.md quotes")
+    p.add_argument("--from-json", type=Path, default=None, metavar="FILE",
+                   help="print the tables of a saved --out FILE instead of running anything")
     p.add_argument("--cache", type=Path, default=None,
                    help="keep every finished run and pool member here; a rerun trains only what is missing")
     p.add_argument("--shard", default=None, metavar="I/N",
@@ -669,6 +714,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.from_json is not None:
+        payload = json.loads(args.from_json.read_text())
+        print(human_tables(payload["spaces"]))
+        print()
+        print(markdown_tables(payload["spaces"]))
+        return payload
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     spaces = {name: run_space(name, data, args, args.budgets) for name, data in args.spaces_list}
@@ -677,8 +728,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                           "hypernet_arms": list(HYPERNET_ARMS), "spaces": spaces,
                           "seconds": time.perf_counter() - t0})
     if args.out is not None:
-        args.out.write_text(json.dumps({"bench": "protocol", **payload}, sort_keys=True, indent=1))
+        args.out.write_text(json.dumps({"bench": "protocol", **payload}, indent=1))  # in run order
     emit("protocol", payload, human_tables(payload["spaces"]))
+    if args.markdown:
+        print()
+        print(markdown_tables(payload["spaces"]))
     return {"bench": "protocol", **payload}
 
 

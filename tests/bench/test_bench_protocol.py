@@ -117,10 +117,13 @@ def test_quick_run_reports_every_arm_budget_and_class(protocol, capsys, tmp_path
     from nas.unseen import CLASSES
 
     out = tmp_path / "protocol.json"
-    protocol.main(["--quick", "--spaces", "vit", "--out", str(out)])
+    protocol.main(["--quick", "--spaces", "vit", "--out", str(out), "--markdown"])
     first, _, human = capsys.readouterr().out.partition("\n")
+    assert "| wide_4x | L1 d512 h8 p2 m2 | 4 |" in human and "8 steps, at or below the best baseline" in human
+    protocol.main(["--from-json", str(out)])  # the same tables from the saved JSON, nothing trained
+    assert capsys.readouterr().out.strip() == human.strip()
     payload = json.loads(first)
-    assert payload["bench"] == "protocol" and json.loads(out.read_text()) == payload
+    assert payload["bench"] == "protocol" and json.loads(out.read_text()) == payload  # dicts compare unordered
     sp = payload["spaces"]["vit"]
     assert sp["data"] == "digits" and sp["study"]["steps"] > 0 and 0 < sp["study"]["warm_strength"] <= 1
     assert sp["pretrain"]["cpu_hours"] > 0 and sp["pretrain"]["stages"] >= 1
