@@ -607,6 +607,11 @@ def _pm(stat: dict[str, Any]) -> str:
     return f"{stat['mean']:.3f}" + (f" ± {stat['se']:.3f}" if stat["se"] is not None else "")
 
 
+def _reached_in(step: int | None, budget: int, fraction: float = 1 / 3) -> bool:
+    """Whether a hypernet arm reached the best baseline's final loss within `fraction` of the budget."""
+    return step is not None and step <= fraction * budget
+
+
 def markdown_tables(spaces: dict[str, Any]) -> str:
     """The compact tables bench/RESULTS.md and README quote: one row per architecture and budget,
     then per budget how many architectures each hypernet arm ends at or below the best baseline."""
@@ -635,8 +640,10 @@ def markdown_tables(spaces: dict[str, Any]) -> str:
             for h, strength in zip(HYPERNET_ARMS, ("0.5" if sp["study"]["warm_strength"] == 0.5
                                                    else f"{sp['study']['warm_strength']:g}", "1.0")):
                 v, t = summ["total"][h], summ["total_test"][h]
+                fast = sum(1 for a in sp["archs"] if _reached_in(a["budgets"][key]["reach_best_baseline"][h], int(key)))
                 parts.append(f"hypernet {strength}: {v['wins']} of {v['n']} on val ({v['level']} within one SE), "
-                             f"{t['wins']} of {t['n']} on test")
+                             f"{t['wins']} of {t['n']} on test, {fast} of {v['n']} reach its final val loss "
+                             f"within a third of the steps")
             out.append(f"- {_budget({'label': summ['label'], 'steps': int(key)})} steps, at or below the best "
                        f"baseline: " + "; ".join(parts))
         out.append("")
