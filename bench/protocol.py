@@ -612,28 +612,32 @@ def _reached_in(step: int | None, budget: int, fraction: float = 1 / 3) -> bool:
     return step is not None and step <= fraction * budget
 
 
+def _short_verdict(v: str | None) -> str:
+    """'win' / 'loss', with '≈' when within one combined standard error."""
+    return "-" if v is None else v.replace("/level", "≈")
+
+
 def markdown_tables(spaces: dict[str, Any]) -> str:
-    """The compact tables bench/RESULTS.md and README quote: one row per architecture and budget,
-    then per budget how many architectures each hypernet arm ends at or below the best baseline."""
+    """The compact tables bench/RESULTS.md and README quote: one row per architecture and budget
+    (verdicts for strength 0.5 / 1.0: the hypernet's final loss at or below the best baseline's, on
+    val and on test, ≈ within one combined SE), then per budget how many architectures each
+    hypernet arm ends at or below the best baseline."""
     out = []
     for name, sp in spaces.items():
-        head = ("| class | architecture | budget | best baseline (final val) | random: tuned lr, scheme | "
-                "hypernet 0.5: step 0 → final | hypernet 1.0: step 0 → final | steps to best baseline (0.5 / 1.0) | "
-                "verdict val (0.5 / 1.0) | verdict test (0.5 / 1.0) |")
+        head = ("| class | architecture | steps | best baseline: final val | hypernet 0.5: step 0 → final | "
+                "hypernet 1.0: step 0 → final | steps to best baseline | val | test |")
         out += [f"{name} x {sp['data']} ({sp['checkpoint']}, meta-training {sp['pretrain']['cpu_hours']:.2f} CPU-h):",
-                "", head, "|" + "---|" * head.count(" | ") + "---|"]
+                "", head, "|" + "---|" * (head.count(" | ") + 1)]
         for a in sp["archs"]:
             for b in a["budgets"].values():
                 arms, best = b["arms"], b["best_baseline"]
-                rnd = arms["random"]
                 hn = [f"{arms[h]['step0']['mean']:.3f} → {_pm(arms[h]['final'])}" for h in HYPERNET_ARMS]
                 reach = " / ".join("-" if b["reach_best_baseline"][h] is None else str(b["reach_best_baseline"][h])
                                    for h in HYPERNET_ARMS)
-                out.append(f"| {a['class']} | {a['arch']} | {_budget(b)} | {best} {_pm(arms[best]['final'])} | "
-                           f"{_pm(rnd['final'])} ({rnd['lr']:g}, {rnd['scheme'].removeprefix('random_')}) | "
+                out.append(f"| {a['class']} | {a['arch']} | {b['steps']} | {best} {_pm(arms[best]['final'])} | "
                            f"{hn[0]} | {hn[1]} | {reach} | "
-                           f"{' / '.join(str(b['verdict'][h]) for h in HYPERNET_ARMS)} | "
-                           f"{' / '.join(str(b['verdict_test'][h]) for h in HYPERNET_ARMS)} |")
+                           f"{' / '.join(_short_verdict(b['verdict'][h]) for h in HYPERNET_ARMS)} | "
+                           f"{' / '.join(_short_verdict(b['verdict_test'][h]) for h in HYPERNET_ARMS)} |")
         out.append("")
         for key, summ in sp["summary"].items():
             parts = []
