@@ -7,6 +7,7 @@ lives in nas/conf. Errors in what the user typed end in one line on stderr and e
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from dataclasses import fields
@@ -206,8 +207,6 @@ def _warm_vs_control(study) -> str:
 def _gain_per_version(study, versions) -> str | None:
     """One line: the warm-vs-control gain of each version warm trials used (nas.gain)."""
     from nas.gain import gain_per_version
-
-    import math
 
     # known gains only: nan when a version has no completed warm trial or no control in its period
     used = [g for g in gain_per_version(study.get_trials(deepcopy=False), versions)

@@ -125,8 +125,6 @@ def exit_text(code: int | None) -> str:
     return f"exit code {code}"
 
 
-
-
 def _hopeless(code: int) -> str | None:
     """Why restarting a worker that exited with `code` cannot help, or None: a start-up or storage
     error (bad config, unreachable storage or artifacts, a full or read-only database: exit code 2)
