@@ -147,15 +147,18 @@ def cmd_search(overrides: Sequence[str]) -> int:
 
 
 def _run_in_process(session, helpers: list) -> int:
-    """workers=1: trials in this process; the refitter in `helpers` is restarted (up to
-    `worker_restarts` times) when it dies, checked after every trial."""
+    """workers=1: trials in this process; the refitter in `helpers` is restarted when it dies, by
+    `supervise`'s policy (`nas.workers.Restarter`: backoff, `worker_restarts`, never after exit 2/4),
+    checked after every trial."""
     from tqdm import tqdm
 
     from nas.study import n_counted, run_trials
-    from nas.workers import exit_text, spawn_worker
+    from nas.workers import Restarter, Supervision, exit_text
 
-    restarts = {}
-
+    report = Supervision(deaths={}, restarts={}, gave_up={}, failed_trials={}, codes={})
+    # no backoff: checks come one trial apart
+    restarter = Restarter(session.cfg, report, max_restarts=session.cfg.worker_restarts, backoff_s=0.0,
+                          say=lambda m: print(m, file=sys.stderr, flush=True))
     bar = tqdm(total=session.cfg.n_trials, desc=session.cfg.study_name, unit="trial",
                disable=not sys.stderr.isatty(), initial=min(n_counted(session.study), session.cfg.n_trials))
 
@@ -163,15 +166,12 @@ def _run_in_process(session, helpers: list) -> int:
         done = min(n_counted(study), session.cfg.n_trials)
         if done > bar.n:
             bar.update(done - bar.n)
-        for slot, helper in enumerate(helpers):
-            code = helper.process.poll()
-            if code in (None, 0) or restarts.get(helper.index, 0) >= session.cfg.worker_restarts:
-                continue
-            restarts[helper.index] = restarts.get(helper.index, 0) + 1
-            print(f"{helper.name} (pid {helper.process.pid}) {exit_text(code)}; restarting it "
-                  f"({restarts[helper.index]}/{session.cfg.worker_restarts}); its log: {helper.log_path}",
-                  file=sys.stderr, flush=True)
-            helpers[slot] = spawn_worker(session.cfg, helper.index)
+        for helper in helpers:
+            code = restarter.exited(helper)
+            if code:
+                print(f"{helper.name} (pid {helper.process.pid}) {exit_text(code)}", file=sys.stderr, flush=True)
+                restarter.schedule(helper, code)
+        restarter.restart_due(helpers)
 
     try:
         guard = run_trials(session, callbacks=[tick])

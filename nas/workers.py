@@ -159,6 +159,62 @@ class Supervision:
         return lines
 
 
+class Restarter:
+    """The restart policy `supervise` and `search`'s in-process run (workers=1, its refitter) share:
+    a process that exited non-zero is restarted after `backoff_s * 2**k` seconds (at most
+    `max_backoff_s`), at most `max_restarts` times, never when a restart would fail the same way
+    (`_hopeless`); what happened goes into `report`."""
+
+    def __init__(self, cfg: NASConfig, report: Supervision, *, max_restarts: int, backoff_s: float = 1.0,
+                 max_backoff_s: float = 30.0, spawn=None, say=print):
+        self.cfg, self.report, self.max_restarts = cfg, report, max_restarts
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self.spawn, self.say = spawn or spawn_worker, say
+        self.pending: dict[int, float] = {}  # process index -> monotonic time of its restart
+
+    def exited(self, w: WorkerProcess) -> int | None:
+        """The exit code of `w` the first time it is seen to have exited, else None."""
+        code = w.process.poll()
+        if code is None or w.index in self.report.codes:
+            return None
+        self.report.codes[w.index] = code
+        if code != 0:
+            self.report.deaths.setdefault(w.index, []).append(code)
+        return code
+
+    def schedule(self, w: WorkerProcess, code: int) -> None:
+        """Decide about `w`, which died with `code`: give up on it or restart it after a backoff."""
+        hopeless = _hopeless(code)
+        if hopeless:  # a restart would fail the same way
+            self.report.gave_up[w.index] = w.tail()
+            self.say(f"{w.name} stopped ({hopeless}); not restarting it; last lines of {w.log_path}:\n{w.tail()}")
+            return
+        n = self.report.restarts.get(w.index, 0)
+        if n >= self.max_restarts:
+            self.report.gave_up[w.index] = w.tail()
+            self.say(f"{w.name} died {len(self.report.deaths[w.index])} times; not restarting it "
+                     f"(worker_restarts={self.max_restarts}); last lines of {w.log_path}:\n{w.tail()}")
+            return
+        delay = min(self.max_backoff_s, self.backoff_s * 2 ** n)
+        self.pending[w.index] = time.monotonic() + delay
+        self.say(f"restarting {w.name} in {delay:.0f} s ({n + 1}/{self.max_restarts}); its log: {w.log_path}")
+
+    def restart_due(self, workers: list[WorkerProcess], *, cancel: bool = False, before=None) -> None:
+        """Spawn the processes whose backoff is over (in place in `workers`); `cancel` drops every
+        pending restart instead (nothing left for them to do)."""
+        for index, at in list(self.pending.items()):
+            if cancel:
+                del self.pending[index]
+            elif time.monotonic() >= at:
+                del self.pending[index]
+                slot = next(i for i, w in enumerate(workers) if w.index == index)
+                if before is not None:
+                    before()
+                workers[slot] = self.spawn(self.cfg, index)
+                self.report.restarts[index] = self.report.restarts.get(index, 0) + 1
+                self.report.codes.pop(index, None)
+
+
 def supervise(study: optuna.Study, cfg: NASConfig, workers: list[WorkerProcess], *, max_restarts: int,
               engine=None, poll_s: float = 1.0, backoff_s: float = 1.0, max_backoff_s: float = 30.0,
               progress: bool = True, spawn=None, say=print) -> Supervision:
@@ -177,10 +233,18 @@ def supervise(study: optuna.Study, cfg: NASConfig, workers: list[WorkerProcess],
     from nas.study import COUNTED
     from nas.versions import latest_promoted
 
-    spawn = spawn or spawn_worker
     n_trials = cfg.n_trials
     report = Supervision(deaths={}, restarts={}, gave_up={}, failed_trials={}, codes={})
-    pending: dict[int, float] = {}  # worker index -> monotonic time of its restart
+    restarter = Restarter(cfg, report, max_restarts=max_restarts, backoff_s=backoff_s, max_backoff_s=max_backoff_s,
+                          spawn=spawn, say=say)
+    pending = restarter.pending
+
+    def _reap_quietly() -> None:
+        try:
+            reap_dead_trials(study)
+        except TRANSIENT_DB_ERRORS:
+            pass
+
     bar = tqdm(total=n_trials, desc=study.study_name, unit="trial", disable=not progress, dynamic_ncols=True)
     last: tuple = ()
     trials, done, db_down = [], 0, False
@@ -196,14 +260,10 @@ def supervise(study: optuna.Study, cfg: NASConfig, workers: list[WorkerProcess],
                 if not db_down:
                     say(f"storage unreachable ({_short(exc)}); retrying")
                 db_down = True
-            for slot, w in enumerate(workers):
-                code = w.process.poll()
-                if code is None or w.index in report.codes:
+            for w in workers:
+                code = restarter.exited(w)
+                if not code:
                     continue
-                report.codes[w.index] = code
-                if code == 0:
-                    continue
-                report.deaths.setdefault(w.index, []).append(code)
                 reason = f"worker died: local {w.name} (pid {w.process.pid}) {exit_text(code)}"
                 try:
                     failed = fail_trials_of(study, w.process.pid, reason)
@@ -214,36 +274,9 @@ def supervise(study: optuna.Study, cfg: NASConfig, workers: list[WorkerProcess],
                 say(f"{w.name} (pid {w.process.pid}) {exit_text(code)}"
                     + (f"; its trial{'s' if len(failed) > 1 else ''} {failed} failed and will be retried"
                        if failed else ""))
-                if done >= n_trials:
-                    continue
-                hopeless = _hopeless(code)
-                if hopeless:  # a restart would fail the same way
-                    report.gave_up[w.index] = w.tail()
-                    say(f"{w.name} stopped ({hopeless}); not restarting it; last lines of {w.log_path}:\n"
-                        f"{w.tail()}")
-                    continue
-                n = report.restarts.get(w.index, 0)
-                if n >= max_restarts:
-                    report.gave_up[w.index] = w.tail()
-                    say(f"{w.name} died {len(report.deaths[w.index])} times; not restarting it "
-                        f"(worker_restarts={max_restarts}); last lines of {w.log_path}:\n{w.tail()}")
-                    continue
-                delay = min(max_backoff_s, backoff_s * 2 ** n)
-                pending[w.index] = time.monotonic() + delay
-                say(f"restarting {w.name} in {delay:.0f} s ({n + 1}/{max_restarts})")
-            for index, at in list(pending.items()):
-                if done >= n_trials:
-                    del pending[index]  # nothing left to do for it
-                elif time.monotonic() >= at:
-                    del pending[index]
-                    slot = next(i for i, w in enumerate(workers) if w.index == index)
-                    try:
-                        reap_dead_trials(study)
-                    except TRANSIENT_DB_ERRORS:
-                        pass
-                    workers[slot] = spawn(cfg, index)
-                    report.restarts[index] = report.restarts.get(index, 0) + 1
-                    report.codes.pop(index, None)
+                if done < n_trials:
+                    restarter.schedule(w, code)
+            restarter.restart_due(workers, cancel=done >= n_trials, before=_reap_quietly)
             values = [t.value for t in trials if t.value is not None]
             postfix = {}
             if values:
@@ -273,7 +306,7 @@ def supervise(study: optuna.Study, cfg: NASConfig, workers: list[WorkerProcess],
     return report
 
 
-__all__ = ["EXIT_GUARD", "EXIT_INCOMPLETE", "INDEX_ENV", "PARENT_ENV", "REFITTER", "Supervision", "WorkerProcess", "exit_text",
+__all__ = ["EXIT_GUARD", "EXIT_INCOMPLETE", "INDEX_ENV", "PARENT_ENV", "REFITTER", "Restarter", "Supervision", "WorkerProcess", "exit_text",
            "log_dir",
            "process_name", "resume_command", "spawn_worker", "spawn_workers", "stop_workers",
            "supervise", "worker_command"]

@@ -166,6 +166,26 @@ def test_a_workers_1_search_restarts_its_refitter_when_it_dies(tmp_path, monkeyp
     assert "refitter (pid" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("code", [2, 4])
+def test_a_workers_1_search_gives_up_a_refitter_that_would_fail_the_same_way(tmp_path, monkeypatch, capsys, code):
+    """Exit 2 (configuration or storage error) and 4 (failure guard) are not restarted, as in
+    `supervise`: the in-process run shares its restart policy (`nas.workers.Restarter`)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from nas import workers
+    from nas.cli import _run_in_process
+    from nas.workers import REFITTER, WorkerProcess
+
+    session = open_session(tiny_config(tmp_path, "n_trials=2", "worker_restarts=3"), create=True)
+    dead = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({code})"])
+    dead.wait()
+    monkeypatch.setattr(workers, "spawn_worker", lambda cfg, index: pytest.fail("restarted a hopeless refitter"))
+    assert _run_in_process(session, [WorkerProcess(REFITTER, dead, tmp_path / "log")]) == 0
+    assert "not restarting it" in capsys.readouterr().err
+
+
 def test_a_database_outage_mid_refit_is_not_counted_as_a_failed_refit(session):
     """It propagates at once (the command waits it out, `run_despite_outages`), also when Optuna
     surfaces it as another error whose context is the storage error."""
