@@ -618,38 +618,34 @@ def _short_verdict(v: str | None) -> str:
 
 
 def markdown_tables(spaces: dict[str, Any]) -> str:
-    """The compact tables bench/RESULTS.md and README quote: one row per architecture and budget
-    (verdicts for strength 0.5 / 1.0: the hypernet's final loss at or below the best baseline's, on
-    val and on test, ≈ within one combined SE), then per budget how many architectures each
-    hypernet arm ends at or below the best baseline."""
+    """The compact tables bench/RESULTS.md and README quote: one row per architecture and budget with
+    the final val losses (verdicts for strength 0.5 / 1.0: the hypernet's final loss at or below the best
+    baseline's, on val and on test, ≈ within one combined SE), then one row per budget counting the
+    architectures each hypernet arm ends at or below the best baseline, and those where it reaches the
+    best baseline's final val loss within a third of the steps."""
     out = []
     for name, sp in spaces.items():
-        head = ("| class | architecture | steps | best baseline: final val | hypernet 0.5: step 0 → final | "
-                "hypernet 1.0: step 0 → final | steps to best baseline | val | test |")
+        strength = f"{sp['study']['warm_strength']:g}"
+        head = (f"| class | architecture | steps | best baseline, final val | hypernet {strength} | hypernet 1 "
+                f"| val | test |")
         out += [f"{name} x {sp['data']} ({sp['checkpoint']}, meta-training {sp['pretrain']['cpu_hours']:.2f} CPU-h):",
                 "", head, "|" + "---|" * (head.count(" | ") + 1)]
         for a in sp["archs"]:
             for b in a["budgets"].values():
                 arms, best = b["arms"], b["best_baseline"]
-                hn = [f"{arms[h]['step0']['mean']:.3f} → {_pm(arms[h]['final'])}" for h in HYPERNET_ARMS]
-                reach = " / ".join("-" if b["reach_best_baseline"][h] is None else str(b["reach_best_baseline"][h])
-                                   for h in HYPERNET_ARMS)
                 out.append(f"| {a['class']} | {a['arch']} | {b['steps']} | {best} {_pm(arms[best]['final'])} | "
-                           f"{hn[0]} | {hn[1]} | {reach} | "
-                           f"{' / '.join(_short_verdict(b['verdict'][h]) for h in HYPERNET_ARMS)} | "
-                           f"{' / '.join(_short_verdict(b['verdict_test'][h]) for h in HYPERNET_ARMS)} |")
-        out.append("")
+                           + " | ".join(_pm(arms[h]["final"]) for h in HYPERNET_ARMS) + " | "
+                           + " | ".join(" / ".join(_short_verdict(b[v][h]) for h in HYPERNET_ARMS)
+                                        for v in ("verdict", "verdict_test")) + " |")
+        head = (f"| steps | hypernet {strength}: val / test / 1/3 steps | hypernet 1: val / test / 1/3 steps |")
+        out += ["", head, "|---|---|---|"]
         for key, summ in sp["summary"].items():
-            parts = []
-            for h, strength in zip(HYPERNET_ARMS, ("0.5" if sp["study"]["warm_strength"] == 0.5
-                                                   else f"{sp['study']['warm_strength']:g}", "1.0")):
+            cells = []
+            for h in HYPERNET_ARMS:
                 v, t = summ["total"][h], summ["total_test"][h]
                 fast = sum(1 for a in sp["archs"] if _reached_in(a["budgets"][key]["reach_best_baseline"][h], int(key)))
-                parts.append(f"hypernet {strength}: {v['wins']} of {v['n']} on val ({v['level']} within one SE), "
-                             f"{t['wins']} of {t['n']} on test, {fast} of {v['n']} reach its final val loss "
-                             f"within a third of the steps")
-            out.append(f"- {_budget({'label': summ['label'], 'steps': int(key)})} steps, at or below the best "
-                       f"baseline: " + "; ".join(parts))
+                cells.append(f"{v['wins']} ({v['level']}≈) / {t['wins']} / {fast} of {v['n']}")
+            out.append(f"| {_budget({'label': summ['label'], 'steps': int(key)})} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
 
