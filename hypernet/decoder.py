@@ -298,13 +298,16 @@ class LowRankDecoder(nn.Module):
         return stds * self.role_gain([targets[t][2] for t in members]) if self.residual else stds
 
     def decode_many(self, x: torch.Tensor, g: torch.Tensor, targets: list[tuple[int, tuple[int, ...], str, int]],
-                    inits: list[torch.Tensor | None] | None = None) -> list[torch.Tensor]:
+                    inits: list[torch.Tensor | None] | None = None, strength: float = 1.0) -> list[torch.Tensor]:
         """Batched `decode_param` for training: same-shape parameters share one bmm.
 
         x [n, 2r, r], g [n, 2, r] for n nodes; `targets` are (node row, shape, role, depth);
         `inits[t]` is W0 of target t (needed for `RESIDUAL_ROLES` when residual; W0 + g Delta is
         one `baddbmm`). Every output is materialised (with grad), so use `decode_into` for big models.
+        `strength` < 1 gives the same blend as `decode_into`'s (what a warm trial starts from).
         """
+        if strength != 1.0 and not self.residual:
+            raise ValueError("strength < 1 needs a residual decoder (a pure low-rank one has no init to blend with)")
         groups, base = self._groups(targets)
         results: list[torch.Tensor | None] = [None] * len(targets)
 
@@ -320,14 +323,17 @@ class LowRankDecoder(nn.Module):
                 if key[0] == "vector":
                     outs = self._vectors(g, rows, key[1], key[2], base)
                     if residual:
-                        outs = outs + torch.stack([init_of(t).reshape(-1) for t in members])
+                        outs = torch.stack([init_of(t).reshape(-1) for t in members]) + strength * outs
+                    elif strength != 1.0:
+                        init = ROLE_INIT.get(key[1], 0.0)
+                        outs = init + strength * (outs - init)
                     outs = outs.unbind(0)
                 else:
                     _, n_out, n_in = key
                     a, b = self._factors(x, rows, n_out, n_in, self._stds(targets, members, n_in, x.device), base)
                     if self.residual:  # every matrix role is residual
                         w0 = torch.stack([init_of(t).reshape(n_out, n_in) for t in members])
-                        outs = torch.baddbmm(w0, a, b).unbind(0)
+                        outs = torch.baddbmm(w0, a, b, alpha=strength).unbind(0)
                     else:
                         outs = torch.bmm(a, b).unbind(0)
                 for t, o in zip(members, outs):

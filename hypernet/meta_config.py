@@ -43,6 +43,9 @@ class MetaTrainConfig:
     # The AdamW betas and grad clip of those steps: the trials' own (the application checks they agree).
     unroll_betas: tuple[float, float] = (0.9, 0.95)
     unroll_grad_clip: float = 1.0
+    # Score init + strength * (prediction - init), what a warm trial at that strength starts from
+    # (`LoGAH.predict`); 1: the prediction itself. A refit scores at its study's warm strength.
+    strength: float = 1.0
     # std of Gaussian noise added to every meta-training image (normalised units); 0: off; images only.
     # Why: thousands of meta-steps show each image of a small train split hundreds of times, and the
     # predictions (and the fine-tuning that starts from them) then fit the train split better than val.
@@ -71,6 +74,7 @@ class MetaTrainConfig:
         object.__setattr__(self, "unroll_betas", tuple(float(b) for b in self.unroll_betas))
         require_range("unroll_grad_clip", self.unroll_grad_clip, 0.0, 1e6, lo_open=True)
         require_range("input_noise", self.input_noise, 0.0, 10.0)
+        require_range("strength", self.strength, 0.0, 1.0, lo_open=True)
         if not isinstance(self.device, str) or not self.device:
             raise ConfigError("device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'")
 

@@ -25,7 +25,7 @@ def meta_objective(hn: nn.Module, models: ModelCache, configs: list, x: torch.Te
     objective = torch.zeros((), device=x.device)
     task = 0.0
     inits = [init_for(c) for c in configs] if init_for is not None else None
-    for config, p in zip(configs, hn.predict_batch(configs, inits=inits)):
+    for config, p in zip(configs, hn.predict_batch(configs, inits=inits, strength=cfg.strength)):
         xi, yi = fit_context(config, x, y)
         _, ce = models.forward(config, p, xi, yi)
         loss = ce + cfg.param_norm_reg * sum(t.norm() for t in p.values())

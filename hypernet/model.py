@@ -472,8 +472,10 @@ class LoGAH(nn.Module):
         return params
 
     def predict_batch(self, configs: list[ModelConfig], *, generator: torch.Generator | None = None,
-                      inits: list[dict[str, torch.Tensor] | None] | None = None) -> list[dict[str, torch.Tensor]]:
-        """Parameters for a meta-batch WITH grad (meta-training, refit).
+                      inits: list[dict[str, torch.Tensor] | None] | None = None,
+                      strength: float = 1.0) -> list[dict[str, torch.Tensor]]:
+        """Parameters for a meta-batch WITH grad (meta-training, refit); `strength` as in `predict`
+        (a refit can score what warm trials start from).
 
         The encoder runs once on the padded batch; then all parameters of the whole batch are
         decoded together, same-shape ones in one batched op. Residual hypernets add the
@@ -483,6 +485,7 @@ class LoGAH(nn.Module):
         to the targets with `functional_forward(model, params, ...)`. `config.keep_init` does not
         apply here: meta-training on the new data is what teaches those parts.
         """
+        require_range("strength", strength, 0.0, 1.0, lo_open=True)
         if not configs:
             return []
         if inits is not None and len(inits) != len(configs):
@@ -504,7 +507,7 @@ class LoGAH(nn.Module):
                     w0.append(inits[b][name].to(h.device, torch.float32)
                               if inits is not None and role in RESIDUAL_ROLES else None)
             offset += graph.num_nodes
-        decoded = self.decoder.decode_many(x, g, targets, w0 if self.config.residual else None)
+        decoded = self.decoder.decode_many(x, g, targets, w0 if self.config.residual else None, strength=strength)
         per_graph: list[dict[str, torch.Tensor]] = [{} for _ in graphs]
         for (b, name), tensor in zip(names, decoded):
             per_graph[b][name] = tensor

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 TRAINSTATE_FORMAT = "logah-nas/meta-train-state/v1"
 # Changing one of these between a crash and the restart would silently change the run.
 RESUME_MUST_MATCH = ("meta_batch", "lr", "weight_decay", "warmup_steps", "grad_clip", "param_norm_reg", "lookahead",
-                     "unroll_steps", "unroll_lr", "input_noise", "batch_size", "seed")
+                     "unroll_steps", "unroll_lr", "input_noise", "strength", "batch_size", "seed")
 
 
 def trainstate_path(checkpoint_path: str | Path) -> Path:

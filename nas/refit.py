@@ -244,6 +244,8 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
                            warmup_steps=min(10, h.refit_steps // 10), batch_size=h.refit_batch_size,
                            seed=cfg.seed + 1000 * (n_prev + 1), device=str(device),
                            unroll_betas=ADAM_BETAS, unroll_grad_clip=TrainConfig().grad_clip,
+                           unroll_steps=h.refit_unroll_steps, unroll_lr=tune_kw["lr"],
+                           strength=cfg.hypernet.warm_strength if h.refit_at_warm_strength else 1.0,
                            log_every=max(1, min(10, h.refit_steps)))
     result = meta_train(hn, space, meta_data, mcfg,
                         sample_arch=make_sample_arch(space, trial_configs, h.study_arch_fraction, excluded),

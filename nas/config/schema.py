@@ -66,6 +66,10 @@ class HypernetConfig:
     heldout_archs: int = 4
     heldout_best: int = 2
     promote_steps: int = 20  # a refit is promoted on val loss after this many fine-tuning steps (0: as predicted)
+    # The refit's meta-loss also scores each prediction after this many real AdamW steps at the
+    # study's lr (first order; `MetaTrainConfig.unroll_steps`): what promotion asks for. 0: off.
+    refit_unroll_steps: int = 0
+    refit_at_warm_strength: bool = False  # score init + warm_strength * (prediction - init), what warm trials start from
     lease_ttl_s: float = 120.0
     refit_in: str = "refitter"  # refitter: a process of its own (nas.refitter) | worker: a worker's trial callback
 
@@ -91,6 +95,9 @@ class HypernetConfig:
                               "an integer >= 1 when hypernet.heldout_best=0 (validation needs architectures)")
         require_range("hypernet.lease_ttl_s", self.lease_ttl_s, 1.0, 86400.0)
         require_int("hypernet.promote_steps", self.promote_steps, 0, 100_000)
+        require_int("hypernet.refit_unroll_steps", self.refit_unroll_steps, 0, 1_000)
+        if not isinstance(self.refit_at_warm_strength, bool):
+            raise ConfigError("hypernet.refit_at_warm_strength", self.refit_at_warm_strength, "true or false")
 
 
 @dataclass(frozen=True)

@@ -206,7 +206,7 @@ def test_resume_refuses_changed_caller_settings(space, digits, tmp_path):
     ("grad_clip", -1.0), ("param_norm_reg", -1e-5), ("batch_size", 0), ("seed", -1), ("checkpoint_every", -5),
     ("log_every", 0), ("meta_batch", 1.5), ("lookahead", -1e-3), ("lookahead", 2.0),
     ("unroll_steps", -1), ("unroll_steps", 2.5), ("unroll_lr", 0.0), ("unroll_lr", 3.0),
-    ("input_noise", -0.1), ("input_noise", 11.0),
+    ("input_noise", -0.1), ("input_noise", 11.0), ("strength", 0.0), ("strength", 1.5),
 ])
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ConfigError) as err:

@@ -110,12 +110,14 @@ def test_apply_on_non_fp32_model_copies(hn):
     torch.testing.assert_close(model.head.weight.float(), expected["head.weight"].detach())
 
 
-def test_predict_batch_matches_predict_and_has_grad(hn):
+@pytest.mark.parametrize("strength", [1.0, 0.5])
+def test_predict_batch_matches_predict_and_has_grad(hn, strength):
+    """Also at a warm strength < 1: a refit scores what warm trials start from."""
     configs = [GPT2Config(depth=3), GPT2Config(depth=1, tied_embeddings=False), GPT2Config(depth=2, width=64)]
     batch = hn.predict_batch(configs, inits=[hn.base_init(c, torch.Generator().manual_seed(i))
-                                             for i, c in enumerate(configs)])
+                                             for i, c in enumerate(configs)], strength=strength)
     for i, (c, params) in enumerate(zip(configs, batch)):
-        alone = hn.predict(c, seed=i)
+        alone = hn.predict(c, seed=i, strength=strength)
         assert list(params) == list(alone)
         for k in alone:
             assert params[k].requires_grad
@@ -305,6 +307,8 @@ def test_strength_blends_the_prediction_with_the_standard_init(hn, config):
 def test_bad_strength_is_refused(hn, strength):
     with pytest.raises(ValueError, match="strength"):
         hn.predict(ViTConfig(depth=1, width=32, heads=2), strength=strength)
+    with pytest.raises(ValueError, match="strength"):
+        hn.predict_batch([ViTConfig(depth=1, width=32, heads=2)], strength=strength)
     with pytest.raises(ValueError, match=r"strength=.* allowed a number in \(0.0, 1.0\]"):
         hn.apply(build_model(ViTConfig(depth=1, width=32, heads=2)), strength=strength)
 

@@ -188,3 +188,37 @@ def test_fine_tuned_validation_loss_trains_the_warm_start(session):
     before = refit_mod.validation_loss(hn, configs, data, **kw, steps=0)
     after = refit_mod.validation_loss(hn, configs, data, **kw, steps=30, lr=3e-3, strength=0.5)
     assert after < before  # 30 steps from a random-init hypernet's prediction (chance: ~2.3)
+
+
+def test_refit_unroll_and_warm_strength_reach_the_meta_loss(tmp_path, monkeypatch):
+    """hypernet.refit_unroll_steps / refit_at_warm_strength: the refit's meta-training scores each
+    prediction after that many AdamW steps at the study's lr, at the study's warm strength."""
+    import math
+
+    import hypernet
+
+    s = open_session(tiny_config(tmp_path, "n_trials=2", "study.control_fraction=0.0", "hypernet.refit_steps=2",
+                                 "hypernet.refit_unroll_steps=2", "hypernet.refit_at_warm_strength=true"),
+                     create=True)
+    run_trials(s)
+    seen = []
+    real = hypernet.meta_train
+
+    def spy(hn, space, data, cfg, **kw):
+        seen.append(cfg)
+        return real(hn, space, data, cfg, **kw)
+
+    monkeypatch.setattr(hypernet, "meta_train", spy)
+    refit(s)
+    (cfg,) = seen
+    assert cfg.unroll_steps == 2 and cfg.strength == s.cfg.hypernet.warm_strength == 0.5
+    assert cfg.unroll_lr == pytest.approx(math.sqrt(s.cfg.study.lr[0] * s.cfg.study.lr[1]))
+
+
+@pytest.mark.parametrize("override, field", [("hypernet.refit_unroll_steps=-1", "hypernet.refit_unroll_steps"),
+                                             ("hypernet.refit_at_warm_strength=3", "hypernet.refit_at_warm_strength")])
+def test_bad_refit_objective_settings_name_the_field(tmp_path, override, field):
+    from search_spaces import ConfigError
+
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        tiny_config(tmp_path, override)
