@@ -1,7 +1,8 @@
 """Step-0 val loss of the hypernet's prediction against random inits, on architectures the shipped
 hypernets never saw (issue 19's first target: below random init on every one).
 
-    python bench/step0.py [--spaces vit,gpt2] [--seeds 0,1,2] [--out FILE.json]
+    python bench/step0.py [--spaces vit,gpt2] [--seeds 0,1,2] [--out FILE.json] [--markdown]
+    python bench/step0.py --from-json FILE.json      # the tables of a saved run
 
 Architectures: every held-out shape class of `nas.unseen.unseen_shape_classes` (off-grid widths,
 2x / 4x the widest width, 2x the deepest depth, an unseen MLP ratio) plus `paper_scale`, models
@@ -99,6 +100,29 @@ def human(spaces: dict[str, Any]) -> str:
     return "\n\n".join(out)
 
 
+def markdown(spaces: dict[str, Any]) -> str:
+    """The compact tables bench/RESULTS.md quotes: per architecture the best of the three standard
+    inits (which one, mean +- SE) beside the hypernet at the study's strength and at full strength."""
+    out = []
+    for name, res in spaces.items():
+        out += [f"{name} x {res['data']} ({res['checkpoint']}): below the best init on "
+                f"{res['below_random']['hypernet_study']} of {res['n']} at strength 0.5, "
+                f"{res['below_random']['hypernet_full']} of {res['n']} at full strength", "",
+                "| class | architecture | best init | hypernet 0.5 | hypernet 1 | grown from |", "|---|---|---|---|---|---|"]
+        for r in res["rows"]:
+            best = min(("random_gpt2", "random_pytorch", "mimetic"), key=lambda a: r["arms"][a]["mean"])
+            b = r["arms"][best]
+            se = f" ± {b['se']:.3f}" if b["se"] else ""
+            out.append(f"| {r['class']} | {r['arch']} | {b['mean']:.3f}{se} {INIT_NAMES[best]} | "
+                       f"{r['arms']['hypernet_study']['mean']:.3f} | {r['arms']['hypernet_full']['mean']:.3f} | "
+                       f"{r['grown_from'] or '-'} |")
+        out.append("")
+    return "\n".join(out)
+
+
+INIT_NAMES = {"random_gpt2": "GPT-2", "random_pytorch": "PyTorch", "mimetic": "mimetic"}
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--spaces", default="vit,gpt2")
@@ -106,8 +130,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--quick", action="store_true", help="smoke run: one architecture per class, 2 val batches")
+    p.add_argument("--markdown", action="store_true", help="also print the compact tables RESULTS.md quotes")
+    p.add_argument("--from-json", type=Path, default=None, help="print the tables of a saved --out FILE, run nothing")
     p.add_argument("--no-paper-scale", action="store_true", help="held-out classes only (paper scale is slow on CPU)")
     args = p.parse_args(argv)
+    if args.from_json is not None:
+        saved = json.loads(args.from_json.read_text())
+        print(human(saved["spaces"]) + "\n\n" + markdown(saved["spaces"]))
+        return saved
     torch.set_num_threads(args.threads)
     seeds = tuple(int(s) for s in args.seeds.split(","))
     t0 = time.perf_counter()
@@ -116,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     payload = {"seeds": list(seeds), "arms": list(ARMS), "spaces": spaces, "seconds": time.perf_counter() - t0}
     if args.out is not None:
         args.out.write_text(json.dumps({"bench": "step0", **payload}, sort_keys=True, indent=1))
-    emit("step0", payload, human(spaces))
+    emit("step0", payload, human(spaces) + ("\n\n" + markdown(spaces) if args.markdown else ""))
     return {"bench": "step0", **payload}
 
 

@@ -141,8 +141,9 @@ def test_warm_start_quality_scores_images_on_the_whole_val_split():
     assert default_eval_batches(SimpleNamespace(kind="text"), 32) == 4
 
 
-def test_step0_scores_every_held_out_class_against_the_random_inits():
-    payload, human = run_bench("step0.py", "--spaces", "vit", "--seeds", "0,1", "--quick")
+def test_step0_scores_every_held_out_class_against_the_random_inits(tmp_path):
+    out = tmp_path / "step0.json"
+    payload, human = run_bench("step0.py", "--spaces", "vit", "--seeds", "0,1", "--quick", "--markdown", "--out", str(out))
     res = payload["spaces"]["vit"]
     from nas.unseen import CLASSES
 
@@ -155,3 +156,7 @@ def test_step0_scores_every_held_out_class_against_the_random_inits():
     wide = next(r for r in res["rows"] if r["class"] == "wide_4x")
     assert wide["grown_from"] is not None  # wider than anything meta-trained: predicted through its twin
     assert "step-0 val loss" in human
+    assert f"| wide_4x | {wide['arch']} | " in human and "| best init | hypernet 0.5 |" in human  # --markdown
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "step0.py"), "--from-json", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == human.strip()  # the same tables, nothing run
