@@ -193,9 +193,9 @@ class HypernetCache:
 
 @torch.no_grad()
 def predicted_val_loss(hn, config: ModelConfig, dataset, *, init_seed: int, batch_size: int, batches: int,
-                       device: torch.device | str = "cpu") -> float:
-    """Val loss of `config` with the hypernet's parameters (full strength, no training)."""
-    model = hn.apply(build_model(config, seed=init_seed))
+                       device: torch.device | str = "cpu", strength: float = 1.0) -> float:
+    """Val loss of `config` with the hypernet's parameters (at `strength`, default full; no training)."""
+    model = hn.apply(build_model(config, seed=init_seed), strength=strength)
     context = getattr(config, "context", None) if dataset.kind == "text" else None
     metrics = evaluate(model.to(device), dataset, batch_size=batch_size, batches=batches, context=context,
                        device=device)

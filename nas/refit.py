@@ -102,7 +102,8 @@ def validation_loss(hn, configs: list[ModelConfig], dataset, *, batch_size: int,
     for i, config in enumerate(configs):
         if steps == 0:
             losses.append(predicted_val_loss(hn, config, dataset, init_seed=VALIDATION_INIT_SEED + i,  # parent and
-                                             batch_size=batch_size, batches=batches, device=device))  # child share W0
+                                             batch_size=batch_size, batches=batches, device=device,  # child share W0
+                                             strength=strength))
             continue
         model = hn.apply(build_model(config, seed=VALIDATION_INIT_SEED + i), strength=strength)
         recipe = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(2, steps - 1),
@@ -229,7 +230,10 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
     # what a warm start is for: the val loss after a few fine-tuning steps at the study's warm strength
     tune_kw = {**eval_kw, "steps": h.promote_steps, "strength": cfg.hypernet.warm_strength,
                "lr": math.sqrt(cfg.study.lr[0] * cfg.study.lr[1])}
-    parent_step0 = validation_loss(parent_hn, validation, check_data, **eval_kw)  # as warm trials use it
+    # step 0 at the strength the refit scores (`refit_at_warm_strength`: what warm trials start from)
+    meta_strength = cfg.hypernet.warm_strength if h.refit_at_warm_strength else 1.0
+    eval_kw["strength"] = meta_strength
+    parent_step0 = validation_loss(parent_hn, validation, check_data, **eval_kw)
     parent_val = validation_loss(parent_hn, validation, check_data, **tune_kw) if h.promote_steps else parent_step0
 
     def init_for(config: ModelConfig) -> dict[str, torch.Tensor] | None:
@@ -245,7 +249,7 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
                            seed=cfg.seed + 1000 * (n_prev + 1), device=str(device),
                            unroll_betas=ADAM_BETAS, unroll_grad_clip=TrainConfig().grad_clip,
                            unroll_steps=h.refit_unroll_steps, unroll_lr=tune_kw["lr"],
-                           strength=cfg.hypernet.warm_strength if h.refit_at_warm_strength else 1.0,
+                           strength=meta_strength,
                            log_every=max(1, min(10, h.refit_steps)))
     result = meta_train(hn, space, meta_data, mcfg,
                         sample_arch=make_sample_arch(space, trial_configs, h.study_arch_fraction, excluded),
@@ -256,8 +260,9 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
     val = validation_loss(hn, validation, check_data, **tune_kw) if h.promote_steps else step0
     promoted = bool(val < parent_val)
     criterion = (f"val loss after {h.promote_steps} fine-tuning steps at strength {cfg.hypernet.warm_strength:g} "
-                 f"{val:.4f} vs parent {parent_val:.4f} (step 0: {step0:.4f} vs {parent_step0:.4f})"
-                 if h.promote_steps else f"step-0 val loss {val:.4f} vs parent {parent_val:.4f}")
+                 f"{val:.4f} vs parent {parent_val:.4f} (step 0 at strength {meta_strength:g}: {step0:.4f} vs "
+                 f"{parent_step0:.4f})"
+                 if h.promote_steps else f"step-0 val loss at strength {meta_strength:g} {val:.4f} vs parent {parent_val:.4f}")
     if lease is not None and not lease.renew():
         _log.warning("refit of %s: lease lost during the refit; result discarded", study.study_name)
         return None

@@ -150,7 +150,7 @@ def add_versions(url_or_engine, study_name: str) -> None:
         return (f"refit of v{parent}: 200 steps, {used} trials, {used} distillation targets, 16 held-out archs; "
                 f"meta-train {used / 12:.1f}s; {'promoted' if promoted else 'not promoted'}: val loss after 20 "
                 f"fine-tuning steps at strength 1 {val:.4f} vs parent {parent_val:.4f} "
-                f"(step 0: {val + 0.4:.4f} vs {parent_val + 0.4:.4f})")
+                f"(step 0 at strength 1: {val + 0.4:.4f} vs {parent_val + 0.4:.4f})")
 
     history = [(2.05, None, True, 0, "pretrained logah-vit-digits.pt (meta-trained on data=digits)"),
                (1.62, 2.05, True, 40, refit(0, 40, 1.62, 2.05, True)),

@@ -174,7 +174,7 @@ def test_promotion_is_decided_after_fine_tuning_on_examples_apart_from_the_judge
     for _, _, train, val in calls:
         assert train and val and not train & val  # fine-tuned on examples apart from the judged slice
     assert v.promoted == (v.val_loss < v.parent_val_loss)
-    assert "after 3 fine-tuning steps at strength 0.5" in v.note and "(step 0: " in v.note
+    assert "after 3 fine-tuning steps at strength 0.5" in v.note and "(step 0 at strength 1: " in v.note
     assert ("not promoted: " in v.note) != v.promoted
 
 
@@ -212,6 +212,7 @@ def test_refit_unroll_and_warm_strength_reach_the_meta_loss(tmp_path, monkeypatc
     refit(s)
     (cfg,) = seen
     assert cfg.unroll_steps == 2 and cfg.strength == s.cfg.hypernet.warm_strength == 0.5
+    assert "step-0 val loss at strength 0.5 " in list_versions(s.engine, s.cfg.study_name)[-1].note
     assert cfg.unroll_lr == pytest.approx(math.sqrt(s.cfg.study.lr[0] * s.cfg.study.lr[1]))
 
 
