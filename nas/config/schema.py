@@ -69,7 +69,7 @@ class HypernetConfig:
     # The refit's meta-loss also scores each prediction after this many real AdamW steps at the
     # study's lr (first order; `MetaTrainConfig.unroll_steps`): what promotion asks for. 0: off.
     refit_unroll_steps: int = 0
-    refit_at_warm_strength: bool = False  # score init + warm_strength * (prediction - init), what warm trials start from
+    refit_at_warm_strength: bool = True  # score init + warm_strength * (prediction - init), what warm trials start from
     lease_ttl_s: float = 120.0
     refit_in: str = "refitter"  # refitter: a process of its own (nas.refitter) | worker: a worker's trial callback
 

@@ -170,11 +170,11 @@ def test_promotion_is_decided_after_fine_tuning_on_examples_apart_from_the_judge
 
     monkeypatch.setattr(refit_mod, "validation_loss", spy)
     v = refit(s)
-    assert [(steps, strength) for steps, strength, _, _ in calls] == [(0, 1.0), (3, 0.5), (0, 1.0), (3, 0.5)]
+    assert [(steps, strength) for steps, strength, _, _ in calls] == [(0, 0.5), (3, 0.5), (0, 0.5), (3, 0.5)]
     for _, _, train, val in calls:
         assert train and val and not train & val  # fine-tuned on examples apart from the judged slice
     assert v.promoted == (v.val_loss < v.parent_val_loss)
-    assert "after 3 fine-tuning steps at strength 0.5" in v.note and "(step 0 at strength 1: " in v.note
+    assert "after 3 fine-tuning steps at strength 0.5" in v.note and "(step 0 at strength 0.5: " in v.note
     assert ("not promoted: " in v.note) != v.promoted
 
 
@@ -190,15 +190,17 @@ def test_fine_tuned_validation_loss_trains_the_warm_start(session):
     assert after < before  # 30 steps from a random-init hypernet's prediction (chance: ~2.3)
 
 
-def test_refit_unroll_and_warm_strength_reach_the_meta_loss(tmp_path, monkeypatch):
+@pytest.mark.parametrize("at_warm", [True, False])
+def test_refit_unroll_and_warm_strength_reach_the_meta_loss(tmp_path, monkeypatch, at_warm):
     """hypernet.refit_unroll_steps / refit_at_warm_strength: the refit's meta-training scores each
-    prediction after that many AdamW steps at the study's lr, at the study's warm strength."""
+    prediction after that many AdamW steps at the study's lr, at the study's warm strength (or, off,
+    at full strength)."""
     import math
 
     import hypernet
 
     s = open_session(tiny_config(tmp_path, "n_trials=2", "study.control_fraction=0.0", "hypernet.refit_steps=2",
-                                 "hypernet.refit_unroll_steps=2", "hypernet.refit_at_warm_strength=true"),
+                                 "hypernet.refit_unroll_steps=2", f"hypernet.refit_at_warm_strength={at_warm}"),
                      create=True)
     run_trials(s)
     seen = []
@@ -211,8 +213,9 @@ def test_refit_unroll_and_warm_strength_reach_the_meta_loss(tmp_path, monkeypatc
     monkeypatch.setattr(hypernet, "meta_train", spy)
     refit(s)
     (cfg,) = seen
-    assert cfg.unroll_steps == 2 and cfg.strength == s.cfg.hypernet.warm_strength == 0.5
-    assert "step-0 val loss at strength 0.5 " in list_versions(s.engine, s.cfg.study_name)[-1].note
+    strength = 0.5 if at_warm else 1.0
+    assert cfg.unroll_steps == 2 and cfg.strength == strength and s.cfg.hypernet.warm_strength == 0.5
+    assert f"step-0 val loss at strength {strength:g} " in list_versions(s.engine, s.cfg.study_name)[-1].note
     assert cfg.unroll_lr == pytest.approx(math.sqrt(s.cfg.study.lr[0] * s.cfg.study.lr[1]))
 
 
