@@ -226,13 +226,13 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
     validation = validation_architectures(space, trials, h.heldout_archs, h.heldout_best, taken=set(targets))
     excluded = {config_key(c) for c in validation}
     device = resolve_device(cfg.device)
-    eval_kw = {"batch_size": eval_batch_size(cfg.study), "batches": cfg.study.eval_batches, "device": device}
+    # step 0 at the strength the refit scores (`refit_at_warm_strength`: what warm trials start from)
+    meta_strength = cfg.hypernet.warm_strength if h.refit_at_warm_strength else 1.0
+    eval_kw = {"batch_size": eval_batch_size(cfg.study), "batches": cfg.study.eval_batches, "device": device,
+               "strength": meta_strength}
     # what a warm start is for: the val loss after a few fine-tuning steps at the study's warm strength
     tune_kw = {**eval_kw, "steps": h.promote_steps, "strength": cfg.hypernet.warm_strength,
                "lr": math.sqrt(cfg.study.lr[0] * cfg.study.lr[1])}
-    # step 0 at the strength the refit scores (`refit_at_warm_strength`: what warm trials start from)
-    meta_strength = cfg.hypernet.warm_strength if h.refit_at_warm_strength else 1.0
-    eval_kw["strength"] = meta_strength
     parent_step0 = validation_loss(parent_hn, validation, check_data, **eval_kw)
     parent_val = validation_loss(parent_hn, validation, check_data, **tune_kw) if h.promote_steps else parent_step0
 
