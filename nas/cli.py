@@ -104,7 +104,7 @@ def cmd_search(overrides: Sequence[str]) -> int:
         for line in report.describe():
             _print(line)
         _print(f"worker logs: {log_dir(cfg)}")
-    reaped = reap_dead_trials(study)
+    reaped = reap_dead_trials(study, settle=True)  # this run's workers are gone: nothing of theirs stays RUNNING
     if reaped:
         _print(f"failed and re-queued trials {reaped} left RUNNING by dead workers")
     done = n_counted(study)
@@ -313,6 +313,7 @@ def cmd_worker(overrides: Sequence[str]) -> int:
 
     # the database may restart under a worker nobody supervises (started by hand on another machine)
     guard = run_despite_outages(lambda: run_trials(session), on_reconnect=interrupted)
+    reap_dead_trials(session.study, settle=True)  # a trial whose creation an outage cut off is nobody's
     if guard.tripped:
         print(f"logah-nas worker: {guard.in_a_row} trials failed in a row, last: {guard.last_reason}", file=sys.stderr)
         return EXIT_GUARD  # its supervisor does not restart it

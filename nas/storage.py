@@ -523,7 +523,7 @@ def fail_trials_of(study, pid: int, reason: str) -> list[int]:
     return failed
 
 
-def reap_dead_trials(study) -> list[int]:
+def reap_dead_trials(study, *, settle: bool = False) -> list[int]:
     """Fail, give a reason to, and retry the RUNNING trials whose worker died.
 
     Three cases: the trial's process ran on this host and is gone (known at once, heartbeat on or
@@ -531,7 +531,32 @@ def reap_dead_trials(study) -> list[int]:
     reason); it never wrote a heartbeat and started more than the grace period ago (a worker
     killed between `ask()` and its first beat, which Optuna skips: RUNNING forever). The retry goes
     through the storage's stale-trial callback, exactly as Optuna's path does.
+
+    `settle=True` (a run's last word, once its own workers are gone): a trial that does not beat
+    (never did, or missed its last beat) but is not dead by the grace period yet is waited for, at
+    most the grace period, until it beats or is reaped. A database restart leaves such trials: a
+    worker cut off while its new trial's row was committed never learns the trial's id (no owner
+    recorded, nobody beats for it).
     """
+    reaped, undecided = _reap_once(study)
+    if settle and undecided:
+        deadline = time.monotonic() + _grace_s(_backend(study)) + 1.0
+        while undecided and time.monotonic() < deadline:
+            time.sleep(0.5)
+            more, undecided = _reap_once(study)
+            reaped += more
+    return reaped
+
+
+def _grace_s(storage) -> float:
+    interval = getattr(storage, "heartbeat_interval", None)
+    if interval is None:
+        return 0.0
+    return storage.grace_period if storage.grace_period is not None else 2 * interval
+
+
+def _reap_once(study) -> tuple[list[int], list[int]]:
+    """(trials reaped now, RUNNING trials that do not beat but are not dead by the grace period yet)."""
     import datetime
 
     storage = _backend(study)
@@ -543,13 +568,17 @@ def reap_dead_trials(study) -> list[int]:
             reason = f"worker died: process {owner['pid']} on {socket_host()} is gone"
             if _fail_and_retry(study, trial, reason):
                 reaped.append(trial.number)
-    interval = getattr(storage, "heartbeat_interval", None)
-    if interval is None:
-        return reaped
-    grace = storage.grace_period if storage.grace_period is not None else 2 * interval
+    if getattr(storage, "heartbeat_interval", None) is None:
+        return reaped, []
+    from optuna.storages._rdb.models import TrialHeartbeatModel
+
+    grace, interval = _grace_s(storage), storage.heartbeat_interval
     stale = set(storage._get_stale_trial_ids(study._study_id))
-    with storage.engine.connect() as conn:
-        beating = {row[0] for row in conn.execute(sqlalchemy.text("SELECT trial_id FROM trial_heartbeats"))}
+    beats = TrialHeartbeatModel.__table__
+    with storage.engine.connect() as conn:  # the database's clock, as Optuna's stale check uses
+        db_now = conn.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar().replace(tzinfo=None)
+        beating = dict(conn.execute(sqlalchemy.select(beats.c.trial_id, beats.c.heartbeat)).all())
+    late = datetime.timedelta(seconds=interval + 1)  # a live worker beats every `interval` seconds
     # When it started: the owner's UTC epoch seconds (any time zone; clocks NTP-synchronised as for
     # the refit lease), else Optuna's datetime_start, naive in the worker's local time zone, which
     # only a process in the same zone can compare with.
@@ -562,17 +591,24 @@ def reap_dead_trials(study) -> list[int]:
             return since < now - grace
         return trial.datetime_start is not None and trial.datetime_start < cutoff
 
+    undecided = []
     for trial in running:
         if trial.number in reaped:
             continue
-        never_beat = trial._trial_id not in beating and started_long_ago(trial)
+        never_beat = trial._trial_id not in beating
+        if never_beat and not started_long_ago(trial):
+            undecided.append(trial.number)
+            continue
+        if not never_beat and trial._trial_id not in stale and db_now - beating[trial._trial_id] > late:
+            undecided.append(trial.number)  # stopped beating, not stale yet
+            continue
         if trial._trial_id not in stale and not never_beat:
             continue
         reason = ("worker died before its first heartbeat" if never_beat
                   else f"worker died: no heartbeat for more than {grace} s")
         if _fail_and_retry(study, trial, reason):
             reaped.append(trial.number)
-    return reaped
+    return reaped, undecided
 
 
 def socket_host() -> str:

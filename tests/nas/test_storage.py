@@ -294,3 +294,23 @@ def test_a_trial_that_never_beat_is_judged_by_its_owner_s_utc_start_not_a_local_
     study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, {**remote, "since": time.time() - 600})
     assert reap_dead_trials(study) == [0]
     assert study.trials[0].user_attrs["fail_reason"] == "worker died before its first heartbeat"
+
+
+def test_a_run_s_last_reap_settles_a_trial_nobody_owns_or_beats_for(tmp_path):
+    """A database restart can cut a worker off while its new trial's row is committed: the row is
+    there, its worker never learnt the id, no owner and no heartbeat. A plain reap leaves it (it may
+    be a worker that is just starting); the run's last reap waits out the grace period and fails it."""
+    from nas.storage import OWNER_ATTR, reap_dead_trials
+
+    url = f"sqlite:///{tmp_path}/study.db"
+    study = optuna.create_study(study_name="s", storage=make_storage(url, heartbeat_interval=1, max_retry=1))
+    trial = study.ask()
+    study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, None)
+    assert reap_dead_trials(study) == []  # too young to call dead
+    started = time.monotonic()
+    assert reap_dead_trials(study, settle=True) == [0]
+    assert time.monotonic() - started < 10  # waits the grace period (2 s here), not forever
+    assert study.trials[0].state == TrialState.FAIL
+    assert study.trials[0].user_attrs["fail_reason"] == "worker died before its first heartbeat"
+    assert [t.state for t in study.trials[1:]] == [TrialState.WAITING]  # retried with its parameters
+    assert reap_dead_trials(study, settle=True) == []  # nothing RUNNING: no waiting
