@@ -156,8 +156,10 @@ def ensure_initial_version(storage: StudyStorage, study: optuna.Study, hcfg, spa
         return get_version(storage.engine, study.study_name, 0)
 
 
-def load_version(version: HypernetVersion, artifact_store, map_location: str | torch.device = "cpu"):
-    """The hypernet of a recorded version, checksum-verified against the versions table."""
+def load_version(version: HypernetVersion, artifact_store, map_location: str | torch.device = "cpu", *,
+                 with_meta: bool = False):
+    """The hypernet of a recorded version, checksum-verified against the versions table
+    (`with_meta`: and the metadata it was saved with, as `(hn, meta)`)."""
     from hypernet import CheckpointError, load_checkpoint
 
     with tempfile.TemporaryDirectory(prefix="logah-hn-") as tmp:
@@ -168,7 +170,7 @@ def load_version(version: HypernetVersion, artifact_store, map_location: str | t
     if meta.get("sha256") != version.sha256:
         raise CheckpointError(f"hypernet version {version.version} of study {version.study_name!r}: artifact "
                               f"{version.artifact_id} has sha256 {meta.get('sha256')}, the table says {version.sha256}")
-    return hn.eval()
+    return (hn.eval(), meta) if with_meta else hn.eval()
 
 
 class HypernetCache:

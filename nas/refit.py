@@ -15,6 +15,7 @@ Versions themselves: `nas.hypernets`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -22,7 +23,7 @@ import random
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import optuna
 import torch
@@ -92,26 +93,51 @@ def validation_architectures(space, trials: list[FrozenTrial], n_fixed: int, n_t
 
 def validation_loss(hn, configs: list[ModelConfig], dataset, *, batch_size: int, batches: int,
                     device: torch.device | str = "cpu", steps: int = 0, strength: float = 1.0,
-                    lr: float = 1e-3) -> float:
+                    lr: float = 1e-3, scores: dict[str, float] | None = None) -> float:
     """Mean val loss over `configs`: of the predicted parameters as they are (`steps=0`), or of a
     warm start (`strength` of the way from the init, as trials use it) after `steps` AdamW steps
-    on `dataset`'s train split, which is what a warm start is for. A run that diverges counts as inf."""
+    on `dataset`'s train split, which is what a warm start is for. A run that diverges counts as inf.
+
+    `scores`: this hypernet's losses already known, by `score_key`, read and filled in place. A
+    version's scores travel in its checkpoint, so a parent judged once as a child is not judged
+    again by every refit of it (the whole computation is seeded: equal keys, equal losses)."""
     from nas.train_loop import TrainConfig, train
 
+    data_id = _data_id(dataset) if scores is not None else ""
     losses = []
     for i, config in enumerate(configs):
-        if steps == 0:
-            losses.append(predicted_val_loss(hn, config, dataset, init_seed=VALIDATION_INIT_SEED + i,  # parent and
-                                             batch_size=batch_size, batches=batches, device=device,  # child share W0
-                                             strength=strength))
+        key = score_key(config, VALIDATION_INIT_SEED + i, data_id, steps=steps, strength=strength, lr=lr,
+                        batch_size=batch_size, batches=batches, device=device)
+        if scores is not None and key in scores:
+            losses.append(scores[key])
             continue
-        model = hn.apply(build_model(config, seed=VALIDATION_INIT_SEED + i), strength=strength)
-        recipe = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(2, steps - 1),
-                             eval_every=steps, eval_batches=batches, eval_batch_size=batch_size,
-                             seed=VALIDATION_SEED + i, device=str(device))
-        run = train(model, dataset, recipe)
-        losses.append(run.val_loss if math.isfinite(run.val_loss) else math.inf)
+        if steps == 0:
+            loss = predicted_val_loss(hn, config, dataset, init_seed=VALIDATION_INIT_SEED + i,  # parent and
+                                      batch_size=batch_size, batches=batches, device=device,  # child share W0
+                                      strength=strength)
+        else:
+            model = hn.apply(build_model(config, seed=VALIDATION_INIT_SEED + i), strength=strength)
+            recipe = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(2, steps - 1),
+                                 eval_every=steps, eval_batches=batches, eval_batch_size=batch_size,
+                                 seed=VALIDATION_SEED + i, device=str(device))
+            loss = train(model, dataset, recipe).val_loss
+        loss = loss if math.isfinite(loss) else math.inf
+        if scores is not None:
+            scores[key] = loss
+        losses.append(loss)
     return float(sum(losses) / len(losses))
+
+
+def score_key(config: ModelConfig, init_seed: int, data_id: str, **how: Any) -> str:
+    """What a validation loss depends on besides the hypernet: architecture, W0 seed, data, recipe."""
+    how = {k: str(v) if k == "device" else v for k, v in sorted(how.items())}
+    return json.dumps([config_key(config), init_seed, data_id, how], sort_keys=True)
+
+
+def _data_id(dataset) -> str:
+    """The examples a validation run trains on and is judged on (sha256 of their digests)."""
+    digests = [",".join(sorted(dataset.example_digests(split))) for split in ("train", "val")]
+    return hashlib.sha256("|".join([dataset.name, *digests]).encode()).hexdigest()[:16]
 
 
 def _rank_weights(n: int) -> list[float]:
@@ -192,7 +218,10 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
     parent = latest_promoted(engine, study.study_name)
     if parent is None:
         raise RuntimeError(f"study {study.study_name!r} has no hypernet version to refit")
-    parent_hn = hn = load_version(parent, artifact_store)
+    parent_hn, parent_meta = load_version(parent, artifact_store, with_meta=True)
+    hn = parent_hn
+    parent_scores = dict(parent_meta.get("validation_scores") or {})
+    known = set(parent_scores)
     if hn.config.keep_init:  # a transferred version 0: meta-training on this data teaches those parts
         from hypernet import transfer
 
@@ -233,8 +262,11 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
     # what a warm start is for: the val loss after a few fine-tuning steps at the study's warm strength
     tune_kw = {**eval_kw, "steps": h.promote_steps, "strength": cfg.hypernet.warm_strength,
                "lr": math.sqrt(cfg.study.lr[0] * cfg.study.lr[1])}
-    parent_step0 = validation_loss(parent_hn, validation, check_data, **eval_kw)
-    parent_val = validation_loss(parent_hn, validation, check_data, **tune_kw) if h.promote_steps else parent_step0
+    parent_step0 = validation_loss(parent_hn, validation, check_data, **eval_kw, scores=parent_scores)
+    parent_val = (validation_loss(parent_hn, validation, check_data, **tune_kw, scores=parent_scores)
+                  if h.promote_steps else parent_step0)
+    _log.info("refit of %s: parent v%d judged on %d new validation runs (its checkpoint knew %d)",
+              study.study_name, parent.version, len(set(parent_scores) - known), len(known))
 
     def init_for(config: ModelConfig) -> dict[str, torch.Tensor] | None:
         """A fresh-W0 hypernet: a distillation target's own initial weights as W0, so the correction
@@ -256,8 +288,9 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
                         extra_loss=make_distill_loss(targets, h.distill_weight), init_for=init_for,
                         progress=progress)
     hn = hn.cpu().eval()
-    step0 = validation_loss(hn, validation, check_data, **eval_kw)
-    val = validation_loss(hn, validation, check_data, **tune_kw) if h.promote_steps else step0
+    scores: dict[str, float] = {}  # travel in the checkpoint: judged once, reused when it is a parent
+    step0 = validation_loss(hn, validation, check_data, **eval_kw, scores=scores)
+    val = validation_loss(hn, validation, check_data, **tune_kw, scores=scores) if h.promote_steps else step0
     promoted = bool(val < parent_val)
     criterion = (f"val loss after {h.promote_steps} fine-tuning steps at strength {cfg.hypernet.warm_strength:g} "
                  f"{val:.4f} vs parent {parent_val:.4f} (step 0 at strength {meta_strength:g}: {step0:.4f} vs "
@@ -269,7 +302,7 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
     next_number = parent.version + 1  # informational only; record_version allocates the number
     artifact_id, sha = upload_checkpoint(hn, study, artifact_store, {
         "study": study.study_name, "parent_version": parent.version, "version": next_number,
-        "trials_used": len(trials), "val_loss": val, "parent_val_loss": parent_val})
+        "trials_used": len(trials), "val_loss": val, "parent_val_loss": parent_val, "validation_scores": scores})
     version = record_version(
         engine, study.study_name, artifact_id=artifact_id, sha256=sha, promoted=promoted,
         trials_used=len(trials), val_loss=val, parent_val_loss=parent_val, device=str(device),

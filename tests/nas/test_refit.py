@@ -226,3 +226,29 @@ def test_bad_refit_objective_settings_name_the_field(tmp_path, override, field):
 
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         tiny_config(tmp_path, override)
+
+
+def test_a_parent_is_judged_from_the_scores_its_checkpoint_carries(tmp_path, monkeypatch):
+    """A refit's own validation losses are saved in its checkpoint; when it is the parent of the next
+    refit on the same validation set, none of its runs is repeated and its score is the one recorded."""
+    import nas.train_loop
+
+    s = open_session(tiny_config(tmp_path, "n_trials=3", "study.control_fraction=0.0", "hypernet.promote_steps=2"),
+                     create=True)
+    run_trials(s)
+    first = refit(s)
+    hn, meta = load_version(first, s.artifact_store, with_meta=True)
+    scores = meta["validation_scores"]
+    assert scores and all(isinstance(v, float) for v in scores.values())
+    runs = {"step0": 0, "tuned": 0}
+    real_predicted, real_train = refit_mod.predicted_val_loss, nas.train_loop.train
+    monkeypatch.setattr(refit_mod, "predicted_val_loss",
+                        lambda *a, **k: runs.__setitem__("step0", runs["step0"] + 1) or real_predicted(*a, **k))
+    monkeypatch.setattr(nas.train_loop, "train",
+                        lambda *a, **k: runs.__setitem__("tuned", runs["tuned"] + 1) or real_train(*a, **k))
+    monkeypatch.setattr(refit_mod, "latest_promoted", lambda engine, name: first)  # whether or not it was promoted
+    second = refit(s)
+    assert runs["step0"] == runs["tuned"] == len(scores) // 2  # the child's runs only
+    assert second.parent_val_loss == pytest.approx(first.val_loss)
+    _, meta2 = load_version(second, s.artifact_store, with_meta=True)
+    assert set(meta2["validation_scores"]) == set(scores)  # same runs, judged for the child
