@@ -297,6 +297,12 @@ class LowRankDecoder(nn.Module):
         stds = torch.tensor([self.matrix_std(targets[t][2], n_in, targets[t][3]) for t in members], device=device)
         return stds * self.role_gain([targets[t][2] for t in members]) if self.residual else stds
 
+    def _plan(self, targets: list[tuple[int, tuple[int, ...], str, int]], strength: float):
+        """`_groups(targets)`, after checking that `strength` can be honoured (both decode paths)."""
+        if strength != 1.0 and not self.residual:
+            raise ValueError("strength < 1 needs a residual decoder (a pure low-rank one has no init to blend with)")
+        return self._groups(targets)
+
     def decode_many(self, x: torch.Tensor, g: torch.Tensor, targets: list[tuple[int, tuple[int, ...], str, int]],
                     inits: list[torch.Tensor | None] | None = None, strength: float = 1.0) -> list[torch.Tensor]:
         """Batched `decode_param` for training: same-shape parameters share one bmm.
@@ -306,9 +312,7 @@ class LowRankDecoder(nn.Module):
         one `baddbmm`). Every output is materialised (with grad), so use `decode_into` for big models.
         `strength` < 1 gives the same blend as `decode_into`'s (what a warm trial starts from).
         """
-        if strength != 1.0 and not self.residual:
-            raise ValueError("strength < 1 needs a residual decoder (a pure low-rank one has no init to blend with)")
-        groups, base = self._groups(targets)
+        groups, base = self._plan(targets, strength)
         results: list[torch.Tensor | None] = [None] * len(targets)
 
         def init_of(t: int) -> torch.Tensor:
@@ -358,9 +362,7 @@ class LowRankDecoder(nn.Module):
         standard init (`ROLE_INIT`: LayerNorm gain 1, shifts and biases 0) moved that fraction of
         the way to the prediction.
         """
-        if strength != 1.0 and not self.residual:
-            raise ValueError("strength < 1 needs a residual decoder (a pure low-rank one has no init to blend with)")
-        groups, base = self._groups(targets)
+        groups, base = self._plan(targets, strength)
         with torch.autocast(x.device.type, enabled=False):
             for key, members in groups.items():
                 if key[0] == "vector":
