@@ -120,7 +120,11 @@ def validation_loss(hn, configs: list[ModelConfig], dataset, *, batch_size: int,
             recipe = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(2, steps - 1),
                                  eval_every=steps, eval_batches=batches, eval_batch_size=batch_size,
                                  seed=VALIDATION_SEED + i, device=str(device))
-            loss = train(model, dataset, recipe).val_loss
+            run = train(model, dataset, recipe)
+            loss = run.val_loss
+            if scores is not None and math.isfinite(run.loss_step0):  # its step-0 eval is the steps=0 score
+                scores[score_key(config, VALIDATION_INIT_SEED + i, data_id, steps=0, strength=strength,
+                                 batch_size=batch_size, batches=batches, device=device)] = run.loss_step0
         loss = loss if math.isfinite(loss) else math.inf
         if scores is not None:
             scores[key] = loss
@@ -129,8 +133,9 @@ def validation_loss(hn, configs: list[ModelConfig], dataset, *, batch_size: int,
 
 
 def score_key(config: ModelConfig, init_seed: int, data_id: str, **how: Any) -> str:
-    """What a validation loss depends on besides the hypernet: architecture, W0 seed, data, recipe."""
-    how = {k: str(v) if k == "device" else v for k, v in sorted(how.items())}
+    """What a validation loss depends on besides the hypernet: architecture, W0 seed, data, recipe
+    (no lr at step 0: nothing is trained)."""
+    how = {k: str(v) if k == "device" else v for k, v in sorted(how.items()) if not (k == "lr" and how["steps"] == 0)}
     return json.dumps([config_key(config), init_seed, data_id, how], sort_keys=True)
 
 
@@ -262,9 +267,11 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
     # what a warm start is for: the val loss after a few fine-tuning steps at the study's warm strength
     tune_kw = {**eval_kw, "steps": h.promote_steps, "strength": cfg.hypernet.warm_strength,
                "lr": math.sqrt(cfg.study.lr[0] * cfg.study.lr[1])}
-    parent_step0 = validation_loss(parent_hn, validation, check_data, **eval_kw, scores=parent_scores)
+    # fine-tuned first: its step-0 evals are the step-0 scores when the strengths agree (the default)
     parent_val = (validation_loss(parent_hn, validation, check_data, **tune_kw, scores=parent_scores)
-                  if h.promote_steps else parent_step0)
+                  if h.promote_steps else None)
+    parent_step0 = validation_loss(parent_hn, validation, check_data, **eval_kw, scores=parent_scores)
+    parent_val = parent_step0 if parent_val is None else parent_val
     _log.info("refit of %s: parent v%d judged on %d new validation runs (its checkpoint knew %d)",
               study.study_name, parent.version, len(set(parent_scores) - known), len(known))
 
@@ -289,8 +296,9 @@ def refit(session: Session, *, lease=None, progress: bool = False) -> HypernetVe
                         progress=progress)
     hn = hn.cpu().eval()
     scores: dict[str, float] = {}  # travel in the checkpoint: judged once, reused when it is a parent
+    val = validation_loss(hn, validation, check_data, **tune_kw, scores=scores) if h.promote_steps else None
     step0 = validation_loss(hn, validation, check_data, **eval_kw, scores=scores)
-    val = validation_loss(hn, validation, check_data, **tune_kw, scores=scores) if h.promote_steps else step0
+    val = step0 if val is None else val
     promoted = bool(val < parent_val)
     criterion = (f"val loss after {h.promote_steps} fine-tuning steps at strength {cfg.hypernet.warm_strength:g} "
                  f"{val:.4f} vs parent {parent_val:.4f} (step 0 at strength {meta_strength:g}: {step0:.4f} vs "

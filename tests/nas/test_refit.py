@@ -170,7 +170,7 @@ def test_promotion_is_decided_after_fine_tuning_on_examples_apart_from_the_judge
 
     monkeypatch.setattr(refit_mod, "validation_loss", spy)
     v = refit(s)
-    assert [(steps, strength) for steps, strength, _, _ in calls] == [(0, 0.5), (3, 0.5), (0, 0.5), (3, 0.5)]
+    assert [(steps, strength) for steps, strength, _, _ in calls] == [(3, 0.5), (0, 0.5), (3, 0.5), (0, 0.5)]
     for _, _, train, val in calls:
         assert train and val and not train & val  # fine-tuned on examples apart from the judged slice
     assert v.promoted == (v.val_loss < v.parent_val_loss)
@@ -248,7 +248,24 @@ def test_a_parent_is_judged_from_the_scores_its_checkpoint_carries(tmp_path, mon
                         lambda *a, **k: runs.__setitem__("tuned", runs["tuned"] + 1) or real_train(*a, **k))
     monkeypatch.setattr(refit_mod, "latest_promoted", lambda engine, name: first)  # whether or not it was promoted
     second = refit(s)
-    assert runs["step0"] == runs["tuned"] == len(scores) // 2  # the child's runs only
+    # the child's fine-tuning runs only; their step-0 evals are the step-0 scores (same start, same batches)
+    assert (runs["step0"], runs["tuned"]) == (0, len(scores) // 2)
     assert second.parent_val_loss == pytest.approx(first.val_loss)
     _, meta2 = load_version(second, s.artifact_store, with_meta=True)
     assert set(meta2["validation_scores"]) == set(scores)  # same runs, judged for the child
+
+
+def test_a_fine_tuning_run_s_step_0_eval_is_the_step_0_score(session):
+    from nas.hypernets import predicted_val_loss
+
+    hn = load_version(latest_promoted(session.engine, session.cfg.study_name), session.artifact_store)
+    configs = validation_architectures(session.space, [], 2, 0)
+    kw = {"batch_size": 16, "batches": 2, "strength": 0.5}
+    scores: dict[str, float] = {}
+    refit_mod.validation_loss(hn, configs, session.dataset, **kw, steps=2, scores=scores)
+    known = dict(scores)
+    step0 = refit_mod.validation_loss(hn, configs, session.dataset, **kw, scores=scores)
+    assert scores == known and len(scores) == 4  # nothing new was computed
+    direct = [predicted_val_loss(hn, c, session.dataset, init_seed=refit_mod.VALIDATION_INIT_SEED + i, batch_size=16,
+                                 batches=2, strength=0.5) for i, c in enumerate(configs)]
+    assert step0 == pytest.approx(sum(direct) / 2, rel=1e-5)
