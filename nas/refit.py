@@ -11,7 +11,8 @@ it is recorded either way but only *promoted* (used by workers) if it is better.
 held out: its architectures (a fixed sample plus completed trials other than the distillation
 targets) are never replayed nor distilled, and its examples are a seeded slice of the train split
 that the refit never meta-trains or fine-tunes on and the trials' val selection never uses.
-Versions themselves: `nas.hypernets`.
+A version's own validation losses are saved in its checkpoint, so a parent is judged only on the
+runs it was not judged on as a child. Versions themselves: `nas.hypernets`.
 """
 from __future__ import annotations
 
