@@ -646,8 +646,17 @@ def markdown_tables(spaces: dict[str, Any]) -> str:
                 fast = sum(1 for a in sp["archs"] if _reached_in(a["budgets"][key]["reach_best_baseline"][h], int(key)))
                 cells.append(f"{v['wins']} ({v['level']}≈) / {t['wins']} / {fast} of {v['n']}")
             out.append(f"| {_budget({'label': summ['label'], 'steps': int(key)})} | " + " | ".join(cells) + " |")
+        if sp["archs"] and all(a.get("break_even") for a in sp["archs"]):
+            out += ["", f"Break-even at {sp['break_even_steps']} steps (trials whose saved steps pay back the "
+                        f"{sp['pretrain']['cpu_hours']:.2f} CPU-h of meta-training), hypernet {strength} / 1: "
+                    + "; ".join(f"{a['arch']} " + " / ".join(_trials(a["break_even"][h]) for h in HYPERNET_ARMS)
+                                for a in sp["archs"]) + "."]
         out.append("")
     return "\n".join(out)
+
+
+def _trials(be: dict[str, Any]) -> str:
+    return "never" if be["never"] else f"{be['trials']:,.0f}"
 
 
 def _json_safe(obj: Any) -> Any:

@@ -121,6 +121,7 @@ def test_quick_run_reports_every_arm_budget_and_class(protocol, capsys, tmp_path
     first, _, human = capsys.readouterr().out.partition("\n")
     assert "| wide_4x | L1 d512 h8 p2 m2 | 4 | " in human and "\n| 8 | " in human  # a row per arch, a count per budget
     assert "val / test / 1/3 steps" in human
+    assert "\nBreak-even at 8 steps (trials whose saved steps pay back the " in human  # beside every gain
     assert protocol._reached_in(5, 15) and not protocol._reached_in(6, 15) and not protocol._reached_in(None, 15)
     protocol.main(["--from-json", str(out)])  # the same tables from the saved JSON, nothing trained
     assert capsys.readouterr().out.strip() == human.strip()
