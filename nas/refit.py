@@ -66,12 +66,29 @@ def refits_done(engine: Engine, study_name: str) -> int:
     return sum(1 for v in list_versions(engine, study_name) if v.version >= 1)
 
 
-def refit_due(engine: Engine, study: optuna.Study, refit_every: int) -> bool:
-    """Due when the study has `refit_every` more completed trials than the refits so far cover."""
+def refit_due(engine: Engine, study: optuna.Study, refit_every: int, max_share: float = 1.0) -> bool:
+    """Due when the study has `refit_every` more completed trials than the refits so far cover and
+    the refits so far took at most `max_share` of the study's compute (`refit_share`; 1: no cap).
+
+    The cap keeps the hypernet's work in proportion to the trials it serves: where a trial takes a
+    second and a refit ten, refitting every few trials would spend most of the study refitting."""
     if refit_every <= 0:
         return False
     n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    return n_complete >= (refits_done(engine, study.study_name) + 1) * refit_every
+    if n_complete < (refits_done(engine, study.study_name) + 1) * refit_every:
+        return False
+    return max_share >= 1.0 or refit_share(engine, study) <= max_share
+
+
+def refit_share(engine: Engine, study: optuna.Study) -> float:
+    """Refit seconds / (refit seconds + the seconds of every finished trial, all workers together)."""
+    refit_s = sum(v.seconds for v in list_versions(engine, study.study_name) if v.version >= 1)
+    if refit_s <= 0:
+        return 0.0
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    trial_s = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in finished
+                  if t.datetime_start is not None and t.datetime_complete is not None)
+    return refit_s / (refit_s + trial_s)
 
 
 def validation_architectures(space, trials: list[FrozenTrial], n_fixed: int, n_trials: int,
@@ -335,10 +352,10 @@ class RefitCallback:
         from nas.lease import hold_lease
 
         engine, h = self.session.storage.engine, self.session.cfg.hypernet
-        if trial.state != TrialState.COMPLETE or not refit_due(engine, study, h.refit_every):
+        if trial.state != TrialState.COMPLETE or not refit_due(engine, study, h.refit_every, h.refit_max_share):
             return
         with hold_lease(engine, lease_name(study.study_name), h.lease_ttl_s) as lease:
-            if not lease or not refit_due(engine, study, h.refit_every):
+            if not lease or not refit_due(engine, study, h.refit_every, h.refit_max_share):
                 return  # another process refits (or just did)
             try:
                 self.last = refit(self.session, lease=lease)
@@ -347,4 +364,4 @@ class RefitCallback:
 
 
 __all__ = ["RefitCallback", "completed_trials", "config_key", "lease_name", "load_trial_weights", "make_distill_loss",
-           "make_sample_arch", "refit", "refit_due", "refits_done", "validation_architectures", "validation_loss"]
+           "make_sample_arch", "refit", "refit_due", "refit_share", "refits_done", "validation_architectures", "validation_loss"]

@@ -62,9 +62,9 @@ def run_refitter(session: Session, *, poll_s: float = 2.0, stop: Callable[[], bo
     report, in_a_row = RefitterReport(), 0
     while not (stop is not None and stop()):
         reap_dead_trials(study)  # trials left RUNNING by dead workers would hold the study open
-        if refit_due(engine, study, h.refit_every):
+        if refit_due(engine, study, h.refit_every, h.refit_max_share):
             with hold_lease(engine, lease_name(study.study_name), h.lease_ttl_s) as lease:
-                if lease and refit_due(engine, study, h.refit_every):
+                if lease and refit_due(engine, study, h.refit_every, h.refit_max_share):
                     try:
                         version = refit_fn(session, lease=lease)
                     except Exception as exc:

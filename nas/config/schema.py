@@ -56,6 +56,7 @@ class HypernetConfig:
     warm_strength: float = 0.5  # warm start = init + strength * (prediction - init), see LoGAH.apply
     screen_candidates: int = 16  # startup trials = best of N hypernet-scored architectures (nas/screen.py); 0: off
     refit_every: int = 6
+    refit_max_share: float = 1.0  # refits may take at most this share of the study's compute (1: no cap), nas.refit.refit_due
     refit_steps: int = 60
     refit_lr: float = 1e-4
     refit_meta_batch: int = 1
@@ -81,6 +82,7 @@ class HypernetConfig:
         require_range("hypernet.warm_strength", self.warm_strength, 0.0, 1.0, lo_open=True)
         require_int("hypernet.screen_candidates", self.screen_candidates, 0, 10_000)
         require_int("hypernet.refit_every", self.refit_every, 0)
+        require_range("hypernet.refit_max_share", self.refit_max_share, 0.0, 1.0, lo_open=True)
         require_int("hypernet.refit_steps", self.refit_steps, 1)
         require_range("hypernet.refit_lr", self.refit_lr, 0.0, 1.0, lo_open=True)
         require_int("hypernet.refit_meta_batch", self.refit_meta_batch, 1)

@@ -62,6 +62,14 @@ def test_config_is_validated_without_importing_the_hypernet_package():
     assert out.stdout.strip() == "[]"
 
 
+def test_refit_max_share_defaults_to_no_cap_and_is_validated():
+    assert compose([]).hypernet.refit_max_share == 1.0
+    assert compose(["hypernet.refit_max_share=0.25"]).hypernet.refit_max_share == 0.25
+    for bad, shown in (("0", "0"), ("1.5", "1.5"), ("true", "True")):
+        with pytest.raises(ConfigError, match=rf"^hypernet\.refit_max_share={shown} is invalid: allowed a number in \(0\.0, 1\.0\]"):
+            compose([f"hypernet.refit_max_share={bad}"])
+
+
 def test_worker_restarts_defaults_to_3_and_is_validated():
     assert compose([]).worker_restarts == 3 == compose_dict([])["worker_restarts"]
     assert compose(["worker_restarts=0"]).worker_restarts == 0

@@ -11,7 +11,7 @@ from nas import refit as refit_mod
 from nas.hypernets import load_version
 from nas.lease import try_acquire
 from nas.refit import (RefitCallback, config_key, validation_architectures, lease_name, make_distill_loss, make_sample_arch,
-                       refit, refit_due)
+                       refit, refit_due, refit_share)
 from nas.study import open_session, run_trials
 from nas.versions import latest_promoted, list_versions
 from search_spaces import ViTConfig
@@ -49,6 +49,25 @@ def test_refit_that_worsens_validation_is_kept_but_not_promoted(session, monkeyp
 def test_refit_with_real_validation_records_parent_comparison(session):
     v = refit(session)
     assert v.version == 1 and v.promoted == (v.val_loss < v.parent_val_loss) and v.seconds > 0
+
+
+def test_refit_share_caps_refits_to_a_share_of_the_study_compute(session):
+    from optuna.trial import TrialState
+
+    from nas.versions import record_version
+
+    engine, study = session.engine, session.study
+    trial_s = sum((t.datetime_complete - t.datetime_start).total_seconds()
+                  for t in study.get_trials(states=(TrialState.COMPLETE,)))
+    assert trial_s > 0 and refit_share(engine, study) == 0.0  # no refit yet: the first is never capped
+    assert refit_due(engine, study, 1, max_share=0.01)
+    v0 = latest_promoted(engine, session.cfg.study_name)
+    record_version(engine, session.cfg.study_name, artifact_id=v0.artifact_id, sha256=v0.sha256, promoted=True,
+                   trials_used=1, seconds=3 * trial_s)  # one refit that took 3x all trials together
+    assert refit_share(engine, study) == pytest.approx(0.75)
+    assert refit_due(engine, study, 1) and refit_due(engine, study, 1, max_share=1.0)  # uncapped: due (3 > 2 covered)
+    assert refit_due(engine, study, 1, max_share=0.8) and not refit_due(engine, study, 1, max_share=0.7)
+    assert not refit_due(engine, study, 2, max_share=1.0)  # the count rule still holds: 3 < 2 * 2
 
 
 def test_callback_refits_when_due_only_with_the_lease(session, monkeypatch):
