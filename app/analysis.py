@@ -151,8 +151,9 @@ def gain_trend(gains: pd.DataFrame) -> str:
     return text
 
 
-def refit_summary(versions_df: pd.DataFrame) -> str:
-    """One line: how many refits, how many promoted, and the time spent refitting."""
+def refit_summary(versions_df: pd.DataFrame, trial_seconds: float | None = None) -> str:
+    """One line: how many refits, how many promoted, the time spent refitting and, given the finished
+    trials' seconds, its share of the study's compute (what `hypernet.refit_max_share` caps)."""
     v = versions_df.sort_values("version")
     first = v[v["version"] == 0]
     setup = f"v0 set up in {float(first['seconds'].iloc[0]):.1f} s" if len(first) else None
@@ -160,8 +161,10 @@ def refit_summary(versions_df: pd.DataFrame) -> str:
     if refits.empty:
         return "No refit yet" + (f" ({setup})." if setup else ".")
     n, promoted = len(refits), int(refits["promoted"].astype(bool).sum())
-    text = (f"{n} refit{'s' if n != 1 else ''}, {promoted} promoted, "
-            f"{float(refits['seconds'].sum()):.1f} s of refitting in all")
+    refit_s = float(refits["seconds"].sum())
+    text = f"{n} refit{'s' if n != 1 else ''}, {promoted} promoted, {refit_s:.1f} s of refitting in all"
+    if trial_seconds is not None and refit_s + trial_seconds > 0:
+        text += f", {100 * refit_s / (refit_s + trial_seconds):.0f} % of refit + trial seconds"
     return text + (f" ({setup})." if setup else ".")
 
 

@@ -114,3 +114,5 @@ def test_refit_summary():
                              "seconds": [3.5, 10.0, 20.0, 22.3]})
     assert analysis.refit_summary(versions) == "3 refits, 2 promoted, 52.3 s of refitting in all (v0 set up in 3.5 s)."
     assert analysis.refit_summary(versions.iloc[:1]) == "No refit yet (v0 set up in 3.5 s)."
+    assert analysis.refit_summary(versions, trial_seconds=157.7) == (
+        "3 refits, 2 promoted, 52.3 s of refitting in all, 25 % of refit + trial seconds (v0 set up in 3.5 s).")
