@@ -2,7 +2,7 @@
 
     python bench/closed_loop.py [--settings mnist5k_transfer,textdir_transfer,digits_scratch]
                                 [--seeds 0,1,2] [--trials 16] [--steps 200] [--refit-every 4]
-                                [--refit-max-share 1.0] [--out FILE.json]
+                                [--refit-max-share 1.0] [--warm-set KEY=VALUE ...] [--out FILE.json]
     python bench/closed_loop.py --quick       # smoke run: one setting, one seed, 4 trials of 8 steps
 
 Settings:
@@ -16,7 +16,8 @@ For each setting and seed two studies run with `logah-nas search`, one process, 
 - warm: the defaults (hypernet warm starts with `study.control_fraction` controls, screening), refits
   every `--refit-every` completed trials made inside the worker (`hypernet.refit_in=worker`) so
   every second of hypernet work (version 0, screening, refits, predictions) is on the same clock;
-  `--refit-max-share S` caps refits at that share of the study's compute (`hypernet.refit_max_share`).
+  `--refit-max-share S` caps refits at that share of the study's compute (`hypernet.refit_max_share`),
+  `--warm-set KEY=VALUE` sets any other config key of the warm study (e.g. hypernet.screen_pick).
 Reported: the time each study needs to reach the cold study's final best val loss (the target;
 time from the `search` start, so set-up counts), the ratio warm / cold (mean +- SE over seeds;
 "never" when the warm study does not reach it), refits made and promoted, and the warm-vs-control
@@ -109,7 +110,7 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
 
 
 def run_setting(name: str, seeds: list[int], trials: int, steps: int, refit_every: int, text_package: str,
-                timeout: float, refit_max_share: float = 1.0) -> dict[str, Any]:
+                timeout: float, refit_max_share: float = 1.0, warm_set: Sequence[str] = ()) -> dict[str, Any]:
     base = [*SETTINGS[name], f"n_trials={trials}", f"study.steps={steps}", f"study.eval_every={max(1, steps // 4)}",
             f"hypernet.refit_every={refit_every}", "hypernet.refit_in=worker"]
     if name == "textdir_transfer":
@@ -119,7 +120,8 @@ def run_setting(name: str, seeds: list[int], trials: int, steps: int, refit_ever
         with tempfile.TemporaryDirectory(prefix="logah-loop-") as cold_dir, \
                 tempfile.TemporaryDirectory(prefix="logah-loop-") as warm_dir:
             cold = _run([*base, f"seed={seed}", *COLD], Path(cold_dir), timeout)
-            warm = _run([*base, f"seed={seed}", f"hypernet.refit_max_share={refit_max_share}"], Path(warm_dir), timeout)
+            warm = _run([*base, f"seed={seed}", f"hypernet.refit_max_share={refit_max_share}", *warm_set],
+                        Path(warm_dir), timeout)
         target = cold["best"]
         cold_t, warm_t = _time_to(cold["curve"], target), _time_to(warm["curve"], target)
         runs.append({"seed": seed, "target": target, "cold": cold, "warm": warm, "cold_time": cold_t,
@@ -162,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--refit-every", type=int, default=4)
     p.add_argument("--refit-max-share", type=float, default=1.0,
                    help="the warm study's hypernet.refit_max_share (1: refits every --refit-every trials, no cap)")
+    p.add_argument("--warm-set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides for the warm study only (e.g. hypernet.screen_pick=best_per_size)")
     p.add_argument("--text-package", default="optuna")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per study")
     p.add_argument("--quick", action="store_true", help="one setting, one seed, 4 trials of 8 steps")
@@ -175,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             p.error(f"--settings: {name!r} is not one of {sorted(SETTINGS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
     results = [run_setting(n, seeds, args.trials, args.steps, args.refit_every, args.text_package, args.timeout,
-                           args.refit_max_share) for n in names]
+                           args.refit_max_share, args.warm_set) for n in names]
     rows = [{"setting": r["setting"], "reached": r["summary"]["reached"],
              "ratio": _fmt((r["summary"]["ratio_mean"], r["summary"]["ratio_se"]), ".2f"),
              "promoted": f"{r['summary']['promoted']}/{r['summary']['refits']}", "grew": r["summary"]["gain_grew"],
@@ -186,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                        ("promoted", "refits promoted"), ("grew", "gain grew first->last known"), ("cold", "cold best"),
                        ("warm", "warm best"), ("cold_s", "cold s"), ("warm_s", "warm s")]))
     payload = {"bench": "closed_loop", "trials": args.trials, "steps": args.steps, "refit_every": args.refit_every,
-               "refit_max_share": args.refit_max_share,
+               "refit_max_share": args.refit_max_share, "warm_set": args.warm_set,
                "command": " ".join(["python", "bench/closed_loop.py", *(argv if argv is not None else sys.argv[1:])]),
                "results": results}
     if args.out:

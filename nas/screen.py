@@ -67,9 +67,25 @@ def score_architectures(hn, configs: list[ModelConfig], dataset, *, batch_size: 
     return sorted(scored, key=lambda s: s.loss)
 
 
+def pick(scored: list[Scored], top: int, how: str = "best") -> list[Scored]:
+    """The `top` startup architectures from `scored` (best first), best first.
+
+    `best`: the best-scored of all. Predicted loss favours big models, and a big model takes longer to
+    train, so `best_per_size` keeps the sizes a random startup would draw: the candidates, ordered by
+    parameter count, are cut into `top` strata of (nearly) equal count and the best of each is taken."""
+    if how == "best" or len(scored) <= top:
+        return scored[:top]
+    from nas.trial_recipe import count_params
+
+    by_size = sorted(scored, key=lambda s: count_params(s.config))  # stable: equal sizes keep score order
+    bounds = [round(i * len(by_size) / top) for i in range(top + 1)]
+    chosen = [min(by_size[a:b], key=lambda s: s.loss) for a, b in zip(bounds, bounds[1:])]
+    return sorted(chosen, key=lambda s: s.loss)
+
+
 def enqueue_screened(study: optuna.Study, hn, space, dataset, cfg) -> list[Scored]:
     """Enqueue the `study.n_startup_trials` (at most `n_trials`) best of `hypernet.screen_candidates`
-    architectures.
+    architectures (`pick` by `hypernet.screen_pick`).
 
     Does nothing when screening is off (0 candidates), when the study has only control trials
     (`control_fraction` 1: a random-init baseline must not profit from the hypernet), when it
@@ -84,12 +100,12 @@ def enqueue_screened(study: optuna.Study, hn, space, dataset, cfg) -> list[Score
         return []
     t0 = time.perf_counter()
     configs = candidate_architectures(space, n, seed=cfg.seed, max_params=cfg.study.max_params)
-    best = score_architectures(hn, configs, dataset, batch_size=eval_batch_size(cfg.study),
-                               batches=cfg.study.eval_batches)[:top]
+    best = pick(score_architectures(hn, configs, dataset, batch_size=eval_batch_size(cfg.study),
+                                    batches=cfg.study.eval_batches), top, cfg.hypernet.screen_pick)
     for s in best:
         study.enqueue_trial(space.params_of(s.config), user_attrs={attrs.SCREEN_LOSS: s.loss})
     info = {"candidates": len(configs), "enqueued": len(best), "seconds": time.perf_counter() - t0,
-            "losses": [s.loss for s in best]}
+            "losses": [s.loss for s in best], "pick": cfg.hypernet.screen_pick}
     study.set_user_attr(attrs.STUDY_SCREENED, info)
     if best:
         _log.info("%s: %s", study.study_name, describe_screening({attrs.STUDY_SCREENED: info}))
@@ -103,10 +119,12 @@ def describe_screening(study_attrs: dict[str, Any]) -> str | None:
         return None
     losses = [x for x in info.get("losses", []) if isinstance(x, (int, float))]
     span = f", predicted val loss {min(losses):.3f}-{max(losses):.3f}" if losses else ""
-    return (f"startup trials: the best {info['enqueued']} of {info.get('candidates', '?')} architectures scored by "
+    which = (f"the best of each of {info['enqueued']} size strata" if info.get("pick") == "best_per_size"
+             else f"the best {info['enqueued']}")
+    return (f"startup trials: {which} of {info.get('candidates', '?')} architectures scored by "
             f"hypernet v0 before any training{span}, {float(info.get('seconds', 0.0)):.1f} s "
             f"(trial attr {attrs.SCREEN_LOSS})")
 
 
 __all__ = ["Scored", "candidate_architectures", "describe_screening",
-           "enqueue_screened", "score_architectures"]
+           "enqueue_screened", "pick", "score_architectures"]

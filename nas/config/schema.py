@@ -21,6 +21,7 @@ from search_spaces.validate import require_choice, require_int, require_interval
 GROUPS = ("space", "data", "hypernet", "study")
 SAMPLERS = ("tpe", "random")
 REFIT_IN = ("refitter", "worker")
+SCREEN_PICKS = ("best", "best_per_size")  # nas.screen.pick
 PRUNERS = ("median", "hyperband", "none")
 VARIANTS = ("tiny", "small", "base", "large")
 KIND_OF_SPACE = {"vit": "image", "gpt2": "text"}
@@ -55,6 +56,7 @@ class HypernetConfig:
     checkpoint: str = "auto"  # auto | none | path to a .safetensors checkpoint
     warm_strength: float = 0.5  # warm start = init + strength * (prediction - init), see LoGAH.apply
     screen_candidates: int = 16  # startup trials = best of N hypernet-scored architectures (nas/screen.py); 0: off
+    screen_pick: str = "best"  # best: the best-scored of all | best_per_size: the best of each parameter-count stratum
     refit_every: int = 6
     refit_max_share: float = 1.0  # refits may take at most this share of the study's compute (1: no cap), nas.refit.refit_due
     refit_steps: int = 60
@@ -81,6 +83,7 @@ class HypernetConfig:
             raise ConfigError("hypernet.checkpoint", self.checkpoint, "'auto', 'none' or a path to a .safetensors file")
         require_range("hypernet.warm_strength", self.warm_strength, 0.0, 1.0, lo_open=True)
         require_int("hypernet.screen_candidates", self.screen_candidates, 0, 10_000)
+        require_choice("hypernet.screen_pick", self.screen_pick, SCREEN_PICKS)
         require_int("hypernet.refit_every", self.refit_every, 0)
         require_range("hypernet.refit_max_share", self.refit_max_share, 0.0, 1.0, lo_open=True)
         require_int("hypernet.refit_steps", self.refit_steps, 1)

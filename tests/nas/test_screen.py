@@ -11,7 +11,7 @@ from _nas_tiny import tiny_config
 import nas.hypernets as hypernets_mod
 from nas.trial_recipe import count_params
 from nas.attrs import SCREEN_LOSS as SCORE_ATTR, STUDY_SCREENED as SCREENED_ATTR
-from nas.screen import candidate_architectures, enqueue_screened, score_architectures
+from nas.screen import Scored, candidate_architectures, enqueue_screened, pick, score_architectures
 from nas.study import open_session, run_trials
 from search_spaces import ConfigError, ViTSpace
 
@@ -99,6 +99,35 @@ def test_no_screening_with_an_untrained_hypernet_or_a_study_that_has_trials(tmp_
     assert SCREENED_ATTR not in session.study.user_attrs and len(session.study.trials) == 1
 
 
+def test_best_per_size_takes_the_best_of_each_parameter_count_stratum():
+    space = ViTSpace()
+    configs = sorted(candidate_architectures(space, 12, seed=1, max_params=10**9), key=count_params)
+    # scores favour the biggest model, as predicted loss tends to: "best" takes the 3 biggest
+    scored = sorted((Scored(c, -count_params(c) + (i % 4) * 0.5) for i, c in enumerate(configs)), key=lambda s: s.loss)
+    assert [s.config for s in pick(scored, 3)] == [s.config for s in scored[:3]] == [s.config for s in pick(scored, 3, "best")]
+    spread = pick(scored, 3, "best_per_size")
+    strata = [configs[0:4], configs[4:8], configs[8:12]]
+    expected = [min((s for s in scored if s.config in stratum), key=lambda s: s.loss) for stratum in strata]
+    assert spread == sorted(expected, key=lambda s: s.loss) and len({s.config for s in spread}) == 3
+    assert pick(scored[:2], 3, "best_per_size") == scored[:2]  # fewer candidates than startup trials: all of them
+
+
+def test_a_study_screened_per_size_enqueues_one_architecture_per_stratum(tmp_path, monkeypatch):
+    from nas.screen import describe_screening
+
+    cfg, session = _screened_session(tmp_path, monkeypatch, "hypernet.screen_candidates=12",
+                                     "hypernet.screen_pick=best_per_size")
+    candidates = sorted(candidate_architectures(session.space, 12, seed=cfg.seed, max_params=cfg.study.max_params),
+                        key=count_params)
+    score = lambda c: c.width + c.depth / 10  # noqa: E731 (as _fake_scores)
+    expected = sorted((min(candidates[a:a + 4], key=score) for a in (0, 4, 8)), key=score)
+    waiting = session.study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [t.user_attrs[SCORE_ATTR] for t in waiting] == [score(c) for c in expected]
+    info = session.study.user_attrs[SCREENED_ATTR]
+    assert info["pick"] == "best_per_size" and "the best of each of 3 size strata of 12" in describe_screening(
+        session.study.user_attrs)
+
+
 def test_screen_candidates_is_validated():
     from nas.config import HypernetConfig
 
@@ -106,6 +135,8 @@ def test_screen_candidates_is_validated():
         with pytest.raises(ConfigError) as info:
             HypernetConfig(screen_candidates=bad)
         assert info.value.field == "hypernet.screen_candidates"
+    with pytest.raises(ConfigError, match=r"hypernet\.screen_pick='cheapest' is invalid: allowed one of \['best', 'best_per_size'\]"):
+        HypernetConfig(screen_pick="cheapest")
 
 
 def test_describe_screening_says_what_was_enqueued():
