@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from app.reader import short_error
 from nas.attrs import WARM_START
 from nas.gain import gain_per_version
-from nas.versions import HypernetVersion
+from nas.versions import HypernetVersion, refit_share
 
 
 # ----------------------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ def refit_summary(versions_df: pd.DataFrame, trial_seconds: float | None = None)
     refit_s = float(refits["seconds"].sum())
     text = f"{n} refit{'s' if n != 1 else ''}, {promoted} promoted, {refit_s:.1f} s of refitting in all"
     if trial_seconds is not None and refit_s + trial_seconds > 0:
-        text += f", {100 * refit_s / (refit_s + trial_seconds):.0f} % of refit + trial seconds"
+        text += f", {100 * refit_share(refit_s, trial_seconds):.0f} % of refit + trial seconds"
     return text + (f" ({setup})." if setup else ".")
 
 

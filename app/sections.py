@@ -245,7 +245,8 @@ def versions(v: StudyView) -> None:
                    "control_step0"]], on="version", how="left")
         table["warm_trials"] = table["warm_trials"].fillna(0).astype(int)
         st.dataframe(table[list(_VERSION_TABLE)], hide_index=True, column_config=_VERSION_TABLE)
-        st.caption(f"{len(table)} version{'s' if len(table) != 1 else ''}: {analysis.refit_summary(versions, float(v.trials_df['duration_s'].sum()))} "
+        summary = analysis.refit_summary(versions, float(v.trials_df["duration_s"].sum()))
+        st.caption(f"{len(table)} version{'s' if len(table) != 1 else ''}: {summary} "
                    "Gains compare each version's warm trials with the random-init controls of its period (trial "
                    "numbers from its first to its last warm trial); None: no finished warm trial started from the "
                    "version, or no control ran in its period.")

@@ -35,6 +35,7 @@ from nas import attrs
 from nas.hypernets import load_version, predicted_val_loss, upload_checkpoint
 from nas.trial_recipe import eval_batch_size, trial_init
 from nas.versions import HypernetVersion, latest_promoted, list_versions, record_version
+from nas.versions import refit_share as _share
 from search_spaces import ConfigError, ModelConfig, build_model, config_from_dict
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def refit_share(engine: Engine, study: optuna.Study) -> float:
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
     trial_s = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in finished
                   if t.datetime_start is not None and t.datetime_complete is not None)
-    return refit_s / (refit_s + trial_s)
+    return _share(refit_s, trial_s)
 
 
 def validation_architectures(space, trials: list[FrozenTrial], n_fixed: int, n_trials: int,

@@ -263,5 +263,12 @@ def latest_promoted(engine_or_url: Engine | str, study_name: str) -> HypernetVer
     return None if row is None else _row_to_version(row)
 
 
+def refit_share(refit_seconds: float, trial_seconds: float) -> float:
+    """The refits' share of a study's compute: refit seconds / (refit seconds + trial seconds), all
+    workers together (what `hypernet.refit_max_share` caps; `nas.refit` and the dashboard show it)."""
+    return refit_seconds / (refit_seconds + trial_seconds) if refit_seconds > 0 else 0.0
+
+
 __all__ = ["HypernetVersion", "VersionExistsError", "ensure_tables", "get_version", "hypernet_versions",
-           "latest_promoted", "leases", "list_versions", "live_study_uid", "metadata", "record_version", "utcnow"]
+           "latest_promoted", "leases", "list_versions", "live_study_uid", "metadata", "record_version", "refit_share",
+           "utcnow"]

@@ -8,7 +8,8 @@ import uuid
 import pytest
 
 from nas.storage import make_engine
-from nas.versions import (VersionExistsError, get_version, latest_promoted, list_versions, record_version)
+from nas.versions import (VersionExistsError, get_version, latest_promoted, list_versions, record_version,
+                          refit_share)
 
 
 def _record_many(url: str, study: str, n: int) -> None:
@@ -104,3 +105,9 @@ def test_a_database_from_before_study_identities_keeps_working(tmp_path):
     assert [v.artifact_id for v in list_versions(engine, "legacy")] == ["a0"]  # read-only: no column yet
     assert record_version(engine, "legacy", artifact_id="a1", sha256="b" * 64, promoted=True).version == 1
     assert [v.study_uid for v in list_versions(engine, "legacy")] == [None, None]
+
+
+def test_refit_share_is_the_refits_part_of_refit_plus_trial_seconds():
+    assert refit_share(30.0, 90.0) == pytest.approx(0.25)
+    assert refit_share(0.0, 90.0) == 0.0 and refit_share(0.0, 0.0) == 0.0  # no refit: nothing to share
+    assert refit_share(5.0, 0.0) == 1.0
