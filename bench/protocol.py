@@ -167,6 +167,14 @@ def pick_lr(finals_by_lr: dict[float, Sequence[float]]) -> float:
     return min(sorted(finals_by_lr), key=score)
 
 
+def lr_edge(picked: float, grid: Sequence[float]) -> str | None:
+    """'top' / 'bottom' when the picked lr is the largest / smallest of a grid of two or more (a wider
+    grid may lower that arm's loss: the table marks it), else None."""
+    if len(set(grid)) < 2:
+        return None
+    return "top" if picked == max(grid) else "bottom" if picked == min(grid) else None
+
+
 def seconds_saved(baseline_seconds: float, budget: int, reach_step: int | None, predict_seconds: float) -> float:
     """Training seconds a warm start saves per trial: it stops at `reach_step` where the baseline
     needed the whole `budget` (time scales with steps), minus the prediction's cost; 0 when never reached."""
@@ -399,7 +407,8 @@ def run_arch(config, dataset, *, hn, strengths: dict[str, float], donor, budgets
                     runs.append(run)
                 by_lr[arm_lr] = runs
             best = pick_lr({k: [r["final"] for r in v] for k, v in by_lr.items()})
-            arms[arm] = {"lr": best, "tuned": arm in tune, "init_seconds": statistics.fmean(predict_s),
+            arms[arm] = {"lr": best, "tuned": arm in tune, "lr_edge": lr_edge(best, grid),
+                         "init_seconds": statistics.fmean(predict_s),
                          "lr_finals": {str(k): mean_se(r["final"] for r in v)["mean"] for k, v in by_lr.items()},
                          **_stat_arm(by_lr[best])}
         rand = min(RANDOM_ARMS, key=lambda a: _key(arms[a]["final"]))
@@ -633,10 +642,16 @@ def markdown_tables(spaces: dict[str, Any]) -> str:
         for a in sp["archs"]:
             for b in a["budgets"].values():
                 arms, best = b["arms"], b["best_baseline"]
-                out.append(f"| {a['class']} | {a['arch']} | {b['steps']} | {best} {_pm(arms[best]['final'])} | "
-                           + " | ".join(_pm(arms[h]["final"]) for h in HYPERNET_ARMS) + " | "
+                out.append(f"| {a['class']} | {a['arch']} | {b['steps']} | {best} {_pm_lr(arms[best])} | "
+                           + " | ".join(_pm_lr(arms[h]) for h in HYPERNET_ARMS) + " | "
                            + " | ".join(" / ".join(_short_verdict(b[v][h]) for h in HYPERNET_ARMS)
                                         for v in ("verdict", "verdict_test")) + " |")
+        edges = [arms[k] for a in sp["archs"] for b in a["budgets"].values() for arms in [b["arms"]]
+                 for k in (b["best_baseline"], *HYPERNET_ARMS)]
+        if any(e.get("lr_edge") for e in edges):
+            out += ["", f"@lr: the lr the arm trained at; ↑ / ↓: the top / bottom of the tuned grid, where a wider "
+                        f"grid may lower that arm's loss ({sum(1 for e in edges if e.get('lr_edge'))} of "
+                        f"{len(edges)} cells)."]
         head = (f"| steps | hypernet {strength}: val / test / 1/3 steps | hypernet 1: val / test / 1/3 steps |")
         out += ["", head, "|---|---|---|"]
         for key, summ in sp["summary"].items():
@@ -653,6 +668,12 @@ def markdown_tables(spaces: dict[str, Any]) -> str:
                                 for a in sp["archs"]) + "."]
         out.append("")
     return "\n".join(out)
+
+
+def _pm_lr(arm: dict[str, Any]) -> str:
+    """An arm's final val loss with the lr it trained at, marked at the tuned grid's edge."""
+    mark = {"top": " ↑", "bottom": " ↓"}.get(arm.get("lr_edge") or "", "")
+    return f"{_pm(arm['final'])} @{arm['lr']:g}{mark}"
 
 
 def _trials(be: dict[str, Any]) -> str:

@@ -120,7 +120,7 @@ def test_quick_run_reports_every_arm_budget_and_class(protocol, capsys, tmp_path
     protocol.main(["--quick", "--spaces", "vit", "--out", str(out), "--markdown"])
     first, _, human = capsys.readouterr().out.partition("\n")
     assert "| wide_4x | L1 d512 h8 p2 m2 | 4 | " in human and "\n| 8 | " in human  # a row per arch, a count per budget
-    assert "val / test / 1/3 steps" in human
+    assert "val / test / 1/3 steps" in human and " @0.001 |" in human and "↑" not in human  # one lr: no grid edge
     assert "\nBreak-even at 8 steps (trials whose saved steps pay back the " in human  # beside every gain
     assert protocol._reached_in(5, 15) and not protocol._reached_in(6, 15) and not protocol._reached_in(None, 15)
     protocol.main(["--from-json", str(out)])  # the same tables from the saved JSON, nothing trained
@@ -163,6 +163,15 @@ def test_quick_run_reports_every_arm_budget_and_class(protocol, capsys, tmp_path
         assert math.isfinite(value), path
     assert "steps to random" in human and "break-even" in human and "wide_4x" in human and "all, on test" in human
     assert sp["summary"]["8"]["total_test"]["hypernet_full"]["n"] == len(CLASSES)
+
+
+def test_lr_edge_marks_a_pick_at_the_end_of_a_grid(protocol):
+    grid = (1e-3, 3e-3, 1e-2)
+    assert protocol.lr_edge(1e-2, grid) == "top" and protocol.lr_edge(1e-3, grid) == "bottom"
+    assert protocol.lr_edge(3e-3, grid) is None and protocol.lr_edge(1e-3, (1e-3,)) is None
+    arm = {"final": {"mean": 1.5, "se": 0.01}, "lr": 1e-2, "lr_edge": "top"}
+    assert protocol._pm_lr(arm) == "1.500 ± 0.010 @0.01 ↑"
+    assert protocol._pm_lr({**arm, "lr_edge": None}) == "1.500 ± 0.010 @0.01"
 
 
 def test_pretrain_cost_reads_the_recorded_stages(protocol):
