@@ -2,7 +2,8 @@
 
     python bench/closed_loop.py [--settings mnist5k_transfer,textdir_transfer,digits_scratch]
                                 [--seeds 0,1,2] [--trials 16] [--steps 200] [--refit-every 4]
-                                [--refit-max-share 1.0] [--warm-set KEY=VALUE ...] [--out FILE.json]
+                                [--refit-max-share 1.0] [--set KEY=VALUE ...] [--warm-set KEY=VALUE ...]
+                                [--out FILE.json]
     python bench/closed_loop.py --quick       # smoke run: one setting, one seed, 4 trials of 8 steps
 
 Settings:
@@ -17,7 +18,8 @@ For each setting and seed two studies run with `logah-nas search`, one process, 
   every `--refit-every` completed trials made inside the worker (`hypernet.refit_in=worker`) so
   every second of hypernet work (version 0, screening, refits, predictions) is on the same clock;
   `--refit-max-share S` caps refits at that share of the study's compute (`hypernet.refit_max_share`),
-  `--warm-set KEY=VALUE` sets any other config key of the warm study (e.g. hypernet.screen_pick).
+  `--warm-set KEY=VALUE` sets any other config key of the warm study (e.g. hypernet.screen_pick),
+  `--set KEY=VALUE` one of both studies (e.g. study.lr: the search space both share).
 Reported: the time each study needs to reach the cold study's final best val loss (the target;
 time from the `search` start, so set-up counts), the ratio warm / cold (mean +- SE over seeds;
 "never" when the warm study does not reach it), refits made and promoted, and the warm-vs-control
@@ -110,8 +112,9 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
 
 
 def run_setting(name: str, seeds: list[int], trials: int, steps: int, refit_every: int, text_package: str,
-                timeout: float, refit_max_share: float = 1.0, warm_set: Sequence[str] = ()) -> dict[str, Any]:
-    base = [*SETTINGS[name], f"n_trials={trials}", f"study.steps={steps}", f"study.eval_every={max(1, steps // 4)}",
+                timeout: float, refit_max_share: float = 1.0, warm_set: Sequence[str] = (),
+                both_set: Sequence[str] = ()) -> dict[str, Any]:
+    base = [*SETTINGS[name], *both_set, f"n_trials={trials}", f"study.steps={steps}", f"study.eval_every={max(1, steps // 4)}",
             f"hypernet.refit_every={refit_every}", "hypernet.refit_in=worker"]
     if name == "textdir_transfer":
         base.append(f"data.options.path={_package_dir(text_package)}")
@@ -164,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--refit-every", type=int, default=4)
     p.add_argument("--refit-max-share", type=float, default=1.0,
                    help="the warm study's hypernet.refit_max_share (1: refits every --refit-every trials, no cap)")
+    p.add_argument("--set", dest="both_set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides for both studies (e.g. 'study.lr=[3e-4,1e-2]')")
     p.add_argument("--warm-set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config overrides for the warm study only (e.g. hypernet.screen_pick=best_per_size)")
     p.add_argument("--text-package", default="optuna")
@@ -179,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             p.error(f"--settings: {name!r} is not one of {sorted(SETTINGS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
     results = [run_setting(n, seeds, args.trials, args.steps, args.refit_every, args.text_package, args.timeout,
-                           args.refit_max_share, args.warm_set) for n in names]
+                           args.refit_max_share, args.warm_set, args.both_set) for n in names]
     rows = [{"setting": r["setting"], "reached": r["summary"]["reached"],
              "ratio": _fmt((r["summary"]["ratio_mean"], r["summary"]["ratio_se"]), ".2f"),
              "promoted": f"{r['summary']['promoted']}/{r['summary']['refits']}", "grew": r["summary"]["gain_grew"],
@@ -190,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                        ("promoted", "refits promoted"), ("grew", "gain grew first->last known"), ("cold", "cold best"),
                        ("warm", "warm best"), ("cold_s", "cold s"), ("warm_s", "warm s")]))
     payload = {"bench": "closed_loop", "trials": args.trials, "steps": args.steps, "refit_every": args.refit_every,
-               "refit_max_share": args.refit_max_share, "warm_set": args.warm_set,
+               "refit_max_share": args.refit_max_share, "set": args.both_set, "warm_set": args.warm_set,
                "command": " ".join(["python", "bench/closed_loop.py", *(argv if argv is not None else sys.argv[1:])]),
                "results": results}
     if args.out:

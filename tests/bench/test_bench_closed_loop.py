@@ -48,3 +48,23 @@ def test_transfer_bench_compares_version_0_with_other_keep_sets_and_random_init(
     assert {"version 0", "reset pos_embed", "random init"} <= set(payload["results"])
     for arm in payload["results"].values():
         assert all(len(values) == 1 for values in arm.values())
+
+
+def test_both_set_reaches_both_studies_and_warm_set_only_the_warm_one(monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    from bench import closed_loop
+
+    seen = []
+
+    def fake_run(overrides, tmp, timeout):
+        seen.append(overrides)
+        return {"seconds": 2.0, "curve": [(1.0, 0.5)], "best": 0.5, "refits": 0, "promoted": 0, "v0": None,
+                "gain_per_version": []}
+
+    monkeypatch.setattr(closed_loop, "_run", fake_run)
+    closed_loop.run_setting("digits_scratch", [0], 4, 8, 2, "optuna", 60.0, warm_set=["hypernet.screen_pick=best_per_size"],
+                            both_set=["study.lr=[3e-4,1e-2]"])
+    cold, warm = seen
+    assert "study.lr=[3e-4,1e-2]" in cold and "study.lr=[3e-4,1e-2]" in warm
+    assert "hypernet.screen_pick=best_per_size" in warm and "hypernet.screen_pick=best_per_size" not in cold
+    assert "study.init=random" in cold and "study.init=random" not in warm
