@@ -407,8 +407,7 @@ def run_arch(config, dataset, *, hn, strengths: dict[str, float], donor, budgets
                     runs.append(run)
                 by_lr[arm_lr] = runs
             best = pick_lr({k: [r["final"] for r in v] for k, v in by_lr.items()})
-            arms[arm] = {"lr": best, "tuned": arm in tune, "lr_edge": lr_edge(best, grid),
-                         "init_seconds": statistics.fmean(predict_s),
+            arms[arm] = {"lr": best, "tuned": arm in tune, "init_seconds": statistics.fmean(predict_s),
                          "lr_finals": {str(k): mean_se(r["final"] for r in v)["mean"] for k, v in by_lr.items()},
                          **_stat_arm(by_lr[best])}
         rand = min(RANDOM_ARMS, key=lambda a: _key(arms[a]["final"]))
@@ -646,11 +645,11 @@ def markdown_tables(spaces: dict[str, Any]) -> str:
                            + " | ".join(_pm_lr(arms[h]) for h in HYPERNET_ARMS) + " | "
                            + " | ".join(" / ".join(_short_verdict(b[v][h]) for h in HYPERNET_ARMS)
                                         for v in ("verdict", "verdict_test")) + " |")
-        edges = [arms[k] for a in sp["archs"] for b in a["budgets"].values() for arms in [b["arms"]]
+        edges = [_edge(b["arms"][k]) for a in sp["archs"] for b in a["budgets"].values()
                  for k in (b["best_baseline"], *HYPERNET_ARMS)]
-        if any(e.get("lr_edge") for e in edges):
+        if any(edges):
             out += ["", f"@lr: the lr the arm trained at; ↑ / ↓: the top / bottom of the tuned grid, where a wider "
-                        f"grid may lower that arm's loss ({sum(1 for e in edges if e.get('lr_edge'))} of "
+                        f"grid may lower that arm's loss ({sum(1 for e in edges if e)} of "
                         f"{len(edges)} cells)."]
         head = (f"| steps | hypernet {strength}: val / test / 1/3 steps | hypernet 1: val / test / 1/3 steps |")
         out += ["", head, "|---|---|---|"]
@@ -670,9 +669,14 @@ def markdown_tables(spaces: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _edge(arm: dict[str, Any]) -> str | None:
+    """`lr_edge` of an arm's picked lr in the grid it was picked from (the keys of its `lr_finals`)."""
+    return lr_edge(arm["lr"], [float(k) for k in arm["lr_finals"]])
+
+
 def _pm_lr(arm: dict[str, Any]) -> str:
     """An arm's final val loss with the lr it trained at, marked at the tuned grid's edge."""
-    mark = {"top": " ↑", "bottom": " ↓"}.get(arm.get("lr_edge") or "", "")
+    mark = {"top": " ↑", "bottom": " ↓"}.get(_edge(arm) or "", "")
     return f"{_pm(arm['final'])} @{arm['lr']:g}{mark}"
 
 

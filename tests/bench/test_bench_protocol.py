@@ -169,9 +169,10 @@ def test_lr_edge_marks_a_pick_at_the_end_of_a_grid(protocol):
     grid = (1e-3, 3e-3, 1e-2)
     assert protocol.lr_edge(1e-2, grid) == "top" and protocol.lr_edge(1e-3, grid) == "bottom"
     assert protocol.lr_edge(3e-3, grid) is None and protocol.lr_edge(1e-3, (1e-3,)) is None
-    arm = {"final": {"mean": 1.5, "se": 0.01}, "lr": 1e-2, "lr_edge": "top"}
+    arm = {"final": {"mean": 1.5, "se": 0.01}, "lr": 1e-2, "lr_finals": {"0.003": 1.6, "0.01": 1.5}}
     assert protocol._pm_lr(arm) == "1.500 ± 0.010 @0.01 ↑"
-    assert protocol._pm_lr({**arm, "lr_edge": None}) == "1.500 ± 0.010 @0.01"
+    assert protocol._pm_lr({**arm, "lr_finals": {"0.01": 1.5, "0.03": 1.7}}) == "1.500 ± 0.010 @0.01 ↓"
+    assert protocol._pm_lr({**arm, "lr_finals": {"0.01": 1.5}}) == "1.500 ± 0.010 @0.01"
 
 
 def test_pretrain_cost_reads_the_recorded_stages(protocol):
