@@ -36,6 +36,14 @@ def test_group_defaults_are_the_dataclass_defaults():
     assert compose([]).study == StudyConfig()
 
 
+def test_each_space_has_its_default_lr_range_that_study_files_and_overrides_replace():
+    assert compose(["space=vit"]).study.lr == (3e-4, 3e-3)
+    assert compose(["space=gpt2", "data=pytext"]).study.lr == (3e-4, 1e-2)
+    assert compose(["space=gpt2", "data=pytext", "study=quick"]).study.lr == (1e-3, 3e-3)
+    assert compose(["space=gpt2", "data=pytext", "study.lr=[1e-4,2e-3]"]).study.lr == (1e-4, 2e-3)
+    assert group_options("study_lr") == group_options("space")  # one range per space
+
+
 def test_the_yaml_storage_defaults_are_the_one_default():
     from nas.storage import DEFAULT_ARTIFACTS, DEFAULT_STORAGE
 
