@@ -22,7 +22,9 @@ For each setting and seed two studies run with `logah-nas search`, one process, 
   `--set KEY=VALUE` one of both studies (e.g. study.lr: the search space both share).
 Reported: the time each study needs to reach the cold study's final best val loss (the target;
 time from the `search` start, so set-up counts), the ratio warm / cold (mean +- SE over seeds;
-"never" when the warm study does not reach it), refits made and promoted, and the warm-vs-control
+"never" when the warm study does not reach it), the warm study's best at equal time (when the cold
+study had finished: a short budget favours the study without refits, a long one the study that
+learns), refits made and promoted, and the warm-vs-control
 gain per hypernet version (`nas.gain`). Targets: >= 50 % of refits promoted, the gain
 growing from version 0 to the last version, time to target <= 0.7x the cold study's.
 """
@@ -103,6 +105,11 @@ def _time_to(curve: list[tuple[float, float]], target: float) -> float | None:
     return next((t for t, best in curve if best <= target + 1e-12), None)
 
 
+def _best_at(curve: list[tuple[float, float]], seconds: float) -> float:
+    """The study's best val loss `seconds` after its start (inf before its first completed trial)."""
+    return min((best for t, best in curve if t <= seconds), default=math.inf)
+
+
 def _mean_se(values: list[float]) -> tuple[float, float]:
     if not values:
         return math.nan, math.nan
@@ -127,8 +134,10 @@ def run_setting(name: str, seeds: list[int], trials: int, steps: int, refit_ever
                         Path(warm_dir), timeout)
         target = cold["best"]
         cold_t, warm_t = _time_to(cold["curve"], target), _time_to(warm["curve"], target)
+        # equal time: the warm study's best when the cold one had finished (its whole budget)
         runs.append({"seed": seed, "target": target, "cold": cold, "warm": warm, "cold_time": cold_t,
-                     "warm_time": warm_t, "ratio": None if warm_t is None else warm_t / cold_t})
+                     "warm_time": warm_t, "ratio": None if warm_t is None else warm_t / cold_t,
+                     "warm_best_at_cold_end": _best_at(warm["curve"], cold["seconds"])})
         print(f"{name} seed {seed}: target {target:.4f}; cold reached it at {cold_t:.0f}s, warm "
               + ("never" if warm_t is None else f"at {warm_t:.0f}s") + f"; warm best {warm['best']:.4f}, "
               f"refits {warm['refits']} ({warm['promoted']} promoted)", flush=True)
@@ -149,6 +158,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "gain_grew": f"{sum(last > first for first, last in first_last)}/{len(first_last)}",
             "cold_best": _mean_se([r["cold"]["best"] for r in runs]),
             "warm_best": _mean_se([r["warm"]["best"] for r in runs]),
+            "warm_best_at_cold_end": _mean_se([r["warm_best_at_cold_end"] for r in runs]),
+            "ahead_at_cold_end": f"{sum(r['warm_best_at_cold_end'] < r['target'] for r in runs)}/{len(runs)}",
             "cold_seconds": _mean_se([r["cold"]["seconds"] for r in runs]),
             "warm_seconds": _mean_se([r["warm"]["seconds"] for r in runs])}
 
@@ -189,11 +200,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
              "ratio": _fmt((r["summary"]["ratio_mean"], r["summary"]["ratio_se"]), ".2f"),
              "promoted": f"{r['summary']['promoted']}/{r['summary']['refits']}", "grew": r["summary"]["gain_grew"],
              "cold": _fmt(r["summary"]["cold_best"]), "warm": _fmt(r["summary"]["warm_best"]),
+             "equal": _fmt(r["summary"]["warm_best_at_cold_end"]), "ahead": r["summary"]["ahead_at_cold_end"],
              "cold_s": _fmt(r["summary"]["cold_seconds"], ".0f"), "warm_s": _fmt(r["summary"]["warm_seconds"], ".0f")}
             for r in results]
     print(table(rows, [("setting", "setting"), ("reached", "warm reached target"), ("ratio", "time warm/cold"),
                        ("promoted", "refits promoted"), ("grew", "gain grew first->last known"), ("cold", "cold best"),
-                       ("warm", "warm best"), ("cold_s", "cold s"), ("warm_s", "warm s")]))
+                       ("warm", "warm best"), ("equal", "warm best at cold's end"), ("ahead", "warm lower then"),
+                       ("cold_s", "cold s"), ("warm_s", "warm s")]))
     payload = {"bench": "closed_loop", "trials": args.trials, "steps": args.steps, "refit_every": args.refit_every,
                "refit_max_share": args.refit_max_share, "set": args.both_set, "warm_set": args.warm_set,
                "command": " ".join(["python", "bench/closed_loop.py", *(argv if argv is not None else sys.argv[1:])]),

@@ -68,3 +68,28 @@ def test_both_set_reaches_both_studies_and_warm_set_only_the_warm_one(monkeypatc
     assert "study.lr=[3e-4,1e-2]" in cold and "study.lr=[3e-4,1e-2]" in warm
     assert "hypernet.screen_pick=best_per_size" in warm and "hypernet.screen_pick=best_per_size" not in cold
     assert "study.init=random" in cold and "study.init=random" not in warm
+
+
+def test_equal_time_reads_the_warm_best_when_the_cold_study_had_finished(monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    from bench import closed_loop
+
+    studies = iter([  # cold, warm of seed 0; cold, warm of seed 1
+        {"seconds": 10.0, "curve": [(2.0, 0.9), (8.0, 0.5)], "best": 0.5},
+        {"seconds": 30.0, "curve": [(3.0, 0.8), (9.0, 0.6), (11.0, 0.4), (25.0, 0.1)], "best": 0.1},
+        {"seconds": 10.0, "curve": [(5.0, 0.7)], "best": 0.7},
+        {"seconds": 30.0, "curve": [(4.0, 0.6), (20.0, 0.2)], "best": 0.2},
+    ])
+
+    def fake_run(overrides, tmp, timeout):
+        return {**next(studies), "refits": 0, "promoted": 0, "v0": None, "gain_per_version": []}
+
+    monkeypatch.setattr(closed_loop, "_run", fake_run)
+    result = closed_loop.run_setting("digits_scratch", [0, 1], 4, 8, 2, "optuna", 60.0)
+    first, second = result["runs"]
+    assert first["warm_best_at_cold_end"] == 0.6 and first["ratio"] == pytest.approx(11.0 / 8.0)
+    assert second["warm_best_at_cold_end"] == 0.6 and second["ratio"] == pytest.approx(4.0 / 5.0)
+    summary = result["summary"]
+    assert summary["ahead_at_cold_end"] == "1/2"  # 0.6 > 0.5 on seed 0, 0.6 < 0.7 on seed 1
+    assert summary["warm_best_at_cold_end"][0] == pytest.approx(0.6)
+    assert closed_loop._best_at([(3.0, 0.8)], 2.0) == float("inf")  # nothing completed yet
