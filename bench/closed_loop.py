@@ -3,7 +3,7 @@
     python bench/closed_loop.py [--settings mnist5k_transfer,textdir_transfer,digits_scratch]
                                 [--seeds 0,1,2] [--trials 16] [--steps 200] [--refit-every 4]
                                 [--refit-max-share 1.0] [--set KEY=VALUE ...] [--warm-set KEY=VALUE ...]
-                                [--out FILE.json]
+                                [--workers 1] [--refit-in worker|refitter] [--out FILE.json]
     python bench/closed_loop.py --quick       # smoke run: one setting, one seed, 4 trials of 8 steps
 
 Settings:
@@ -12,11 +12,15 @@ Settings:
   default optuna: text the shipped pytext hypernet never saw), via `textdir`; version 0 transferred;
 - `digits_scratch`: ViT x digits with `hypernet.checkpoint=none`: the loop learns from scratch.
 
-For each setting and seed two studies run with `logah-nas search`, one process, one thread:
+For each setting and seed two studies run with `logah-nas search`, `--workers` processes of one
+thread each (default 1):
 - cold: every trial from random init (`study.init=random`, no controls, no refits, no screening);
 - warm: the defaults (hypernet warm starts with `study.control_fraction` controls, screening), refits
-  every `--refit-every` completed trials made inside the worker (`hypernet.refit_in=worker`) so
-  every second of hypernet work (version 0, screening, refits, predictions) is on the same clock;
+  every `--refit-every` completed trials made inside the worker (`--refit-in worker`, the default) so
+  every second of hypernet work (version 0, screening, refits, predictions) is on the same clock; or
+  (`--refit-in refitter`, as `search` runs by default) by a refitter process beside the workers, which
+  shares the machine's cores with them: the wall clock then counts its work as the time it takes
+  from the trials;
   `--refit-max-share S` caps refits at that share of the study's compute (`hypernet.refit_max_share`),
   `--warm-set KEY=VALUE` sets any other config key of the warm study (e.g. hypernet.screen_pick),
   `--set KEY=VALUE` one of both studies (e.g. study.lr: the search space both share).
@@ -64,8 +68,8 @@ def _package_dir(name: str) -> str:
     return list(spec.submodule_search_locations)[0]
 
 
-def _run(overrides: list[str], tmp: Path, timeout: float) -> dict[str, Any]:
-    """One `logah-nas search` (1 worker, 1 thread); the study's trials on the search's clock."""
+def _run(overrides: list[str], tmp: Path, timeout: float, workers: int = 1) -> dict[str, Any]:
+    """One `logah-nas search` (`workers` processes, 1 thread each); the study's trials on the search's clock."""
     import optuna
     from optuna.trial import TrialState
 
@@ -74,7 +78,7 @@ def _run(overrides: list[str], tmp: Path, timeout: float) -> dict[str, Any]:
 
     storage = f"sqlite:///{tmp}/study.db"
     args = [*overrides, f"storage={storage}", f"artifacts_dir={tmp}/artifacts", f"export_dir={tmp}/exports",
-            "workers=1", "study_name=bench"]
+            f"workers={workers}", "study_name=bench"]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     start = dt.datetime.now()
@@ -120,18 +124,18 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
 
 def run_setting(name: str, seeds: list[int], trials: int, steps: int, refit_every: int, text_package: str,
                 timeout: float, refit_max_share: float = 1.0, warm_set: Sequence[str] = (),
-                both_set: Sequence[str] = ()) -> dict[str, Any]:
+                both_set: Sequence[str] = (), workers: int = 1, refit_in: str = "worker") -> dict[str, Any]:
     base = [*SETTINGS[name], *both_set, f"n_trials={trials}", f"study.steps={steps}", f"study.eval_every={max(1, steps // 4)}",
-            f"hypernet.refit_every={refit_every}", "hypernet.refit_in=worker"]
+            f"hypernet.refit_every={refit_every}", f"hypernet.refit_in={refit_in}"]
     if name == "textdir_transfer":
         base.append(f"data.options.path={_package_dir(text_package)}")
     runs = []
     for seed in seeds:
         with tempfile.TemporaryDirectory(prefix="logah-loop-") as cold_dir, \
                 tempfile.TemporaryDirectory(prefix="logah-loop-") as warm_dir:
-            cold = _run([*base, f"seed={seed}", *COLD], Path(cold_dir), timeout)
+            cold = _run([*base, f"seed={seed}", *COLD], Path(cold_dir), timeout, workers)
             warm = _run([*base, f"seed={seed}", f"hypernet.refit_max_share={refit_max_share}", *warm_set],
-                        Path(warm_dir), timeout)
+                        Path(warm_dir), timeout, workers)
         target = cold["best"]
         cold_t, warm_t = _time_to(cold["curve"], target), _time_to(warm["curve"], target)
         # equal time: the warm study's best when the cold one had finished (its whole budget)
@@ -182,6 +186,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                    help="config overrides for both studies (e.g. 'study.lr=[3e-4,1e-2]')")
     p.add_argument("--warm-set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config overrides for the warm study only (e.g. hypernet.screen_pick=best_per_size)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes of each study (one thread each)")
+    p.add_argument("--refit-in", choices=("worker", "refitter"), default="worker",
+                   help="the warm study's hypernet.refit_in: inside a worker, or a refitter process beside them")
     p.add_argument("--text-package", default="optuna")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per study")
     p.add_argument("--quick", action="store_true", help="one setting, one seed, 4 trials of 8 steps")
@@ -195,7 +202,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             p.error(f"--settings: {name!r} is not one of {sorted(SETTINGS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
     results = [run_setting(n, seeds, args.trials, args.steps, args.refit_every, args.text_package, args.timeout,
-                           args.refit_max_share, args.warm_set, args.both_set) for n in names]
+                           args.refit_max_share, args.warm_set, args.both_set, args.workers, args.refit_in)
+               for n in names]
     rows = [{"setting": r["setting"], "reached": r["summary"]["reached"],
              "ratio": _fmt((r["summary"]["ratio_mean"], r["summary"]["ratio_se"]), ".2f"),
              "promoted": f"{r['summary']['promoted']}/{r['summary']['refits']}", "grew": r["summary"]["gain_grew"],
@@ -208,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                        ("warm", "warm best"), ("equal", "warm best at cold's end"), ("ahead", "warm lower then"),
                        ("cold_s", "cold s"), ("warm_s", "warm s")]))
     payload = {"bench": "closed_loop", "trials": args.trials, "steps": args.steps, "refit_every": args.refit_every,
+               "workers": args.workers, "refit_in": args.refit_in,
                "refit_max_share": args.refit_max_share, "set": args.both_set, "warm_set": args.warm_set,
                "command": " ".join(["python", "bench/closed_loop.py", *(argv if argv is not None else sys.argv[1:])]),
                "results": results}

@@ -95,7 +95,8 @@ def test_other_benches_run(script, args, key):
 
 @pytest.mark.parametrize("pure", [False, True], ids=["residual", "pure"])
 def test_predict_cost_splits_the_time_into_the_vms_part_and_the_codes(pure):
-    payload, human = run_bench("predict_cost.py", "--models", "vit_s", "--threads", "1", *["--pure"] * pure)
+    payload, human = run_bench("predict_cost.py", "--models", "vit_s", "--threads", "1", "--repeats", "1",
+                               *["--pure"] * pure)
     (row,) = payload["rows"]
     assert payload["pure"] is pure and row["model"] == "vit_s"
     assert all(row[k] > 0 for k in ("init_s", "touch_s", "predict_s", "again_s"))
