@@ -56,15 +56,18 @@ def test_both_set_reaches_both_studies_and_warm_set_only_the_warm_one(monkeypatc
 
     seen = []
 
-    def fake_run(overrides, tmp, timeout):
-        seen.append(overrides)
+    def fake_run(overrides, tmp, timeout, workers):
+        seen.append((overrides, workers))
         return {"seconds": 2.0, "curve": [(1.0, 0.5)], "best": 0.5, "refits": 0, "promoted": 0, "v0": None,
                 "gain_per_version": []}
 
     monkeypatch.setattr(closed_loop, "_run", fake_run)
     closed_loop.run_setting("digits_scratch", [0], 4, 8, 2, "optuna", 60.0, warm_set=["hypernet.screen_pick=best_per_size"],
-                            both_set=["study.lr=[3e-4,1e-2]"])
-    cold, warm = seen
+                            both_set=["study.lr=[3e-4,1e-2]"], workers=2, refit_in="refitter")
+    (cold, cold_workers), (warm, warm_workers) = seen
+    assert cold_workers == warm_workers == 2  # both studies get the same machine
+    # the warm study refits in a refitter process beside its workers; the cold one never refits
+    assert "hypernet.refit_in=refitter" in warm and cold[-len(closed_loop.COLD):] == closed_loop.COLD
     assert "study.lr=[3e-4,1e-2]" in cold and "study.lr=[3e-4,1e-2]" in warm
     assert "hypernet.screen_pick=best_per_size" in warm and "hypernet.screen_pick=best_per_size" not in cold
     assert "study.init=random" in cold and "study.init=random" not in warm
@@ -81,7 +84,7 @@ def test_equal_time_reads_the_warm_best_when_the_cold_study_had_finished(monkeyp
         {"seconds": 30.0, "curve": [(4.0, 0.6), (20.0, 0.2)], "best": 0.2},
     ])
 
-    def fake_run(overrides, tmp, timeout):
+    def fake_run(overrides, tmp, timeout, workers):
         return {**next(studies), "refits": 0, "promoted": 0, "v0": None, "gain_per_version": []}
 
     monkeypatch.setattr(closed_loop, "_run", fake_run)
