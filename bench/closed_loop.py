@@ -26,7 +26,10 @@ thread each (default 1):
   `--set KEY=VALUE` one of both studies (e.g. study.lr: the search space both share).
 Reported: the time each study needs to reach the cold study's final best val loss (the target;
 time from the `search` start, so set-up counts), the ratio warm / cold (mean +- SE over seeds;
-"never" when the warm study does not reach it), the warm study's best at equal time (when the cold
+"never" when the warm study does not reach it), the same ratio with the seconds of every refit
+that ended before the warm study got there taken off (a diagnostic, not a result: how much of the
+gap the refits make; exact with `--refit-in worker`, where trials wait for refits; with a refitter
+the refits overlap the trials and it undercounts the warm study), the warm study's best at equal time (when the cold
 study had finished: a short budget favours the study without refits, a long one the study that
 learns), refits made and promoted, and the warm-vs-control
 gain per hypernet version (`nas.gain`). Targets: >= 50 % of refits promoted, the gain
@@ -100,13 +103,22 @@ def _run(overrides: list[str], tmp: Path, timeout: float, workers: int = 1) -> d
     gains = [{"version": g.version, "promoted": g.promoted, "refit_seconds": g.refit_seconds,
               "warm_trials": g.warm_trials, "gain": g.gain, "step0_gain": g.step0_gain, "note": g.note}
              for g in gain_per_version(trials, versions)]
-    return {"seconds": seconds, "curve": curve, "best": best, "refits": len(versions) - 1,
+    # (seconds from the search start when the refit ended, its seconds), refits only
+    refit_spans = [((v.created_at.astimezone().replace(tzinfo=None) - start).total_seconds(), v.seconds)
+                   for v in versions if v.version >= 1]
+    return {"seconds": seconds, "curve": curve, "best": best, "refits": len(versions) - 1, "refit_spans": refit_spans,
             "promoted": sum(v.promoted for v in versions[1:]), "v0": versions[0].note if versions else None,
             "gain_per_version": gains}
 
 
 def _time_to(curve: list[tuple[float, float]], target: float) -> float | None:
     return next((t for t, best in curve if best <= target + 1e-12), None)
+
+
+def _without_refits(t: float | None, refit_spans: list[tuple[float, float]]) -> float | None:
+    """`t` less the seconds of every refit that ended before it: when the study would have got there
+    had its refits cost nothing (exact where refits run in the worker, which waits for them)."""
+    return None if t is None else t - sum(seconds for end, seconds in refit_spans if end <= t)
 
 
 def _best_at(curve: list[tuple[float, float]], seconds: float) -> float:
@@ -141,7 +153,9 @@ def run_setting(name: str, seeds: list[int], trials: int, steps: int, refit_ever
         # equal time: the warm study's best when the cold one had finished (its whole budget)
         runs.append({"seed": seed, "target": target, "cold": cold, "warm": warm, "cold_time": cold_t,
                      "warm_time": warm_t, "ratio": None if warm_t is None else warm_t / cold_t,
-                     "warm_best_at_cold_end": _best_at(warm["curve"], cold["seconds"])})
+                     "warm_best_at_cold_end": _best_at(warm["curve"], cold["seconds"]),
+                     "ratio_refits_free": None if warm_t is None else
+                     _without_refits(warm_t, warm.get("refit_spans", [])) / cold_t})
         print(f"{name} seed {seed}: target {target:.4f}; cold reached it at {cold_t:.0f}s, warm "
               + ("never" if warm_t is None else f"at {warm_t:.0f}s") + f"; warm best {warm['best']:.4f}, "
               f"refits {warm['refits']} ({warm['promoted']} promoted)", flush=True)
@@ -157,12 +171,14 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     known = ([x for x in r["warm"]["gain_per_version"] if x["warm_trials"] and math.isfinite(x["gain"])] for r in runs)
     first_last = [(g[0]["gain"], g[-1]["gain"]) for g in known if len(g) >= 2]
     ratio, ratio_se = _mean_se(ratios)
+    free = _mean_se([r["ratio_refits_free"] for r in runs if r.get("ratio_refits_free") is not None])
     return {"ratio_mean": ratio, "ratio_se": ratio_se, "reached": f"{len(ratios)}/{len(runs)}",
             "refits": refits, "promoted": promoted, "promoted_share": promoted / refits if refits else math.nan,
             "gain_grew": f"{sum(last > first for first, last in first_last)}/{len(first_last)}",
             "cold_best": _mean_se([r["cold"]["best"] for r in runs]),
             "warm_best": _mean_se([r["warm"]["best"] for r in runs]),
             "warm_best_at_cold_end": _mean_se([r["warm_best_at_cold_end"] for r in runs]),
+            "ratio_refits_free": free,
             "ahead_at_cold_end": f"{sum(r['warm_best_at_cold_end'] < r['target'] for r in runs)}/{len(runs)}",
             "cold_seconds": _mean_se([r["cold"]["seconds"] for r in runs]),
             "warm_seconds": _mean_se([r["warm"]["seconds"] for r in runs])}
@@ -206,12 +222,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                for n in names]
     rows = [{"setting": r["setting"], "reached": r["summary"]["reached"],
              "ratio": _fmt((r["summary"]["ratio_mean"], r["summary"]["ratio_se"]), ".2f"),
+             "free": _fmt(r["summary"]["ratio_refits_free"], ".2f"),
              "promoted": f"{r['summary']['promoted']}/{r['summary']['refits']}", "grew": r["summary"]["gain_grew"],
              "cold": _fmt(r["summary"]["cold_best"]), "warm": _fmt(r["summary"]["warm_best"]),
              "equal": _fmt(r["summary"]["warm_best_at_cold_end"]), "ahead": r["summary"]["ahead_at_cold_end"],
              "cold_s": _fmt(r["summary"]["cold_seconds"], ".0f"), "warm_s": _fmt(r["summary"]["warm_seconds"], ".0f")}
             for r in results]
     print(table(rows, [("setting", "setting"), ("reached", "warm reached target"), ("ratio", "time warm/cold"),
+                       ("free", "same, refits' seconds taken off"),
                        ("promoted", "refits promoted"), ("grew", "gain grew first->last known"), ("cold", "cold best"),
                        ("warm", "warm best"), ("equal", "warm best at cold's end"), ("ahead", "warm lower then"),
                        ("cold_s", "cold s"), ("warm_s", "warm s")]))

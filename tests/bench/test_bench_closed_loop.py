@@ -96,3 +96,24 @@ def test_equal_time_reads_the_warm_best_when_the_cold_study_had_finished(monkeyp
     assert summary["ahead_at_cold_end"] == "1/2"  # 0.6 > 0.5 on seed 0, 0.6 < 0.7 on seed 1
     assert summary["warm_best_at_cold_end"][0] == pytest.approx(0.6)
     assert closed_loop._best_at([(3.0, 0.8)], 2.0) == float("inf")  # nothing completed yet
+
+
+def test_refits_free_ratio_takes_off_only_the_refits_that_ended_before_the_target(monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    from bench import closed_loop
+
+    studies = iter([
+        {"seconds": 10.0, "curve": [(2.0, 0.9), (8.0, 0.5)], "best": 0.5, "refit_spans": []},
+        # refits ended at 5 s (3 s long) and 15 s (4 s long); the target 0.5 was reached at 12 s
+        {"seconds": 30.0, "curve": [(3.0, 0.8), (12.0, 0.4), (20.0, 0.1)], "best": 0.1,
+         "refit_spans": [(5.0, 3.0), (15.0, 4.0)]},
+    ])
+
+    def fake_run(overrides, tmp, timeout, workers):
+        return {**next(studies), "refits": 2, "promoted": 2, "v0": None, "gain_per_version": []}
+
+    monkeypatch.setattr(closed_loop, "_run", fake_run)
+    (run,) = closed_loop.run_setting("digits_scratch", [0], 4, 8, 2, "optuna", 60.0)["runs"]
+    assert run["ratio"] == pytest.approx(12.0 / 8.0)
+    assert run["ratio_refits_free"] == pytest.approx((12.0 - 3.0) / 8.0)
+    assert closed_loop._without_refits(None, [(1.0, 1.0)]) is None
