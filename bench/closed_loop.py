@@ -106,7 +106,11 @@ def _run(overrides: list[str], tmp: Path, timeout: float, workers: int = 1) -> d
     # (seconds from the search start when the refit ended, its seconds), refits only
     refit_spans = [((v.created_at.astimezone().replace(tzinfo=None) - start).total_seconds(), v.seconds)
                    for v in versions if v.version >= 1]
+    finished = [t for t in trials if t.datetime_start is not None and t.datetime_complete is not None]
     return {"seconds": seconds, "curve": curve, "best": best, "refits": len(versions) - 1, "refit_spans": refit_spans,
+            # where the study's time went: trials (all workers together), how many were pruned
+            "trial_seconds": sum((t.datetime_complete - t.datetime_start).total_seconds() for t in finished),
+            "pruned": sum(t.state == TrialState.PRUNED for t in trials),
             "promoted": sum(v.promoted for v in versions[1:]), "v0": versions[0].note if versions else None,
             "gain_per_version": gains}
 
