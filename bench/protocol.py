@@ -468,6 +468,8 @@ def run_space(space_name: str, data: str, args, budgets_text: str) -> dict[str, 
     meta = read_header(path)["meta"]
     cost = pretrain_cost(meta, args.pretrain_hours.get(space_name))
     study = study_defaults(space_name, data)
+    if args.warm_strength is not None:  # the hypernet_study arm at another strength than the study's
+        study["warm_strength"] = args.warm_strength
     budgets = parse_budgets(budgets_text, study["steps"], args.long_steps)
     strengths = {"hypernet_study": study["warm_strength"], "hypernet_full": 1.0}
     from warm_start_quality import default_eval_batches  # the same val batches as the warm-start bench
@@ -707,6 +709,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr-grid", default=None, help="lrs tried for the tuned arms (default 3e-4,1e-3,3e-3)")
     p.add_argument("--tune", default=",".join(RANDOM_ARMS), help=f"arms whose lr is tuned over --lr-grid, of {ARMS}")
     p.add_argument("--lr", type=float, default=1e-3, help="lr of the arms not tuned")
+    p.add_argument("--warm-strength", type=float, default=None,
+                   help="strength of the hypernet_study arm, in (0, 1] (default: the study's hypernet.warm_strength)")
     p.add_argument("--batch-size", type=int, default=None, help="training and val batch size (default 32)")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--eval-every", type=int, default=None, help="default: ~30 evals per run (budget / 30)")
@@ -741,6 +745,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         raise SystemExit("--seeds: integers, --lr-grid: floats, --pretrain-hours: SPACE=HOURS, "
                          "comma-separated") from None
     args.shard = parse_shard(args.shard)
+    if args.warm_strength is not None and not 0.0 < args.warm_strength <= 1.0:
+        raise SystemExit(f"--warm-strength: in (0, 1], got {args.warm_strength}")
     args.tune = tuple(a for a in args.tune.split(",") if a)
     if not set(args.tune) <= set(ARMS):
         raise SystemExit(f"--tune: a subset of {ARMS}, got {args.tune}")

@@ -117,7 +117,7 @@ def test_quick_run_reports_every_arm_budget_and_class(protocol, capsys, tmp_path
     from nas.unseen import CLASSES
 
     out = tmp_path / "protocol.json"
-    protocol.main(["--quick", "--spaces", "vit", "--out", str(out), "--markdown"])
+    protocol.main(["--quick", "--spaces", "vit", "--out", str(out), "--markdown", "--warm-strength", "0.25"])
     first, _, human = capsys.readouterr().out.partition("\n")
     assert "| wide_4x | L1 d512 h8 p2 m2 | 4 | " in human and "\n| 8 | " in human  # a row per arch, a count per budget
     assert "val / test / 1/3 steps" in human and " @0.001 |" in human and "↑" not in human  # one lr: no grid edge
@@ -128,7 +128,7 @@ def test_quick_run_reports_every_arm_budget_and_class(protocol, capsys, tmp_path
     payload = json.loads(first)
     assert payload["bench"] == "protocol" and json.loads(out.read_text()) == payload  # dicts compare unordered
     sp = payload["spaces"]["vit"]
-    assert sp["data"] == "digits" and sp["study"]["steps"] > 0 and 0 < sp["study"]["warm_strength"] <= 1
+    assert sp["data"] == "digits" and sp["study"]["steps"] > 0 and sp["study"]["warm_strength"] == 0.25
     assert sp["pretrain"]["cpu_hours"] > 0 and sp["pretrain"]["stages"] >= 1
     assert [b["steps"] for b in sp["budgets"]] == [4, 8]
     assert {a["class"] for a in sp["archs"]} == set(CLASSES) and len(sp["archs"]) == len(CLASSES)
@@ -217,3 +217,10 @@ def test_shards_on_one_cache_add_up_to_the_whole_protocol(protocol, capsys, tmp_
                 assert b["arms"][arm]["curve"] == by_arch[a["arch"]]["budgets"][key]["arms"][arm]["curve"]
     fresh = run("--weight-decay", "0.02")["cache"]  # another TrainConfig: nothing reused
     assert fresh["hits"] == 0 and fresh["misses"] > 0
+
+
+def test_warm_strength_outside_its_range_is_refused(protocol):
+    assert protocol.parse_args(["--warm-strength", "0.25"]).warm_strength == 0.25
+    for bad in ("0", "1.5"):
+        with pytest.raises(SystemExit, match="--warm-strength: in \\(0, 1\\]"):
+            protocol.parse_args(["--warm-strength", bad])
