@@ -38,11 +38,21 @@ class InitialHypernet:
     pretrained: bool
 
 
-def initial_hypernet(hcfg, space, dataset=None) -> InitialHypernet:
+def initial_hypernet(hcfg, space, dataset=None, *, seed: int = 0) -> InitialHypernet:
     """Version 0 following `hypernet.checkpoint` (auto | none | path). With the study's `dataset`,
     `auto` takes a shipped checkpoint of the same data that saw none of its val/test examples, else
     transfers the closest one of the space kind that saw none either, else a random LoGAH; a given
-    checkpoint that saw some is refused (`nas.checkpoint_choice`)."""
+    checkpoint that saw some is refused (`nas.checkpoint_choice`).
+
+    Whatever is drawn (a random LoGAH, the re-initialised parts of a transferred one) is drawn from
+    `seed` (the study's), so a study rerun with its seed starts from the same version 0 and its refits
+    repeat; the caller's global RNG is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _initial_hypernet(hcfg, space, dataset)
+
+
+def _initial_hypernet(hcfg, space, dataset) -> InitialHypernet:
     from hypernet import LoGAH, LoGAHConfig, load_checkpoint, pretrained_path, transfer
 
     from nas.checkpoint_choice import Choice, check_given, choose_shipped
@@ -137,15 +147,15 @@ def _link_artifact(study: optuna.Study, artifact_id: str, filename: str) -> None
 
 
 def ensure_initial_version(storage: StudyStorage, study: optuna.Study, hcfg, space,
-                           initial: InitialHypernet | None = None) -> HypernetVersion:
+                           initial: InitialHypernet | None = None, *, seed: int = 0) -> HypernetVersion:
     """Register version 0 once per study (a no-op when it exists; safe if two processes race).
 
-    `initial` is `initial_hypernet(hcfg, space)` when the caller already built it."""
+    `initial` is `initial_hypernet(hcfg, space, seed=seed)` when the caller already built it."""
     existing = get_version(storage.engine, study.study_name, 0)
     if existing is not None:
         return existing
     t0 = time.perf_counter()
-    initial = initial if initial is not None else initial_hypernet(hcfg, space)
+    initial = initial if initial is not None else initial_hypernet(hcfg, space, seed=seed)
     # No study name in version 0's meta: equal initial hypernets are equal files, stored once (upload_checkpoint).
     artifact_id, sha = upload_checkpoint(initial.hn, study, storage.artifacts, {"version": 0})
     try:

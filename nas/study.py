@@ -166,11 +166,11 @@ def open_session(cfg: NASConfig, worker_index: int = 0, create: bool = False,
     storage = storage if storage is not None else open_storage(cfg)
     initial = None
     if create:
-        initial = initial_hypernet(cfg.hypernet, space, dataset)  # a bad checkpoint fails before the study exists
+        initial = initial_hypernet(cfg.hypernet, space, dataset, seed=cfg.seed)  # a bad checkpoint fails before the study exists
         create_study(cfg, storage)
     study = optuna.load_study(study_name=cfg.study_name, storage=storage.optuna,
                               sampler=make_sampler(cfg, worker_index), pruner=make_pruner(cfg))
-    ensure_initial_version(storage, study, cfg.hypernet, space, initial=initial)
+    ensure_initial_version(storage, study, cfg.hypernet, space, initial=initial, seed=cfg.seed)
     if initial is not None and initial.pretrained:  # an untrained hypernet ranks at random
         from nas.screen import enqueue_screened
 

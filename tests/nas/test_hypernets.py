@@ -55,9 +55,40 @@ def test_a_recreated_study_gets_its_own_version_0(tmp_path):
     first = open_session(tiny_config(tmp_path), create=True)
     (old,) = list_versions(first.storage.engine, first.cfg.study_name)
     optuna.delete_study(study_name=first.cfg.study_name, storage=first.storage.optuna)
-    second = open_session(tiny_config(tmp_path), create=True)  # random-init hypernet: other content
+    second = open_session(tiny_config(tmp_path, "seed=1"), create=True)  # another seed: another random hypernet
     (new,) = list_versions(second.storage.engine, second.cfg.study_name)
     assert new.artifact_id != old.artifact_id and new.version == 0
     assert new.study_uid == second.study.user_attrs["study_uid"] != old.study_uid
     version, _ = HypernetCache(second.storage, second.cfg.study_name).latest()
     assert version.artifact_id == new.artifact_id
+
+
+def test_a_random_version_0_is_drawn_from_the_study_seed_and_leaves_the_global_rng_alone():
+    """A study rerun with its seed starts from the same untrained hypernet, so its refits repeat."""
+    import torch
+
+    from nas.config import compose
+    from nas.hypernets import initial_hypernet
+
+    cfg = compose(["space=vit", "data=digits", "hypernet.checkpoint=none"])
+    space = cfg.make_space(**cfg.data.load().space_options())
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    first, again, other = (initial_hypernet(cfg.hypernet, space, seed=s).hn.state_dict() for s in (7, 7, 8))
+    assert torch.rand(3).equal(expected_next)  # the caller's RNG stream is where it was
+    assert first.keys() == again.keys() and all(first[k].equal(again[k]) for k in first)
+    assert any(not first[k].equal(other[k]) for k in first if first[k].is_floating_point())
+
+
+def test_a_study_rerun_with_its_seed_records_the_same_refits(tmp_path):
+    """Two identical searches (version 0 untrained, refits in the worker) record byte-identical versions."""
+    from nas.study import run_trials
+
+    shas = []
+    for run in ("a", "b"):
+        cfg = tiny_config(tmp_path / run, "hypernet.refit_every=2", "hypernet.refit_in=worker", "n_trials=4")
+        session = open_session(cfg, create=True)
+        run_trials(session)
+        shas.append([(v.version, v.sha256, v.val_loss) for v in list_versions(session.storage.engine, cfg.study_name)])
+    assert len(shas[0]) >= 2 and shas[0] == shas[1]
