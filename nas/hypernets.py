@@ -44,9 +44,8 @@ def initial_hypernet(hcfg, space, dataset=None, *, seed: int = 0) -> InitialHype
     transfers the closest one of the space kind that saw none either, else a random LoGAH; a given
     checkpoint that saw some is refused (`nas.checkpoint_choice`).
 
-    Whatever is drawn (a random LoGAH, the re-initialised parts of a transferred one) is drawn from
-    `seed` (the study's), so a study rerun with its seed starts from the same version 0 and its refits
-    repeat; the caller's global RNG is left as it was."""
+    A random LoGAH is drawn from `seed` (the study's), so a study rerun with its seed starts from the
+    same version 0 and its refits repeat; the caller's global RNG is left as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return _initial_hypernet(hcfg, space, dataset)
