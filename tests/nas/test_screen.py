@@ -52,7 +52,7 @@ def _screened_session(tmp_path, monkeypatch, *extra):
     _fake_scores(monkeypatch)
     real = hypernets_mod.initial_hypernet
     monkeypatch.setattr(hypernets_mod, "initial_hypernet",
-                        lambda hcfg, space, *rest: replace(real(hcfg, space, *rest), pretrained=True))
+                        lambda hcfg, space, *rest, **kw: replace(real(hcfg, space, *rest, **kw), pretrained=True))
     cfg = tiny_config(tmp_path, "space.depth=[1,3]", "space.width=[16,64,16]", "study.n_startup_trials=3",
                       "n_trials=5", "study.control_fraction=0.0", *extra)
     return cfg, open_session(cfg, create=True)
