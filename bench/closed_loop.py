@@ -29,10 +29,10 @@ time from the `search` start, so set-up counts), the ratio warm / cold (mean +- 
 "never" when the warm study does not reach it), the same ratio with the seconds of every refit
 that ended before the warm study got there taken off (a diagnostic, not a result: how much of the
 gap the refits make; exact with `--refit-in worker`, where trials wait for refits; with a refitter
-the refits overlap the trials and it undercounts the warm study), the warm study's best at equal time (when the cold
-study had finished: a short budget favours the study without refits, a long one the study that
-learns), refits made and promoted, and the warm-vs-control
-gain per hypernet version (`nas.gain`). Targets: >= 50 % of refits promoted, the gain
+the refits overlap the trials and it undercounts the warm study), the warm study's best at equal
+time (when the cold study had finished: a short budget favours the study without refits, a long one
+the study that learns), refits made and promoted, and the warm-vs-control gain per hypernet version
+(`nas.gain`). Targets: >= 50 % of refits promoted, the gain
 growing from version 0 to the last version, time to target <= 0.7x the cold study's.
 """
 from __future__ import annotations
@@ -175,7 +175,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     known = ([x for x in r["warm"]["gain_per_version"] if x["warm_trials"] and math.isfinite(x["gain"])] for r in runs)
     first_last = [(g[0]["gain"], g[-1]["gain"]) for g in known if len(g) >= 2]
     ratio, ratio_se = _mean_se(ratios)
-    free = _mean_se([r["ratio_refits_free"] for r in runs if r.get("ratio_refits_free") is not None])
+    free = _mean_se([r["ratio_refits_free"] for r in runs if r["ratio_refits_free"] is not None])
     return {"ratio_mean": ratio, "ratio_se": ratio_se, "reached": f"{len(ratios)}/{len(runs)}",
             "refits": refits, "promoted": promoted, "promoted_share": promoted / refits if refits else math.nan,
             "gain_grew": f"{sum(last > first for first, last in first_last)}/{len(first_last)}",
