@@ -1,10 +1,13 @@
 """Helpers shared by the bench scripts: memory probes, subprocess workers, table printing."""
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -37,6 +40,53 @@ def run_worker(script: Path, args: list[str], threads: int, timeout: float = 180
     if proc.returncode != 0:
         raise RuntimeError(f"worker {args} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_search(overrides: list[str], tmp: Path, timeout: float, workers: int = 1) -> dict[str, Any]:
+    """One `logah-nas search` (`workers` processes, 1 thread each) in `tmp`; the study's trials, refits
+    and hypernet versions on the search's clock (seconds from its start)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from nas.gain import gain_per_version
+    from nas.versions import list_versions
+
+    storage = f"sqlite:///{tmp}/study.db"
+    args = [*overrides, f"storage={storage}", f"artifacts_dir={tmp}/artifacts", f"export_dir={tmp}/exports",
+            f"workers={workers}", "study_name=bench"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    start = dt.datetime.now()
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "nas", "search", *args], capture_output=True, text=True, env=env,
+                          cwd=tmp, timeout=timeout)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"search {overrides} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    study = optuna.load_study(study_name="bench", storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    done = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
+                  key=lambda t: t.datetime_complete)
+    curve, best = [], math.inf
+    for t in done:  # (seconds from the search start, best val loss so far)
+        best = min(best, t.value)
+        curve.append(((t.datetime_complete - start).total_seconds(), best))
+    versions = list_versions(storage, "bench")
+    gains = [{"version": g.version, "promoted": g.promoted, "refit_seconds": g.refit_seconds,
+              "warm_trials": g.warm_trials, "gain": g.gain, "step0_gain": g.step0_gain, "note": g.note}
+             for g in gain_per_version(trials, versions)]
+    # (seconds from the search start when the refit ended, its seconds), refits only
+    refit_spans = [((v.created_at.astimezone().replace(tzinfo=None) - start).total_seconds(), v.seconds)
+                   for v in versions if v.version >= 1]
+    finished = [t for t in trials if t.datetime_start is not None and t.datetime_complete is not None]
+    spans = [{"number": t.number, "state": t.state.name, "start": (t.datetime_start - start).total_seconds(),
+              "end": (t.datetime_complete - start).total_seconds()} for t in finished]
+    return {"trial_spans": spans, "seconds": seconds, "curve": curve, "best": best, "refits": len(versions) - 1, "refit_spans": refit_spans,
+            # where the study's time went: trials (all workers together), how many were pruned
+            "trial_seconds": sum((t.datetime_complete - t.datetime_start).total_seconds() for t in finished),
+            "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+            "promoted": sum(v.promoted for v in versions[1:]), "v0": versions[0].note if versions else None,
+            "gain_per_version": gains}
 
 
 def table(rows: Iterable[dict[str, Any]], columns: list[tuple[str, str]]) -> str:

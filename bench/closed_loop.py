@@ -38,22 +38,18 @@ growing from version 0 to the last version, time to target <= 0.7x the cold stud
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.util
 import json
 import math
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import ROOT, table  # noqa: E402
+from bench._common import run_search, table  # noqa: E402
 
 SETTINGS = {
     "mnist5k_transfer": ["space=vit", "data=mnist5k", "space.patch_sizes=[4,7]", "hypernet.checkpoint=auto"],
@@ -69,50 +65,6 @@ def _package_dir(name: str) -> str:
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit(f"--text-package {name}: not an installed package")
     return list(spec.submodule_search_locations)[0]
-
-
-def _run(overrides: list[str], tmp: Path, timeout: float, workers: int = 1) -> dict[str, Any]:
-    """One `logah-nas search` (`workers` processes, 1 thread each); the study's trials on the search's clock."""
-    import optuna
-    from optuna.trial import TrialState
-
-    from nas.gain import gain_per_version
-    from nas.versions import list_versions
-
-    storage = f"sqlite:///{tmp}/study.db"
-    args = [*overrides, f"storage={storage}", f"artifacts_dir={tmp}/artifacts", f"export_dir={tmp}/exports",
-            f"workers={workers}", "study_name=bench"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    start = dt.datetime.now()
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "nas", "search", *args], capture_output=True, text=True, env=env,
-                          cwd=tmp, timeout=timeout)
-    seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"search {overrides} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    study = optuna.load_study(study_name="bench", storage=storage)
-    trials = study.get_trials(deepcopy=False)
-    done = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
-                  key=lambda t: t.datetime_complete)
-    curve, best = [], math.inf
-    for t in done:  # (seconds from the search start, best val loss so far)
-        best = min(best, t.value)
-        curve.append(((t.datetime_complete - start).total_seconds(), best))
-    versions = list_versions(storage, "bench")
-    gains = [{"version": g.version, "promoted": g.promoted, "refit_seconds": g.refit_seconds,
-              "warm_trials": g.warm_trials, "gain": g.gain, "step0_gain": g.step0_gain, "note": g.note}
-             for g in gain_per_version(trials, versions)]
-    # (seconds from the search start when the refit ended, its seconds), refits only
-    refit_spans = [((v.created_at.astimezone().replace(tzinfo=None) - start).total_seconds(), v.seconds)
-                   for v in versions if v.version >= 1]
-    finished = [t for t in trials if t.datetime_start is not None and t.datetime_complete is not None]
-    return {"seconds": seconds, "curve": curve, "best": best, "refits": len(versions) - 1, "refit_spans": refit_spans,
-            # where the study's time went: trials (all workers together), how many were pruned
-            "trial_seconds": sum((t.datetime_complete - t.datetime_start).total_seconds() for t in finished),
-            "pruned": sum(t.state == TrialState.PRUNED for t in trials),
-            "promoted": sum(v.promoted for v in versions[1:]), "v0": versions[0].note if versions else None,
-            "gain_per_version": gains}
 
 
 def _time_to(curve: list[tuple[float, float]], target: float) -> float | None:
@@ -149,8 +101,8 @@ def run_setting(name: str, seeds: list[int], trials: int, steps: int, refit_ever
     for seed in seeds:
         with tempfile.TemporaryDirectory(prefix="logah-loop-") as cold_dir, \
                 tempfile.TemporaryDirectory(prefix="logah-loop-") as warm_dir:
-            cold = _run([*base, f"seed={seed}", *COLD], Path(cold_dir), timeout, workers)
-            warm = _run([*base, f"seed={seed}", f"hypernet.refit_max_share={refit_max_share}", *warm_set],
+            cold = run_search([*base, f"seed={seed}", *COLD], Path(cold_dir), timeout, workers)
+            warm = run_search([*base, f"seed={seed}", f"hypernet.refit_max_share={refit_max_share}", *warm_set],
                         Path(warm_dir), timeout, workers)
         target = cold["best"]
         cold_t, warm_t = _time_to(cold["curve"], target), _time_to(warm["curve"], target)

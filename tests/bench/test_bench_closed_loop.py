@@ -61,7 +61,7 @@ def test_both_set_reaches_both_studies_and_warm_set_only_the_warm_one(monkeypatc
         return {"seconds": 2.0, "curve": [(1.0, 0.5)], "best": 0.5, "refits": 0, "promoted": 0, "v0": None,
                 "gain_per_version": []}
 
-    monkeypatch.setattr(closed_loop, "_run", fake_run)
+    monkeypatch.setattr(closed_loop, "run_search", fake_run)
     closed_loop.run_setting("digits_scratch", [0], 4, 8, 2, "optuna", 60.0, warm_set=["hypernet.screen_pick=best_per_size"],
                             both_set=["study.lr=[3e-4,1e-2]"], workers=2, refit_in="refitter")
     (cold, cold_workers), (warm, warm_workers) = seen
@@ -87,7 +87,7 @@ def test_equal_time_reads_the_warm_best_when_the_cold_study_had_finished(monkeyp
     def fake_run(overrides, tmp, timeout, workers):
         return {**next(studies), "refits": 0, "promoted": 0, "v0": None, "gain_per_version": []}
 
-    monkeypatch.setattr(closed_loop, "_run", fake_run)
+    monkeypatch.setattr(closed_loop, "run_search", fake_run)
     result = closed_loop.run_setting("digits_scratch", [0, 1], 4, 8, 2, "optuna", 60.0)
     first, second = result["runs"]
     assert first["warm_best_at_cold_end"] == 0.6 and first["ratio"] == pytest.approx(11.0 / 8.0)
@@ -112,7 +112,7 @@ def test_refits_free_ratio_takes_off_only_the_refits_that_ended_before_the_targe
     def fake_run(overrides, tmp, timeout, workers):
         return {**next(studies), "refits": 2, "promoted": 2, "v0": None, "gain_per_version": []}
 
-    monkeypatch.setattr(closed_loop, "_run", fake_run)
+    monkeypatch.setattr(closed_loop, "run_search", fake_run)
     (run,) = closed_loop.run_setting("digits_scratch", [0], 4, 8, 2, "optuna", 60.0)["runs"]
     assert run["ratio"] == pytest.approx(12.0 / 8.0)
     assert run["ratio_refits_free"] == pytest.approx((12.0 - 3.0) / 8.0)
