@@ -79,8 +79,9 @@ def run_search(overrides: list[str], tmp: Path, timeout: float, workers: int = 1
     refit_spans = [((v.created_at.astimezone().replace(tzinfo=None) - start).total_seconds(), v.seconds)
                    for v in versions if v.version >= 1]
     finished = [t for t in trials if t.datetime_start is not None and t.datetime_complete is not None]
-    spans = [{"number": t.number, "state": t.state.name, "start": (t.datetime_start - start).total_seconds(),
-              "end": (t.datetime_complete - start).total_seconds()} for t in finished]
+    spans = [{"number": t.number, "state": t.state.name, "params": t.params,
+              "start": (t.datetime_start - start).total_seconds(), "end": (t.datetime_complete - start).total_seconds()}
+             for t in finished]
     return {"trial_spans": spans, "seconds": seconds, "curve": curve, "best": best, "refits": len(versions) - 1, "refit_spans": refit_spans,
             # where the study's time went: trials (all workers together), how many were pruned
             "trial_seconds": sum((t.datetime_complete - t.datetime_start).total_seconds() for t in finished),

@@ -6,15 +6,15 @@
 
 For each seed three `logah-nas search` studies of ViT x digits (`hypernet.checkpoint=none`) run one
 after the other, `--workers` processes of one thread each, with the random sampler (its proposals do
-not depend on results, so trial i has the same architecture, batch size and lr in all three) and no
-pruner (every trial trains all its steps):
+not depend on results: each worker proposes the same architectures, batch sizes and lrs, in the same
+order, in all three) and no pruner (every trial trains all its steps):
 - `no_refit`: no refits (the baseline);
 - `refitter`: refits every `--refit-every` completed trials in a refitter process beside the workers
   (`hypernet.refit_in=refitter`, how `search` runs by default);
 - `in_worker`: the same refits inside the worker (`hypernet.refit_in=worker`): it trains no trial
   while it refits.
 Each trial's wall seconds (start to complete; picking up a new version counts) are divided by the
-same trial's seconds in `no_refit`; a trial is "during a refit" when a refit ran for at least half of
+seconds of the trial with the same parameters in `no_refit`; a trial is "during a refit" when a refit ran for at least half of
 it. Reported per study, mean +- SE over seeds: that ratio for trials during a refit and for the
 others, refits made, and the study's wall seconds against `no_refit`'s. Target (issue 20): a worker's
 trial throughput unchanged while a refit runs, i.e. a ratio of 1 during refits (the refitter needs a
@@ -53,18 +53,24 @@ def refit_intervals(refit_spans: list[tuple[float, float]]) -> list[tuple[float,
     return [(end - seconds, end) for end, seconds in refit_spans]
 
 
+def _key(trial_span: dict[str, Any]) -> str:
+    """A trial's parameters: the same trial in two studies (with several workers trial numbers
+    interleave differently, while each worker's sampler proposes the same sequence)."""
+    return json.dumps(trial_span["params"], sort_keys=True)
+
+
 def paired_ratios(run: dict[str, Any], base: dict[str, Any]) -> dict[str, list[float]]:
-    """Each trial completed in both studies: its seconds / the same trial's in `base`, split by
-    whether refits covered at least `DURING` of it."""
-    base_seconds = {t["number"]: t["end"] - t["start"] for t in base["trial_spans"] if t["state"] == "COMPLETE"}
+    """Each trial completed in both studies: its seconds / the seconds of the trial with the same
+    parameters in `base`, split by whether refits covered at least `DURING` of it."""
+    base_seconds = {_key(t): t["end"] - t["start"] for t in base["trial_spans"] if t["state"] == "COMPLETE"}
     refits = refit_intervals(run["refit_spans"])
     out: dict[str, list[float]] = {"during": [], "between": []}
     for t in run["trial_spans"]:
-        seconds, number = t["end"] - t["start"], t["number"]
-        if t["state"] != "COMPLETE" or number not in base_seconds or seconds <= 0 or base_seconds[number] <= 0:
+        seconds, twin = t["end"] - t["start"], base_seconds.get(_key(t))
+        if t["state"] != "COMPLETE" or twin is None or seconds <= 0 or twin <= 0:
             continue
         covered = sum(overlap((t["start"], t["end"]), r) for r in refits) / seconds
-        out["during" if covered >= DURING else "between"].append(seconds / base_seconds[number])
+        out["during" if covered >= DURING else "between"].append(seconds / twin)
     return out
 
 

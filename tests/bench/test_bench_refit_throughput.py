@@ -1,5 +1,5 @@
-"""bench/refit_throughput.py pairs each trial with itself in the study without refits and splits
-the ratios by whether a refit ran during the trial."""
+"""bench/refit_throughput.py pairs each trial with the trial of the same parameters in the study
+without refits and splits the ratios by whether a refit ran during the trial."""
 from __future__ import annotations
 
 import sys
@@ -13,18 +13,19 @@ sys.path.insert(0, str(ROOT))
 from bench import refit_throughput  # noqa: E402
 
 
-def _span(number: int, start: float, end: float, state: str = "COMPLETE") -> dict:
-    return {"number": number, "state": state, "start": start, "end": end}
+def _span(number: int, start: float, end: float, state: str = "COMPLETE", arch: int | None = None) -> dict:
+    return {"number": number, "state": state, "start": start, "end": end,
+            "params": {"depth": number if arch is None else arch, "lr": 1e-3}}
 
 
-def test_trials_are_paired_by_number_and_split_by_how_much_of_them_a_refit_covered():
-    base = {"trial_spans": [_span(0, 0, 2), _span(1, 2, 4), _span(2, 4, 6), _span(3, 6, 8)]}
+def test_trials_are_paired_by_parameters_and_split_by_how_much_of_them_a_refit_covered():
+    base = {"trial_spans": [_span(0, 0, 2), _span(1, 2, 4), _span(2, 4, 6), _span(3, 6, 8), _span(4, 8, 9)]}
     run = {"refit_spans": [(9.0, 4.0)],  # a refit from 5 s to 9 s
-           "trial_spans": [_span(0, 0, 2), _span(1, 2, 5), _span(2, 5, 9), _span(3, 9, 10, "FAIL"),
-                           _span(7, 10, 11)]}  # 3 failed, 7 has no twin in base
+           "trial_spans": [_span(0, 0, 2), _span(1, 2, 5), _span(2, 5, 9, arch=4), _span(3, 9, 10, "FAIL"),
+                           _span(7, 10, 11)]}  # 2 has 4's parameters, 3 failed, 7 has no twin in base
     ratios = refit_throughput.paired_ratios(run, base)
     assert ratios["between"] == [pytest.approx(1.0), pytest.approx(1.5)]  # 1 overlaps the refit by 0 s
-    assert ratios["during"] == [pytest.approx(2.0)]
+    assert ratios["during"] == [pytest.approx(4.0)]  # 4 s against its twin's 1 s
     assert refit_throughput.overlap((0, 2), (1, 5)) == 1 and refit_throughput.overlap((0, 1), (2, 3)) == 0
 
 
