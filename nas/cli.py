@@ -87,6 +87,9 @@ def cmd_search(overrides: Sequence[str]) -> int:
     # refits run in a process of their own beside the workers (nas.refitter), never on a trial's path
     refitter = cfg.hypernet.refit_in == "refitter" and cfg.hypernet.refit_every > 0 and n_counted(study) < cfg.n_trials
     helpers = [spawn_worker(cfg, REFITTER)] if refitter else []
+    note = _shared_cores_note(cfg.workers, _cores()) if refitter else None
+    if note:
+        _print(note)
     if cfg.workers == 1:
         try:
             code = _run_in_process(session, helpers)
@@ -144,6 +147,20 @@ def cmd_search(overrides: Sequence[str]) -> int:
     if note:
         _print(note)
     return 0
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _shared_cores_note(workers: int, cores: int) -> str | None:
+    """Why trials slow down during refits when the refitter has no core of its own (one-thread
+    workers and refitter: bench/RESULTS.md section 5, "A worker's throughput while a refit runs")."""
+    if cores < 2 or workers + 1 <= cores:
+        return None
+    return (f"note: {workers} workers and the refitter share {cores} cores, so trials slow down while a refit runs; "
+            f"workers={cores - 1} gives the refitter a core of its own")
 
 
 def _run_in_process(session, helpers: list) -> int:

@@ -169,3 +169,12 @@ def test_search_runs_a_refitter_beside_its_workers_and_a_refitter_by_hand_catche
     refused = subprocess.run([sys.executable, "-m", "nas", "refitter", f"storage={storage}", "study_name=plain"],
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=150)
     assert refused.returncode == 2 and "hypernet.refit_every=0 is invalid" in refused.stderr, refused.stderr
+
+
+def test_search_says_when_the_refitter_has_no_core_of_its_own():
+    from nas.cli import _shared_cores_note
+
+    note = _shared_cores_note(workers=2, cores=2)
+    assert note is not None and "2 workers and the refitter share 2 cores" in note and "workers=1" in note
+    assert _shared_cores_note(workers=3, cores=4) is None  # a core left for the refitter
+    assert _shared_cores_note(workers=1, cores=1) is None  # nothing to advise on one core
