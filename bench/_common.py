@@ -5,6 +5,7 @@ import datetime as dt
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -88,6 +89,22 @@ def run_search(overrides: list[str], tmp: Path, timeout: float, workers: int = 1
             "pruned": sum(t.state == TrialState.PRUNED for t in trials),
             "promoted": sum(v.promoted for v in versions[1:]), "v0": versions[0].note if versions else None,
             "gain_per_version": gains}
+
+
+def mean_se(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean over seeds (nan where undefined: no value, one value)."""
+    values = list(values)
+    if not values:
+        return math.nan, math.nan
+    if len(values) == 1:
+        return values[0], math.nan
+    return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
+
+
+def fmt_mean_se(pair: tuple[float, float], spec: str = ".4f") -> str:
+    """'mean ± se' for tables ('-' without a mean, no ± without a standard error)."""
+    mean, se = pair
+    return "-" if math.isnan(mean) else f"{mean:{spec}}" + ("" if math.isnan(se) else f" ± {se:{spec}}")
 
 
 def table(rows: Iterable[dict[str, Any]], columns: list[tuple[str, str]]) -> str:

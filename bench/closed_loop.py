@@ -41,7 +41,6 @@ import argparse
 import importlib.util
 import json
 import math
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -49,7 +48,7 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import run_search, table  # noqa: E402
+from bench._common import fmt_mean_se, mean_se, run_search, table  # noqa: E402
 
 SETTINGS = {
     "mnist5k_transfer": ["space=vit", "data=mnist5k", "space.patch_sizes=[4,7]", "hypernet.checkpoint=auto"],
@@ -80,14 +79,6 @@ def _without_refits(t: float | None, refit_spans: list[tuple[float, float]]) -> 
 def _best_at(curve: list[tuple[float, float]], seconds: float) -> float:
     """The study's best val loss `seconds` after its start (inf before its first completed trial)."""
     return min((best for t, best in curve if t <= seconds), default=math.inf)
-
-
-def _mean_se(values: list[float]) -> tuple[float, float]:
-    if not values:
-        return math.nan, math.nan
-    if len(values) == 1:
-        return values[0], math.nan
-    return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
 
 
 def run_setting(name: str, seeds: list[int], trials: int, steps: int, refit_every: int, text_package: str,
@@ -126,23 +117,18 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     promoted = sum(r["warm"]["promoted"] for r in runs)
     known = ([x for x in r["warm"]["gain_per_version"] if x["warm_trials"] and math.isfinite(x["gain"])] for r in runs)
     first_last = [(g[0]["gain"], g[-1]["gain"]) for g in known if len(g) >= 2]
-    ratio, ratio_se = _mean_se(ratios)
-    free = _mean_se([r["ratio_refits_free"] for r in runs if r["ratio_refits_free"] is not None])
+    ratio, ratio_se = mean_se(ratios)
+    free = mean_se([r["ratio_refits_free"] for r in runs if r["ratio_refits_free"] is not None])
     return {"ratio_mean": ratio, "ratio_se": ratio_se, "reached": f"{len(ratios)}/{len(runs)}",
             "refits": refits, "promoted": promoted, "promoted_share": promoted / refits if refits else math.nan,
             "gain_grew": f"{sum(last > first for first, last in first_last)}/{len(first_last)}",
-            "cold_best": _mean_se([r["cold"]["best"] for r in runs]),
-            "warm_best": _mean_se([r["warm"]["best"] for r in runs]),
-            "warm_best_at_cold_end": _mean_se([r["warm_best_at_cold_end"] for r in runs]),
+            "cold_best": mean_se([r["cold"]["best"] for r in runs]),
+            "warm_best": mean_se([r["warm"]["best"] for r in runs]),
+            "warm_best_at_cold_end": mean_se([r["warm_best_at_cold_end"] for r in runs]),
             "ratio_refits_free": free,
             "ahead_at_cold_end": f"{sum(r['warm_best_at_cold_end'] < r['target'] for r in runs)}/{len(runs)}",
-            "cold_seconds": _mean_se([r["cold"]["seconds"] for r in runs]),
-            "warm_seconds": _mean_se([r["warm"]["seconds"] for r in runs])}
-
-
-def _fmt(pair: tuple[float, float], spec: str = ".4f") -> str:
-    mean, se = pair
-    return f"{mean:{spec}}" + ("" if math.isnan(se) else f" ± {se:{spec}}")
+            "cold_seconds": mean_se([r["cold"]["seconds"] for r in runs]),
+            "warm_seconds": mean_se([r["warm"]["seconds"] for r in runs])}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -177,12 +163,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                            args.refit_max_share, args.warm_set, args.both_set, args.workers, args.refit_in)
                for n in names]
     rows = [{"setting": r["setting"], "reached": r["summary"]["reached"],
-             "ratio": _fmt((r["summary"]["ratio_mean"], r["summary"]["ratio_se"]), ".2f"),
-             "free": _fmt(r["summary"]["ratio_refits_free"], ".2f"),
+             "ratio": fmt_mean_se((r["summary"]["ratio_mean"], r["summary"]["ratio_se"]), ".2f"),
+             "free": fmt_mean_se(r["summary"]["ratio_refits_free"], ".2f"),
              "promoted": f"{r['summary']['promoted']}/{r['summary']['refits']}", "grew": r["summary"]["gain_grew"],
-             "cold": _fmt(r["summary"]["cold_best"]), "warm": _fmt(r["summary"]["warm_best"]),
-             "equal": _fmt(r["summary"]["warm_best_at_cold_end"]), "ahead": r["summary"]["ahead_at_cold_end"],
-             "cold_s": _fmt(r["summary"]["cold_seconds"], ".0f"), "warm_s": _fmt(r["summary"]["warm_seconds"], ".0f")}
+             "cold": fmt_mean_se(r["summary"]["cold_best"]), "warm": fmt_mean_se(r["summary"]["warm_best"]),
+             "equal": fmt_mean_se(r["summary"]["warm_best_at_cold_end"]), "ahead": r["summary"]["ahead_at_cold_end"],
+             "cold_s": fmt_mean_se(r["summary"]["cold_seconds"], ".0f"), "warm_s": fmt_mean_se(r["summary"]["warm_seconds"], ".0f")}
             for r in results]
     print(table(rows, [("setting", "setting"), ("reached", "warm reached target"), ("ratio", "time warm/cold"),
                        ("free", "same, refits' seconds taken off"),

@@ -33,7 +33,7 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import run_search, table  # noqa: E402
+from bench._common import fmt_mean_se, mean_se, run_search, table  # noqa: E402
 
 BASE = ["space=vit", "data=digits", "hypernet.checkpoint=none", "hypernet.screen_candidates=0",
         "study.sampler=random", "study.pruner=none"]
@@ -74,20 +74,6 @@ def paired_ratios(run: dict[str, Any], base: dict[str, Any]) -> dict[str, list[f
     return out
 
 
-def _mean_se(values: Sequence[float]) -> tuple[float, float]:
-    values = [v for v in values if math.isfinite(v)]
-    if not values:
-        return math.nan, math.nan
-    if len(values) == 1:
-        return values[0], math.nan
-    return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
-
-
-def _fmt(pair: tuple[float, float], spec: str = ".3f") -> str:
-    mean, se = pair
-    return "-" if math.isnan(mean) else f"{mean:{spec}}" + ("" if math.isnan(se) else f" ± {se:{spec}}")
-
-
 def run_seed(seed: int, trials: int, steps: int, refit_every: int, workers: int, both_set: Sequence[str],
              timeout: float) -> dict[str, Any]:
     common = [*BASE, *both_set, f"seed={seed}", f"n_trials={trials}", f"study.steps={steps}",
@@ -116,9 +102,9 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for arm in ("refitter", "in_worker"):
         rows.append({"arm": arm, "refits": sum(r[arm]["refits"] for r in runs),
                      "trials_during": sum(len(r[arm]["during"]) for r in runs),
-                     "during": _mean_se([r[arm]["mean_during"] for r in runs]),
-                     "between": _mean_se([r[arm]["mean_between"] for r in runs]),
-                     "wall": _mean_se([r[arm]["wall_ratio"] for r in runs])})
+                     "during": mean_se(x for r in runs if math.isfinite(x := r[arm]["mean_during"])),
+                     "between": mean_se(x for r in runs if math.isfinite(x := r[arm]["mean_between"])),
+                     "wall": mean_se(r[arm]["wall_ratio"] for r in runs)})
     return rows
 
 
@@ -143,8 +129,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     runs = [run_seed(s, args.trials, args.steps, args.refit_every, args.workers, args.both_set, args.timeout)
             for s in seeds]
     rows = summarize(runs)
-    print(table([{"arm": r["arm"], "refits": r["refits"], "n": r["trials_during"], "during": _fmt(r["during"]),
-                  "between": _fmt(r["between"]), "wall": _fmt(r["wall"], ".2f")} for r in rows],
+    print(table([{"arm": r["arm"], "refits": r["refits"], "n": r["trials_during"], "during": fmt_mean_se(r["during"], ".3f"),
+                  "between": fmt_mean_se(r["between"], ".3f"), "wall": fmt_mean_se(r["wall"], ".2f")} for r in rows],
                 [("arm", "refits run in"), ("refits", "refits"), ("n", "trials during a refit"),
                  ("during", "trial seconds / no refits: during a refit"), ("between", "between refits"),
                  ("wall", "study wall / no refits")]))

@@ -13,25 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
-import statistics
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import table  # noqa: E402
+from bench._common import fmt_mean_se, mean_se, table  # noqa: E402
 
 VARIANTS = {"ImageDataset": (("pos_embed",), ("pos_embed", "head"), ("pos_embed", "head", "patch_embed")),
             "TextDataset": ((), ("wpe",), ("wte", "lm_head", "wpe"))}
-
-
-def _mean_se(values: list[float]) -> str:
-    mean = statistics.fmean(values)
-    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
-    return f"{mean:.3f}" + ("" if math.isnan(se) else f" ± {se:.3f}")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -86,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                                      eval_every=args.steps, eval_batches=4, seed=init_seed,
                                                      device="cpu"))
                 results[name]["tuned"].append(run.val_loss)
-    rows = [{"arm": name, **{k: _mean_se(v) for k, v in r.items() if v}} for name, r in results.items()]
+    rows = [{"arm": name, **{k: fmt_mean_se(mean_se(v), ".3f") for k, v in r.items() if v}} for name, r in results.items()]
     print(table(rows, [("arm", "init"), ("step0_full", "step 0, strength 1"), ("step0_half", "step 0, strength 0.5"),
                        ("tuned", f"after {args.steps} steps (0.5)")]))
     print(f"version 0: {initial.note}")
