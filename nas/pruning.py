@@ -7,7 +7,6 @@ what the hypernet is worth).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import optuna
@@ -19,19 +18,16 @@ from nas import attrs
 
 class SameInitPruner(BasePruner):
     """Wraps a percentile pruner (median): the percentile is taken over trials of the trial's own
-    init strategy (`init` attr), with `per_init`'s pruner for the strategies it names (e.g. controls
-    with fewer startup trials) and `base` for the others. Hyperband's brackets read the storage
-    directly, so under Hyperband controls are not pruned at all and warm trials are pruned as
-    Hyperband decides."""
+    init strategy (`init` attr). Hyperband's brackets read the storage directly, so under Hyperband
+    controls are not pruned at all and warm trials are pruned as Hyperband decides."""
 
-    def __init__(self, base: BasePruner, per_init: Mapping[Any, BasePruner] | None = None) -> None:
-        self.base, self.per_init = base, dict(per_init or {})
+    def __init__(self, base: BasePruner) -> None:
+        self.base = base
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         if isinstance(self.base, HyperbandPruner):
             return False if trial.user_attrs.get(attrs.WARM_START) is False else self.base.prune(study, trial)
-        init = init_of(trial)
-        return self.per_init.get(init, self.base).prune(_SameInit(study, init), trial)  # type: ignore[arg-type]
+        return self.base.prune(_SameInit(study, init_of(trial)), trial)  # type: ignore[arg-type]
 
 
 def init_of(trial: FrozenTrial) -> Any:

@@ -38,21 +38,11 @@ def make_sampler(cfg: NASConfig, worker_index: int = 0) -> optuna.samplers.BaseS
 
 def make_pruner(cfg: NASConfig) -> optuna.pruners.BasePruner:
     """Never prune at step 0: random-init controls start far worse than warm trials by design; and
-    judge each trial only against trials of its own init (`nas.pruning.SameInitPruner`).
-
-    Under the median pruner the study's `n_startup_trials` unpruned trials are shared between the
-    two kinds by their share of the trials: a study with controls then runs as many unpruned trials
-    as one without, not the startup once per kind."""
+    judge each trial only against trials of its own init (`nas.pruning.SameInitPruner`)."""
     s = cfg.study
     if s.pruner == "median":
-        controls = round(s.n_startup_trials * s.control_fraction)
-
-        def median(n_startup: int) -> optuna.pruners.MedianPruner:
-            return optuna.pruners.MedianPruner(n_startup_trials=n_startup, n_warmup_steps=s.eval_every)
-
-        if s.init == s.control_init:  # one kind of trial
-            return SameInitPruner(median(s.n_startup_trials))
-        return SameInitPruner(median(s.n_startup_trials - controls), {s.control_init: median(controls)})
+        return SameInitPruner(optuna.pruners.MedianPruner(n_startup_trials=s.n_startup_trials,
+                                                          n_warmup_steps=s.eval_every))
     if s.pruner == "hyperband":
         return SameInitPruner(optuna.pruners.HyperbandPruner(min_resource=s.eval_every, max_resource=s.steps))
     return optuna.pruners.NopPruner()

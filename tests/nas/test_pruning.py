@@ -41,12 +41,3 @@ def test_under_hyperband_controls_are_never_pruned():
     study = _study((True, [0.5, 0.2, 0.1]))
     pruner = SameInitPruner(optuna.pruners.HyperbandPruner(min_resource=1, max_resource=3))
     assert not pruner.prune(study, _running(study, False, [9.0, 9.0, 9.0]))
-
-
-def test_a_strategy_named_in_per_init_gets_its_own_pruner():
-    study = _study((True, [0.5, 0.2, 0.1]), (False, [2.3, 1.0, 0.6]))
-    patient = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
-    eager = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
-    pruner = SameInitPruner(patient, {False: eager})
-    assert pruner.prune(study, _running(study, False, [2.3, 1.5]))  # the controls' pruner: 1 startup trial
-    assert not pruner.prune(study, _running(study, True, [0.5, 0.4]))  # the base: 5 startup trials

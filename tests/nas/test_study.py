@@ -105,39 +105,6 @@ def test_samplers_and_pruners_follow_the_config(tmp_path):
     assert isinstance(make_pruner(tiny_config(tmp_path)), optuna.pruners.NopPruner)
 
 
-def _trial(study: optuna.Study, init: str, curve: list[float], running: bool = False):
-    from optuna.trial import TrialState, create_trial
-
-    from nas import attrs
-
-    study.add_trial(create_trial(state=TrialState.RUNNING if running else TrialState.COMPLETE,
-                                 value=None if running else curve[-1], intermediate_values=dict(enumerate(curve)),
-                                 user_attrs={attrs.INIT: init, attrs.WARM_START: init == "hypernet"}))
-    return study.trials[-1]
-
-
-def test_the_median_pruners_startup_trials_are_shared_by_warm_trials_and_controls(tmp_path):
-    """4 startup trials, a quarter of the trials controls: a control is judged once 1 control has
-    completed, a warm trial once 3 warm trials have; a study of one kind keeps all 4."""
-    knobs = ["study.pruner=median", "study.n_startup_trials=4", "study.eval_every=1"]
-    pruner = make_pruner(tiny_config(tmp_path, *knobs, "study.control_fraction=0.25"))
-    study = optuna.create_study()
-    _trial(study, "random", [2.3, 1.0])
-    assert pruner.prune(study, _trial(study, "random", [2.3, 1.5], running=True))
-    for _ in range(2):
-        _trial(study, "hypernet", [0.5, 0.2])
-    warm = _trial(study, "hypernet", [0.5, 0.4], running=True)
-    assert not pruner.prune(study, warm)  # 2 of its 3 startup trials
-    _trial(study, "hypernet", [0.5, 0.2])
-    assert pruner.prune(study, warm)
-
-    cold = make_pruner(tiny_config(tmp_path, *knobs, "study.init=random", "study.control_fraction=0.0"))
-    study = optuna.create_study()
-    for _ in range(3):
-        _trial(study, "random", [2.3, 1.0])
-    assert not cold.prune(study, _trial(study, "random", [2.3, 1.5], running=True))
-
-
 @pytest.mark.postgres
 @pytest.mark.skipif(not os.environ.get("LOGAH_TEST_POSTGRES_URL"), reason="LOGAH_TEST_POSTGRES_URL is not set")
 def test_tiny_study_with_refit_on_postgres(tmp_path, monkeypatch):
