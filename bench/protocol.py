@@ -5,6 +5,7 @@ the strongest cheap baselines, on held-out shape classes, at several budgets, ov
                              [--archs-per-class N] [--lr-grid 3e-4,1e-3,3e-3] [--pool 3] [--out FILE.json]
     python bench/protocol.py --quick          # smoke run: budgets 4,8, one seed, one arch per class
     python bench/protocol.py --cache DIR [--shard I/N] ...   # resumable; N processes share the work
+    python bench/protocol.py --spaces vit --archs 1x64,3x128 ...   # named architectures (a diagnostic)
 
 With `--cache DIR` every finished training run (arm, lr, seed, budget, architecture, under one
 checkpoint, data set and TrainConfig) and every trained pool member is kept in DIR, so a protocol
@@ -452,6 +453,31 @@ def _fmt(stat: dict[str, Any]) -> str:
     return f"{stat['mean']:.3f}" + (f"+-{stat['se']:.3f}" if stat["se"] is not None else "")
 
 
+def named_classes(space, archs: Sequence[tuple[int, int]]) -> dict[str, list]:
+    """`--archs` as classes: each (depth, width) built as the held-out classes are (`nas.unseen.arch_at`),
+    under `seen_shape` when meta-training could have drawn its every parameter shape, else `named`."""
+    from nas.unseen import arch_at, shares_shapes_with_space
+
+    classes: dict[str, list] = {}
+    for depth, width in archs:
+        config = arch_at(space, depth, width)
+        classes.setdefault("seen_shape" if shares_shapes_with_space(config, space) else "named", []).append(config)
+    return classes
+
+
+def parse_archs(text: str) -> tuple[tuple[int, int], ...]:
+    """'1x64,3x128' -> ((1, 64), (3, 128)): DEPTHxWIDTH, both positive integers."""
+    archs = []
+    for item in (i.strip() for i in text.split(",") if i.strip()):
+        parts = item.lower().split("x")
+        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise SystemExit(f"--archs: DEPTHxWIDTH,... with positive integers (e.g. 1x64,3x128), got {item!r}")
+        archs.append((int(parts[0]), int(parts[1])))
+    if not archs:
+        raise SystemExit("--archs: at least one DEPTHxWIDTH")
+    return tuple(archs)
+
+
 def run_space(space_name: str, data: str, args, budgets_text: str) -> dict[str, Any]:
     from hypernet.checkpoint import load_checkpoint, read_header
     from nas.data import load_dataset
@@ -489,7 +515,7 @@ def run_space(space_name: str, data: str, args, budgets_text: str) -> dict[str, 
     pool = train_pool(space, dataset, replace(base_cfg, steps=pool_steps, eval_every=pool_steps,
                                               warmup_steps=min(base_cfg.warmup_steps, max(1, pool_steps // 10))),
                       args.pool, args.pool_seed, cache) if args.pool else []
-    classes = unseen_shape_classes(space)
+    classes = named_classes(space, args.archs) if args.archs else unseen_shape_classes(space)
     hn.apply(build_model(next(iter(classes.values()))[0]))  # imports torch_geometric before any prediction is timed
     wanted = args.classes or list(classes)
     for cls in wanted:
@@ -706,6 +732,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", default=None, help="comma-separated training seeds (default 0,1,2)")
     p.add_argument("--archs-per-class", type=int, default=None, help="cap per held-out shape class (default: all)")
     p.add_argument("--classes", default=None, help="comma-separated subset of nas.unseen.CLASSES (default: all)")
+    p.add_argument("--archs", default=None, metavar="DEPTHxWIDTH,...",
+                   help="these architectures instead of the held-out classes (built as they are: nas.unseen.arch_at); "
+                        "a diagnostic, e.g. shapes meta-training saw (class seen_shape)")
     p.add_argument("--lr-grid", default=None, help="lrs tried for the tuned arms (default 3e-4,1e-3,3e-3)")
     p.add_argument("--tune", default=",".join(RANDOM_ARMS), help=f"arms whose lr is tuned over --lr-grid, of {ARMS}")
     p.add_argument("--lr", type=float, default=1e-3, help="lr of the arms not tuned")
@@ -753,6 +782,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.pool == 0:
         raise SystemExit("--pool: at least 1 (the inherit arm needs a donor)")
     args.classes = [c for c in args.classes.split(",") if c] if args.classes else None
+    if args.archs is not None:
+        if args.classes:
+            raise SystemExit("--archs and --classes: give one of them")
+        args.archs = parse_archs(args.archs)
     args.spaces_list = [c for c in CASES if c[0] in args.spaces.split(",")]
     if not args.spaces_list:
         raise SystemExit(f"--spaces: a comma-separated subset of vit,gpt2, got {args.spaces!r}")

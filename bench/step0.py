@@ -36,11 +36,11 @@ def paper_scale(space) -> list:
     """Models the size of LoGAH's targets, at this space's data (input size, classes, vocab)."""
     from dataclasses import replace
 
-    from nas.unseen import _base
+    from nas.unseen import arch_at
 
     if space.__class__.__name__ == "ViTSpace":
-        return [replace(_base(space, 12, 384), heads=6), replace(_base(space, 12, 768), heads=12)]
-    return [replace(_base(space, 12, 768), heads=12)]
+        return [replace(arch_at(space, 12, 384), heads=6), replace(arch_at(space, 12, 768), heads=12)]
+    return [replace(arch_at(space, 12, 768), heads=12)]
 
 
 def run_space(space_name: str, data: str, seeds: tuple[int, ...], quick: bool = False,

@@ -38,9 +38,10 @@ def _grid_widths(space: Any) -> list[int]:
     return list(range(lo, hi + 1, step))
 
 
-def _base(space: Any, depth: int, width: int, mlp_ratio: float | None = None) -> ModelConfig:
-    """An architecture of `space`'s kind at (depth, width): the largest head count of the space that
-    divides the width (else 1), the space's first patch size / tying choice and MLP ratio."""
+def arch_at(space: Any, depth: int, width: int, mlp_ratio: float | None = None) -> ModelConfig:
+    """An architecture of `space`'s kind at (depth, width), in or out of its ranges: the largest head
+    count of the space that divides the width (else 1), the space's first patch size / tying choice
+    and MLP ratio. The held-out classes are built from it, and benchmarks name architectures with it."""
     heads = max((h for h in space.heads if width % h == 0), default=1)
     ratio = space.mlp_ratios[0] if mlp_ratio is None else mlp_ratio
     if space.__class__.__name__ == "ViTSpace":
@@ -60,11 +61,11 @@ def unseen_shape_classes(space: Any) -> dict[str, list[ModelConfig]]:
     unseen_ratio = next(r for r in (3.0, 1.5, 6.0, 8.0) if r not in space.mlp_ratios)
     mid_width = _grid_widths(space)[len(_grid_widths(space)) // 2]
     classes = {
-        "off_grid_width": [_base(space, d, w) for d, w in zip((d_lo, d_mid, d_hi), off_grid)],
-        "wide_2x": [_base(space, d, 2 * hi) for d in (d_lo, d_mid)],
-        "wide_4x": [_base(space, d_lo, 4 * hi)],
-        "deep_2x": [_base(space, 2 * d_hi, w) for w in (lo, mid_width)],
-        "unseen_mlp_ratio": [_base(space, d_mid, mid_width, unseen_ratio)],
+        "off_grid_width": [arch_at(space, d, w) for d, w in zip((d_lo, d_mid, d_hi), off_grid)],
+        "wide_2x": [arch_at(space, d, 2 * hi) for d in (d_lo, d_mid)],
+        "wide_4x": [arch_at(space, d_lo, 4 * hi)],
+        "deep_2x": [arch_at(space, 2 * d_hi, w) for w in (lo, mid_width)],
+        "unseen_mlp_ratio": [arch_at(space, d_mid, mid_width, unseen_ratio)],
     }
     return {name: [c for c in configs if not shares_shapes_with_space(c, space)] for name, configs in classes.items()}
 
@@ -88,7 +89,7 @@ def _space_signatures(space: Any) -> frozenset:
         for heads in space.heads:
             if fields["width"] % heads:
                 continue
-            config = replace(_base(space, fields["depth"], fields["width"], fields["mlp_ratio"]), heads=heads,
+            config = replace(arch_at(space, fields["depth"], fields["width"], fields["mlp_ratio"]), heads=heads,
                              **{k: fields[k] for k in extra})
             if space.contains(config):
                 found.add(shape_signature(config))
@@ -100,5 +101,5 @@ def shares_shapes_with_space(config: ModelConfig, space: Any) -> bool:
     return shape_signature(config) in space_shape_signatures(space)
 
 
-__all__ = ["CLASSES", "shape_signature", "shares_shapes_with_space", "space_shape_signatures",
+__all__ = ["CLASSES", "arch_at", "shape_signature", "shares_shapes_with_space", "space_shape_signatures",
            "unseen_shape_classes"]

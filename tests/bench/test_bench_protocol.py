@@ -224,3 +224,23 @@ def test_warm_strength_outside_its_range_is_refused(protocol):
     for bad in ("0", "1.5"):
         with pytest.raises(SystemExit, match="--warm-strength: in \\(0, 1\\]"):
             protocol.parse_args(["--warm-strength", bad])
+
+
+def test_named_architectures_replace_the_held_out_classes(protocol):
+    """`--archs`: each DEPTHxWIDTH built as the held-out classes are, filed under `seen_shape` when the
+    space could have drawn its every parameter shape (a diagnostic of what meta-training saw)."""
+    from nas.unseen import arch_at, shares_shapes_with_space
+    from search_spaces import get_space
+
+    args = protocol.parse_args(["--archs", "1x64, 3X128,1x256"])
+    assert args.archs == ((1, 64), (3, 128), (1, 256)) and args.classes is None
+    space = get_space("vit", image_size=8, channels=1, num_classes=10)
+    classes = protocol.named_classes(space, args.archs)
+    assert [(c.depth, c.width) for c in classes["seen_shape"]] == [(1, 64), (3, 128)]
+    assert [(c.depth, c.width) for c in classes["named"]] == [(1, 256)]
+    assert classes["named"][0] == arch_at(space, 1, 256) and not shares_shapes_with_space(classes["named"][0], space)
+    for bad in ("1x", "x64", "0x64", "1x64x2", "1x-64", ","):
+        with pytest.raises(SystemExit, match="--archs"):
+            protocol.parse_args(["--archs", bad])
+    with pytest.raises(SystemExit, match="--archs and --classes"):
+        protocol.parse_args(["--archs", "1x64", "--classes", "wide_2x"])
