@@ -6,6 +6,7 @@ the strongest cheap baselines, on held-out shape classes, at several budgets, ov
     python bench/protocol.py --quick          # smoke run: budgets 4,8, one seed, one arch per class
     python bench/protocol.py --cache DIR [--shard I/N] ...   # resumable; N processes share the work
     python bench/protocol.py --spaces vit --archs 1x64,3x128 ...   # named architectures (a diagnostic)
+    python bench/protocol.py --spaces vit --checkpoint CAND.safetensors ...   # a candidate, not the shipped one
 
 With `--cache DIR` every finished training run (arm, lr, seed, budget, architecture, under one
 checkpoint, data set and TrainConfig) and every trained pool member is kept in DIR, so a protocol
@@ -488,7 +489,7 @@ def run_space(space_name: str, data: str, args, budgets_text: str) -> dict[str, 
     t_space = time.perf_counter()
     dataset = load_dataset(data)
     space = get_space(space_name, **dataset.space_options())
-    path = shipped_checkpoint(space, data)
+    path = args.checkpoint or shipped_checkpoint(space, data)
     hn, _ = load_checkpoint(path, expected_signature=space.signature())
     hn.eval()
     meta = read_header(path)["meta"]
@@ -738,6 +739,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr-grid", default=None, help="lrs tried for the tuned arms (default 3e-4,1e-3,3e-3)")
     p.add_argument("--tune", default=",".join(RANDOM_ARMS), help=f"arms whose lr is tuned over --lr-grid, of {ARMS}")
     p.add_argument("--lr", type=float, default=1e-3, help="lr of the arms not tuned")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="a candidate hypernet instead of the shipped one (one space only; its cache entries are its own)")
     p.add_argument("--warm-strength", type=float, default=None,
                    help="strength of the hypernet_study arm, in (0, 1] (default: the study's hypernet.warm_strength)")
     p.add_argument("--batch-size", type=int, default=None, help="training and val batch size (default 32)")
@@ -789,6 +792,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.spaces_list = [c for c in CASES if c[0] in args.spaces.split(",")]
     if not args.spaces_list:
         raise SystemExit(f"--spaces: a comma-separated subset of vit,gpt2, got {args.spaces!r}")
+    if args.checkpoint is not None and len(args.spaces_list) != 1:
+        raise SystemExit("--checkpoint: give one space with --spaces (a checkpoint belongs to one)")
     return args
 
 

@@ -244,3 +244,26 @@ def test_named_architectures_replace_the_held_out_classes(protocol):
             protocol.parse_args(["--archs", bad])
     with pytest.raises(SystemExit, match="--archs and --classes"):
         protocol.parse_args(["--archs", "1x64", "--classes", "wide_2x"])
+
+
+def test_a_candidate_checkpoint_is_scored_instead_of_the_shipped_one(protocol, capsys, tmp_path):
+    """`--checkpoint`: the arms run with that hypernet (its name in the JSON; cache entries its own);
+    a checkpoint of another space is refused by its signature, and it needs a single space."""
+    import shutil
+
+    from hypernet import CheckpointError, pretrained_path
+    from search_spaces import get_space
+
+    with pytest.raises(SystemExit, match="--checkpoint: give one space"):
+        protocol.parse_args(["--checkpoint", "x.safetensors"])
+    vit = pretrained_path(get_space("vit", image_size=8, channels=1, num_classes=10).signature())
+    candidate = tmp_path / "candidate.safetensors"
+    shutil.copyfile(vit, candidate)
+    protocol.main(["--quick", "--spaces", "vit", "--archs", "1x32", "--checkpoint", str(candidate),
+                   "--budgets", "2", "--pool", "1"])
+    sp = json.loads(capsys.readouterr().out.partition("\n")[0])["spaces"]["vit"]
+    assert sp["checkpoint"] == "candidate.safetensors" and [a["arch"] for a in sp["archs"]] == ["L1 d32 h8 p2 m2"]
+    assert [a["class"] for a in sp["archs"]] == ["seen_shape"]
+    gpt2 = pretrained_path(get_space("gpt2", vocab_size=256, context=64).signature())
+    with pytest.raises(CheckpointError):
+        protocol.main(["--quick", "--spaces", "vit", "--archs", "1x32", "--checkpoint", str(gpt2), "--budgets", "2"])
