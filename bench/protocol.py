@@ -367,12 +367,14 @@ def _stat_arm(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _cached_run(cache: RunCache, arm: str, config, seed: int, cfg, dataset, test_batches, *, hn, strength: float,
-                donor) -> tuple[dict[str, Any], float]:
-    """One arm's run (result, init seconds), from the cache when it holds it."""
+                donor, hn_sha: str | None = None) -> tuple[dict[str, Any], float]:
+    """One arm's run (result, init seconds), from the cache when it holds it. Only the hypernet arms'
+    runs are keyed by the checkpoint (`hn_sha`): candidates share the baselines' runs."""
     from dataclasses import asdict
 
     fields = {"config": config.to_dict(), "arm": arm, "seed": seed, "train": asdict(cfg), "test_batches": test_batches,
               "strength": strength if arm in HYPERNET_ARMS else None,
+              "checkpoint_sha256": hn_sha if arm in HYPERNET_ARMS else None,
               "donor": donor["key"] if arm == "inherit" and donor else None}
     hit = cache.get("run", fields)
     if hit is not None:
@@ -389,7 +391,8 @@ def _cached_run(cache: RunCache, arm: str, config, seed: int, cfg, dataset, test
 
 
 def run_arch(config, dataset, *, hn, strengths: dict[str, float], donor, budgets, seeds, lr_grid, lr, tune,
-             base_cfg, eval_every, test_batches, cache: RunCache | None = None) -> dict[str, Any]:
+             base_cfg, eval_every, test_batches, cache: RunCache | None = None,
+             hn_sha: str | None = None) -> dict[str, Any]:
     """Every arm at every budget for one architecture."""
     cache = cache or RunCache(None, {})
     out = {}
@@ -404,7 +407,8 @@ def run_arch(config, dataset, *, hn, strengths: dict[str, float], donor, budgets
                 runs = []
                 for seed in seeds:
                     run, init_s = _cached_run(cache, arm, config, seed, replace(cfg, seed=seed, lr=arm_lr), dataset,
-                                              test_batches, hn=hn, strength=strengths.get(arm, 1.0), donor=donor)
+                                              test_batches, hn=hn, strength=strengths.get(arm, 1.0), donor=donor,
+                                              hn_sha=hn_sha)
                     predict_s.append(init_s)
                     runs.append(run)
                 by_lr[arm_lr] = runs
@@ -511,7 +515,8 @@ def run_space(space_name: str, data: str, args, budgets_text: str) -> dict[str, 
           f"{study['steps']}, warm strength {study['warm_strength']}, budgets {budgets}", file=sys.stderr)
     from search_spaces.files import sha256_file
 
-    cache = RunCache(args.cache, {"space": space_name, "data": data, "checkpoint_sha256": sha256_file(path)})
+    hn_sha = sha256_file(path)
+    cache = RunCache(args.cache, {"space": space_name, "data": data})
     pool_steps = study["steps"] if not args.quick else max(s for _, s in budgets)
     pool = train_pool(space, dataset, replace(base_cfg, steps=pool_steps, eval_every=pool_steps,
                                               warmup_steps=min(base_cfg.warmup_steps, max(1, pool_steps // 10))),
@@ -530,7 +535,7 @@ def run_space(space_name: str, data: str, args, budgets_text: str) -> dict[str, 
         t0 = time.perf_counter()
         res = run_arch(config, dataset, hn=hn, strengths=strengths, donor=donor, budgets=budgets,
                        seeds=args.seeds, lr_grid=args.lr_grid, lr=args.lr, tune=args.tune, base_cfg=base_cfg,
-                       eval_every=args.eval_every, test_batches=test_batches, cache=cache)
+                       eval_every=args.eval_every, test_batches=test_batches, cache=cache, hn_sha=hn_sha)
         archs.append({"class": cls, "arch": describe_arch(config), "config": config.to_dict(),
                       "n_params": _n_params(config), "donor": donor["arch"] if donor else None,
                       "seconds": time.perf_counter() - t0, "budgets": res})

@@ -267,3 +267,35 @@ def test_a_candidate_checkpoint_is_scored_instead_of_the_shipped_one(protocol, c
     gpt2 = pretrained_path(get_space("gpt2", vocab_size=256, context=64).signature())
     with pytest.raises(CheckpointError):
         protocol.main(["--quick", "--spaces", "vit", "--archs", "1x32", "--checkpoint", str(gpt2), "--budgets", "2"])
+
+
+def test_a_candidate_reuses_the_baselines_runs_and_trains_only_its_own(protocol, capsys, tmp_path):
+    """The cache keys only the hypernet arms by the checkpoint: scoring a candidate beside the
+    shipped hypernet retrains its two arms, not the baselines nor the inheritance pool."""
+    import torch
+
+    from hypernet import load_checkpoint, pretrained_path, save_checkpoint
+    from hypernet.checkpoint import read_header
+    from search_spaces import get_space
+
+    shipped = pretrained_path(get_space("vit", image_size=8, channels=1, num_classes=10).signature())
+    hn, _ = load_checkpoint(shipped)
+    with torch.no_grad():
+        next(hn.parameters()).mul_(1.01)  # another hypernet, another sha
+    candidate = tmp_path / "candidate.safetensors"
+    save_checkpoint(hn, candidate, read_header(shipped)["meta"])
+    base = ["--quick", "--spaces", "vit", "--archs", "1x32", "--budgets", "2", "--pool", "1",
+            "--cache", str(tmp_path / "cache")]
+
+    def run(*extra):
+        protocol.main([*base, *extra])
+        return json.loads(capsys.readouterr().out.partition("\n")[0])["spaces"]["vit"]
+
+    first = run()
+    assert first["cache"]["hits"] == 0
+    second = run("--checkpoint", str(candidate))
+    n_hypernet = len(protocol.HYPERNET_ARMS)
+    assert second["cache"]["misses"] == n_hypernet  # one seed, one lr, one budget
+    assert second["cache"]["hits"] == len(protocol.ARMS) - n_hypernet + 1  # the baselines and the pool
+    a, b = first["archs"][0]["budgets"]["2"]["arms"], second["archs"][0]["budgets"]["2"]["arms"]
+    assert all(a[arm]["final"] == b[arm]["final"] for arm in protocol.ARMS if arm not in protocol.HYPERNET_ARMS)
