@@ -14,7 +14,7 @@ from .checkpoint import (CheckpointError, load_checkpoint, pretrained_path, pret
                          save_checkpoint)
 from .graph import Op, build_graph
 from .model import VARIANTS, LoGAH, LoGAHConfig, functional_forward
-from .transfer import data_bound_parts, transfer
+from .transfer import data_bound_parts, transfer, with_config
 
 _TRAINING = ("BatchSource", "meta_train", "MetaTrainConfig", "MetaTrainResult", "trainstate_path")
 
@@ -30,5 +30,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CheckpointError", "LoGAH", "LoGAHConfig", "Op", "VARIANTS", "build_graph", "data_bound_parts", "functional_forward",
-    "load_checkpoint", "pretrained_path", "pretrained_paths", "read_header", "save_checkpoint", "transfer", *_TRAINING,
+    "load_checkpoint", "pretrained_path", "pretrained_paths", "read_header", "save_checkpoint", "transfer", "with_config",
+    *_TRAINING,
 ]

@@ -15,7 +15,8 @@ bias 0, full-rank W0), and meta-training moves away from it only where that lowe
 removes the two failures of pure low-rank prediction (bench/RESULTS.md): every matrix of every
 layer confined to one shared r-dim subspace, and a fixed 1/sqrt(fan_in) weight scale. GAIN_SCALE
 multiplies the gains' Adam step (~lr per step on `gain`), so g can reach O(1) within a few hundred
-meta-steps. The caller supplies W0 (`LoGAH` uses the anchored init of hypernet/anchor.py, shared
+meta-steps. An optional `correction_cap` bounds each correction's RMS to about that many times W0's
+std (see `_capped`). The caller supplies W0 (`LoGAH` uses the anchored init of hypernet/anchor.py, shared
 by all architectures, or for fresh-W0 hypernets a seeded draw / the model's own init). Residual decoders also learn an
 offset of X and g per (op, layer) key (`node_keys`, zero at init): a linear path around the MLP,
 so layers whose encoder embeddings h barely differ can still get different corrections.
@@ -96,9 +97,10 @@ def init_std(role: str, depth: int) -> float:
 
 class LowRankDecoder(nn.Module):
     def __init__(self, d: int, rank: int, max_dim: int = 5120, max_total_dim: int = 131072,
-                 residual: bool = True, node_keys: int = 0) -> None:
+                 residual: bool = True, node_keys: int = 0, correction_cap: float | None = None) -> None:
         super().__init__()
         self.rank = rank
+        self.correction_cap = correction_cap
         self.residual = residual
         self.max_dim = max_dim
         self.max_total_dim = max_total_dim
@@ -228,7 +230,7 @@ class LowRankDecoder(nn.Module):
         """
         if role == Role.CLS_TOKEN:  # RMS 0.02 (= W0's std), then gated
             v = v * (EMBEDDING_STD / torch.sqrt(v.pow(2).mean(-1, keepdim=True) + _EPS))
-            return v * self.role_gain(role) if self.residual else v
+            return v * self._capped(self.role_gain(role), 1.0) if self.residual else v  # v has W0's RMS
         if self.residual:
             v = v * self.role_gain(role)
         if role == Role.LN_WEIGHT:
@@ -295,7 +297,24 @@ class LowRankDecoder(nn.Module):
               device: torch.device) -> torch.Tensor:
         """Target (signed) RMS of each matrix in a group: [k]; times g_role when residual."""
         stds = torch.tensor([self.matrix_std(targets[t][2], n_in, targets[t][3]) for t in members], device=device)
-        return stds * self.role_gain([targets[t][2] for t in members]) if self.residual else stds
+        if not self.residual:
+            return stds
+        w0_stds = torch.tensor([init_std(targets[t][2], targets[t][3]) for t in members], device=device)
+        return self._capped(stds * self.role_gain([targets[t][2] for t in members]), w0_stds)
+
+    def _capped(self, std: torch.Tensor, w0_std: float | torch.Tensor) -> torch.Tensor:
+        """A correction's signed RMS `std`, smoothly held below `correction_cap` times W0's std
+        `w0_std`: std / sqrt(1 + (std / bound)^2) with bound = cap * w0; unchanged without a cap.
+
+        Why: the updates training makes stay within a few times W0's RMS, and so do good starts;
+        an uncapped gain (shared by every width and depth) grows to whatever lowers the step-0
+        loss on average, e.g. output projections at ~30x W0 in the narrowest models, which train on
+        worse than a random init (bench/RESULTS.md). The algebraic form (not tanh) keeps a gradient
+        Adam can follow when a gain starts far beyond the cap (a checkpoint meta-trained without one)."""
+        if self.correction_cap is None:
+            return std
+        bound = self.correction_cap * w0_std
+        return std / torch.sqrt(1 + (std / bound) ** 2)
 
     def _plan(self, targets: list[tuple[int, tuple[int, ...], str, int]], strength: float):
         """`_groups(targets)`, after checking that `strength` can be honoured (both decode paths)."""

@@ -72,7 +72,9 @@ class LoGAHConfig:
     pure low-rank prediction of the first version (ablations; checkpoints written before this
     field existed are read with residual=False by `from_dict`). `anchor_seed` (residual only):
     W0 is the anchored init with this seed (hypernet/anchor.py); None draws a fresh W0 per
-    prediction (checkpoints written before anchoring are read with None).
+    prediction (checkpoints written before anchoring are read with None). `correction_cap`
+    (residual only): each correction's RMS is held smoothly below that many times W0's std
+    (`LowRankDecoder._capped`); None: unbounded, as every checkpoint written before the field.
     """
 
     variant: str = "tiny"
@@ -88,6 +90,7 @@ class LoGAHConfig:
     anchor_seed: int | None = 0
     space_signature: dict[str, Any] | None = field(default=None, compare=True, hash=False)
     keep_init: tuple[str, ...] = ()
+    correction_cap: float | None = None
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -117,6 +120,11 @@ class LoGAHConfig:
             object.__setattr__(self, "keep_init", tuple(self.keep_init))
         if not isinstance(self.keep_init, tuple) or not all(isinstance(m, str) and m for m in self.keep_init):
             raise ConfigError("keep_init", self.keep_init, "a tuple of module names (e.g. ('head', 'pos_embed'))")
+        if self.correction_cap is not None and (not self.residual or isinstance(self.correction_cap, bool)
+                                                or not isinstance(self.correction_cap, (int, float))
+                                                or not 0 < self.correction_cap <= 1e3):
+            raise ConfigError("correction_cap", self.correction_cap,
+                              "None, or a number in (0, 1000] for a residual hypernet")
         if self.keep_init and not self.residual:
             raise ConfigError("keep_init", self.keep_init, "() for a non-residual hypernet (it has no standard init W0)")
 
@@ -226,7 +234,7 @@ class LoGAH(nn.Module):
         self.config = c = config or LoGAHConfig()
         self.encoder = GraphEncoder(c.d, c.n_layers, c.n_heads, c.spd_cutoff, c.max_degree)
         self.decoder = LowRankDecoder(c.d, c.r, c.max_dim, c.max_total_dim, residual=c.residual,
-                                      node_keys=NODE_KEYS if c.residual else 0)
+                                      node_keys=NODE_KEYS if c.residual else 0, correction_cap=c.correction_cap)
         # The deepest and the widest model meta-training used (0: not recorded; see node_keys, `covered_config`).
         self.register_buffer("layers_seen", torch.zeros((), dtype=torch.long))
         self.register_buffer("width_seen", torch.zeros((), dtype=torch.long))

@@ -43,10 +43,15 @@ def transfer(hn: LoGAH, space_signature: Mapping[str, Any], keep_init: Iterable[
     """A copy of `hn` for the space `space_signature` that leaves the modules `keep_init` at the
     standard init. Every weight and coverage record carries over; `keep_init=()` with the same
     signature clears what an earlier transfer left out (a refit that learned those parts)."""
-    config = replace(hn.config, space_signature=dict(space_signature), keep_init=tuple(sorted(set(keep_init))))
-    moved = LoGAH(config).to(next(hn.parameters()).device)
+    return with_config(hn, space_signature=dict(space_signature), keep_init=tuple(sorted(set(keep_init))))
+
+
+def with_config(hn: LoGAH, **changes: Any) -> LoGAH:
+    """A copy of `hn` (same weights, device, coverage and mode) whose `LoGAHConfig` has `changes`:
+    fields that keep the parameters' shapes (space, keep_init, correction_cap)."""
+    moved = LoGAH(replace(hn.config, **changes)).to(next(hn.parameters()).device)
     moved.load_state_dict(hn.state_dict(), strict=True)
     return moved.train(hn.training)
 
 
-__all__ = ["DATA_BOUND", "data_bound_parts", "transfer"]
+__all__ = ["DATA_BOUND", "data_bound_parts", "transfer", "with_config"]

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from hypernet import (CheckpointError, LoGAH, LoGAHConfig, load_checkpoint, meta_train, save_checkpoint,
-                      trainstate_path)
+                      trainstate_path, with_config)
 from nas.recipe import DEFAULT_STEPS, UNSEEN_SEED, WIDTH_SAMPLING, Recipe, RecipeOptions
 from nas.unseen import unseen_shape_classes
 from search_spaces import ConfigError, get_space
@@ -93,7 +93,7 @@ def range_widths(space: Any) -> list[int]:
 
 # What a restarted run must share with the one it resumes, besides MetaTrainConfig (checked there).
 _RUN_DEFINING = ("space_signature", "space_ranges", "data", "data_options", "variant", "shallow_share",
-                 "widths", "init_checkpoint")
+                 "widths", "init_checkpoint", "correction_cap")
 
 
 def default_out(space: str, data: str) -> Path:
@@ -113,13 +113,16 @@ def pretrain(
     progress: bool = True,
     keep_trainstate: bool = False,
     init: str | Path | None = None,
+    correction_cap: float | None = None,
     **recipe: Any,
 ) -> Path:
     """Meta-train a fresh `LoGAH(variant)` (or, with `init`, a copy of that checkpoint) on `space` x
     `data` and write its checkpoint to `out`; `recipe` holds the fields of `Recipe` (steps, seed, lr, ...).
 
     With `init` the metadata keeps the init checkpoint's sha256 and command, so a multi-stage recipe
-    stays reproducible.
+    stays reproducible. `correction_cap` (`LoGAHConfig.correction_cap`) bounds the predicted
+    corrections from this stage on, also when `init` was meta-trained without one (None: the
+    init's own setting, or none for a fresh hypernet).
     `space_options` override the space ranges (the dataset's `space_options()` are always applied,
     so models fit the data). Returns the checkpoint path; its metadata records the space signature,
     the data, the recipe, wall time, git commit and the command that reproduces it.
@@ -139,12 +142,15 @@ def pretrain(
         if hypernet_options:
             raise ConfigError("hypernet_options", hypernet_options, "empty when starting from a checkpoint (init)")
         hn, init_meta = load_checkpoint(init, expected_signature=the_space.signature())
+        if correction_cap is not None and correction_cap != hn.config.correction_cap:
+            hn = with_config(hn, correction_cap=correction_cap)
         variant = hn.config.variant
         parent = {"path": Path(init).name, "sha256": init_meta.get("sha256"), "command": init_meta.get("command"),
                   "steps": init_meta.get("steps"), "parent": init_meta.get("init_checkpoint")}
     else:
         torch.manual_seed(the_recipe.seed)  # hypernet initialisation
-        hn = LoGAH(LoGAHConfig(variant=variant, space_signature=the_space.signature(), **(hypernet_options or {})))
+        options = {**(hypernet_options or {}), **({"correction_cap": correction_cap} if correction_cap is not None else {})}
+        hn = LoGAH(LoGAHConfig(variant=variant, space_signature=the_space.signature(), **options))
     unseen = unseen_architectures(the_space)
     meta: dict[str, Any] = {
         "space_signature": the_space.signature(),
@@ -158,12 +164,14 @@ def pretrain(
         **asdict(the_recipe),
         "init_checkpoint": parent,
         "anchor_seed": hn.config.anchor_seed,
+        "correction_cap": hn.config.correction_cap,
         "heldout_seed": UNSEEN_SEED,  # the keys shipped checkpoints carry
         "heldout_count": len(unseen),
         "git_commit": _git_commit(),
         "torch": torch.__version__,
         # exact for the default data/space options; others are recorded in data_options / space_ranges
-        "command": reproduce_command(space=space, data=data, variant=variant, out=out, recipe=the_recipe, init=init),
+        "command": reproduce_command(space=space, data=data, variant=variant, out=out, recipe=the_recipe, init=init,
+                                     correction_cap=correction_cap),
     }
     t0, cpu0 = time.perf_counter(), time.process_time()
     if init is not None and not hn.coverage_recorded():  # a checkpoint from before coverage was recorded:
@@ -194,9 +202,11 @@ def pretrain(
 
 
 def reproduce_command(*, space: str, data: str, variant: str, out: str | Path, recipe: Recipe,
-                      init: str | Path | None = None) -> str:
+                      init: str | Path | None = None, correction_cap: float | None = None) -> str:
     args = ["python", "-m", "nas.pretrain", "--space", space, "--data", data, "--variant", variant,
             *recipe.cli_args(), "--out", str(out)]
+    if correction_cap is not None:
+        args += ["--correction-cap", repr(correction_cap)]
     if init is not None:
         args += ["--init", str(init)]
     return shlex.join(args)
@@ -270,6 +280,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--widths", default=d.widths, choices=list(WIDTH_SAMPLING),
                         help="meta-training widths: the space's grid, or any width of its range a head count divides")
     parser.add_argument("--init", default=None, help="start from this checkpoint instead of a fresh hypernet")
+    parser.add_argument("--correction-cap", type=float, default=None,
+                        help="bound the predicted corrections' RMS to about this many times W0's (hypernet design; "
+                             "default: the init's, or none)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -279,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         path = pretrain(space=args.space, data=args.data, variant=args.variant, out=args.out, device=args.device,
-                        progress=not args.no_progress, init=args.init,
+                        progress=not args.no_progress, init=args.init, correction_cap=args.correction_cap,
                         **{f.name: getattr(args, f.name) for f in fields(Recipe)})
     except (ConfigError, FileNotFoundError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)

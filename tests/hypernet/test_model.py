@@ -61,6 +61,9 @@ def test_tiny_size_and_variants():
     (dict(variant="huge"), "variant"), (dict(rank=0), "rank"), (dict(hidden=60, heads=8), "heads"),
     (dict(max_dim=0), "max_dim"), (dict(max_total_dim=10), "max_total_dim"),
     (dict(space_signature=3), "space_signature"), (dict(residual=1), "residual"),
+    (dict(correction_cap=0), "correction_cap"), (dict(correction_cap=-1.0), "correction_cap"),
+    (dict(correction_cap=True), "correction_cap"), (dict(correction_cap="2"), "correction_cap"),
+    (dict(correction_cap=2.0, residual=False), "correction_cap"),
 ])
 def test_bad_config_names_field(kwargs, field):
     with pytest.raises(ConfigError) as err:
@@ -75,6 +78,8 @@ def test_config_round_trip():
         LoGAHConfig.from_dict({"variant": "tiny", "bogus": 1})
     assert LoGAHConfig.from_dict({"variant": "tiny"}).residual is False  # stored before the field existed
     assert LoGAHConfig().residual is True
+    capped = LoGAHConfig(correction_cap=2.5)
+    assert LoGAHConfig.from_dict(capped.to_dict()) == capped and LoGAHConfig().correction_cap is None
 
 
 @pytest.mark.parametrize("config", [
@@ -320,3 +325,56 @@ def test_strength_needs_a_residual_decoder():
     assert set(pure.predict(config)) == set(dict(build_model(config).named_parameters()))
     with pytest.raises(ValueError, match="residual"):
         pure.predict(config, strength=0.5)
+
+
+def _rms(t: torch.Tensor) -> float:
+    return float(t.double().pow(2).mean().sqrt())
+
+
+@pytest.mark.parametrize("config", [ViTConfig(depth=1, width=32, heads=4), ViTConfig(depth=6, width=256),
+                                    GPT2Config(depth=2, width=64, tied_embeddings=False)], ids=str)
+def test_a_correction_cap_keeps_every_correction_within_that_many_w0_stds(config):
+    """With gains far beyond it (g = 50 for every role), every residual-role correction's RMS stays
+    below cap x W0's std (the uncapped hypernet's are 2.5-300x that), and the batched and streamed
+    paths still agree."""
+    from dataclasses import replace
+
+    from hypernet import with_config
+    from hypernet.decoder import RESIDUAL_ROLES, init_std
+
+    torch.manual_seed(0)
+    free = LoGAH(LoGAHConfig(variant="tiny"))
+    with torch.no_grad():
+        free.decoder.gain.fill_(50.0 / GAIN_SCALE)
+    capped = with_config(free, correction_cap=2.0)
+    assert capped.config == replace(free.config, correction_cap=2.0) and capped.decoder.correction_cap == 2.0
+    graph = capped.graph(config)
+    roles = {n: r for ns, rs in zip(graph.param_names, graph.param_roles) for n, r in zip(ns, rs)}
+    w0 = capped.base_init(config)
+    beyond = 0
+    for hn, cap in ((capped, 2.0), (free, None)):
+        params = hn.predict(config)
+        (batched,) = hn.predict_batch([config])
+        for name, value in params.items():
+            torch.testing.assert_close(batched[name].detach(), value, atol=1e-4, rtol=1e-3)  # g = 50: large
+            if roles[name] not in RESIDUAL_ROLES:
+                continue
+            ratio = _rms(value - w0[name]) / init_std(roles[name], config.depth)
+            if cap is not None:
+                assert ratio < cap, (name, ratio)
+            else:
+                beyond += ratio > 2.5
+    assert beyond == sum(r in RESIDUAL_ROLES for r in roles.values())  # without a cap every one is larger
+
+
+def test_a_gain_far_beyond_the_cap_still_gets_a_gradient():
+    """The algebraic cap (not tanh) leaves a gradient Adam can follow, so a checkpoint meta-trained
+    without a cap can move its gains back under one."""
+    torch.manual_seed(0)
+    hn = LoGAH(LoGAHConfig(variant="tiny", correction_cap=2.0))
+    with torch.no_grad():
+        hn.decoder.gain.fill_(300.0 / GAIN_SCALE)
+    config = ViTConfig(depth=1, width=32, heads=4)
+    (params,) = hn.predict_batch([config])
+    sum(p.pow(2).sum() for p in params.values()).backward()
+    assert hn.decoder.gain.grad is not None and bool((hn.decoder.gain.grad.abs() > 1e-6).sum() >= 3)

@@ -129,6 +129,36 @@ def test_pretrain_from_a_checkpoint_records_its_parent(tmp_path):
                  hypernet_options={"rank": 8}, space_options=SMALL_VIT, progress=False)
 
 
+def test_a_correction_cap_is_set_on_a_fresh_or_init_hypernet_and_recorded(tmp_path):
+    """`--correction-cap` turns the bound on from this stage (also on an init meta-trained without
+    one); the checkpoint's config and metadata keep it, the command replays it, later stages
+    inherit it, and a restart with another cap is refused."""
+    from hypernet import load_checkpoint
+
+    first = pretrain(space="vit", data="digits", steps=1, out=tmp_path / "a.safetensors", device="cpu",
+                     batch_size=8, space_options=SMALL_VIT, progress=False)
+    assert load_checkpoint(first)[0].config.correction_cap is None
+    out = tmp_path / "b.safetensors"
+    second = pretrain(space="vit", data="digits", steps=1, out=out, device="cpu", batch_size=8,
+                      space_options=SMALL_VIT, progress=False, init=first, correction_cap=2.5, keep_trainstate=True)
+    hn, meta = load_checkpoint(second)
+    assert hn.config.correction_cap == 2.5 and meta["correction_cap"] == 2.5
+    assert "--correction-cap 2.5" in meta["command"]
+    assert _parser().parse_args(["--correction-cap", "2.5"]).correction_cap == 2.5
+    with pytest.raises(ConfigError, match="correction_cap"):  # resuming b with another cap
+        pretrain(space="vit", data="digits", steps=2, out=out, device="cpu", batch_size=8, space_options=SMALL_VIT,
+                 progress=False, init=first, correction_cap=3.0)
+    third = pretrain(space="vit", data="digits", steps=1, out=tmp_path / "c.safetensors", device="cpu", batch_size=8,
+                     space_options=SMALL_VIT, progress=False, init=second)
+    assert load_checkpoint(third)[0].config.correction_cap == 2.5  # inherited
+    fresh = pretrain(space="vit", data="digits", steps=1, out=tmp_path / "d.safetensors", device="cpu", batch_size=8,
+                     space_options=SMALL_VIT, progress=False, correction_cap=4.0)
+    assert load_checkpoint(fresh)[0].config.correction_cap == 4.0
+    with pytest.raises(ConfigError, match="correction_cap"):
+        pretrain(space="vit", data="digits", steps=1, out=tmp_path / "e.safetensors", device="cpu",
+                 space_options=SMALL_VIT, progress=False, correction_cap=0.0)
+
+
 def test_the_cli_defaults_are_the_recipe_defaults():
     args = _parser().parse_args([])
     assert Recipe(**{f.name: getattr(args, f.name) for f in fields(Recipe)}) == Recipe()
