@@ -306,11 +306,11 @@ class LowRankDecoder(nn.Module):
         """A correction's signed RMS `std`, smoothly held below `correction_cap` times W0's std
         `w0_std`: std / sqrt(1 + (std / bound)^2) with bound = cap * w0; unchanged without a cap.
 
-        Why: the updates training makes stay within a few times W0's RMS, and so do good starts;
-        an uncapped gain (shared by every width and depth) grows to whatever lowers the step-0
-        loss on average, e.g. output projections at ~30x W0 in the narrowest models, which train on
-        worse than a random init (bench/RESULTS.md). The algebraic form (not tanh) keeps a gradient
-        Adam can follow when a gain starts far beyond the cap (a checkpoint meta-trained without one)."""
+        Why: an uncapped gain, one per role for every width and depth, grows to whatever lowers the
+        step-0 loss on average, and on the narrowest models the corrections it gives are many times
+        W0 (bench/RESULTS.md, section 2: what a cap does to the starts' training). The algebraic
+        form (not tanh) keeps a gradient Adam can follow when a gain starts far beyond the cap (a
+        checkpoint meta-trained without one)."""
         if self.correction_cap is None:
             return std
         bound = self.correction_cap * w0_std
