@@ -30,6 +30,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CheckpointError", "LoGAH", "LoGAHConfig", "Op", "VARIANTS", "build_graph", "data_bound_parts", "functional_forward",
-    "load_checkpoint", "pretrained_path", "pretrained_paths", "read_header", "save_checkpoint", "transfer", "with_config",
-    *_TRAINING,
+    "load_checkpoint", "pretrained_path", "pretrained_paths", "read_header", "save_checkpoint", "transfer",
+    "with_config", *_TRAINING,
 ]

@@ -149,7 +149,9 @@ def pretrain(
                   "steps": init_meta.get("steps"), "parent": init_meta.get("init_checkpoint")}
     else:
         torch.manual_seed(the_recipe.seed)  # hypernet initialisation
-        options = {**(hypernet_options or {}), **({"correction_cap": correction_cap} if correction_cap is not None else {})}
+        options = dict(hypernet_options or {})
+        if correction_cap is not None:
+            options["correction_cap"] = correction_cap
         hn = LoGAH(LoGAHConfig(variant=variant, space_signature=the_space.signature(), **options))
     unseen = unseen_architectures(the_space)
     meta: dict[str, Any] = {
