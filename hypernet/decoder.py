@@ -299,8 +299,11 @@ class LowRankDecoder(nn.Module):
         stds = torch.tensor([self.matrix_std(targets[t][2], n_in, targets[t][3]) for t in members], device=device)
         if not self.residual:
             return stds
-        w0_stds = torch.tensor([init_std(targets[t][2], targets[t][3]) for t in members], device=device)
-        return self._capped(stds * self.role_gain([targets[t][2] for t in members]), w0_stds)
+        stds = stds * self.role_gain([targets[t][2] for t in members])
+        if self.correction_cap is None:  # the usual case: no W0 stds to build on the prediction path
+            return stds
+        return self._capped(stds, torch.tensor([init_std(targets[t][2], targets[t][3]) for t in members],
+                                               device=device))
 
     def _capped(self, std: torch.Tensor, w0_std: float | torch.Tensor) -> torch.Tensor:
         """A correction's signed RMS `std`, smoothly held below `correction_cap` times W0's std
