@@ -12,6 +12,8 @@ from hypernet.graph import Role
 from hypernet.meta_training import MetaTrainConfig
 from search_spaces import GPT2Config, ViTConfig, get_space
 
+from _stats import rms
+
 
 def _vit(depth=2, width=32, heads=4, mlp_ratio=2.0):
     return ViTConfig(image_size=8, channels=1, num_classes=10, patch_size=4, depth=depth, width=width, heads=heads,
@@ -209,10 +211,6 @@ def test_apply_and_strength_grow_the_same_way():
         torch.testing.assert_close(p.detach(), hn.predict(wide, strength=0.5)[name])
 
 
-def _rms(t: torch.Tensor) -> float:
-    return float(t.double().pow(2).mean().sqrt())
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("space,data", [("vit", "digits"), ("gpt2", "pytext")])
 def test_shipped_predictions_keep_every_role_in_a_good_inits_range_at_any_size(space, data):
@@ -244,15 +242,15 @@ def test_shipped_predictions_keep_every_role_in_a_good_inits_range_at_any_size(s
                  for n, s, r in zip(ns, ss, rs)}
         for name, value in hn.predict(config).items():
             role, shape = roles[name]
-            rms = _rms(value)
+            size = rms(value)
             if role in (Role.WEIGHT, Role.HEAD, Role.RESIDUAL_WEIGHT):
                 fan_in = shape[-1]
                 res = 1 / math.sqrt(2 * depth) if role == Role.RESIDUAL_WEIGHT else 1.0
                 lo = 0.25 * min(0.02 * res, 1 / math.sqrt(3 * fan_in))
                 hi = 4 * max(0.02, math.sqrt(2 / fan_in))
-                assert lo <= rms <= hi, (config, name, rms, lo, hi)
+                assert lo <= size <= hi, (config, name, size, lo, hi)
             elif role in (Role.EMBEDDING, Role.POS_EMBEDDING, Role.CLS_TOKEN):
-                assert 0.005 <= rms <= 4.0, (config, name, rms)
+                assert 0.005 <= size <= 4.0, (config, name, size)
             elif role == Role.LN_WEIGHT:
                 assert 0 <= float(value.min()) and float(value.max()) <= 2, (config, name)  # 2 sigmoid(v)
             else:

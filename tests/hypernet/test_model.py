@@ -9,6 +9,8 @@ from hypernet import VARIANTS, LoGAH, LoGAHConfig, functional_forward
 from hypernet.decoder import GAIN_SCALE
 from search_spaces import GPT2_S, ConfigError, GPT2Config, GPT2Space, ViTConfig, ViTSpace, build_model
 
+from _stats import rms
+
 
 def _trained_like(hn: LoGAH) -> LoGAH:
     """Non-zero gains and per-key offsets, as after meta-training (a fresh one predicts the init)."""
@@ -327,10 +329,6 @@ def test_strength_needs_a_residual_decoder():
         pure.predict(config, strength=0.5)
 
 
-def _rms(t: torch.Tensor) -> float:
-    return float(t.double().pow(2).mean().sqrt())
-
-
 @pytest.mark.parametrize("config", [ViTConfig(depth=1, width=32, heads=4), ViTConfig(depth=6, width=256),
                                     GPT2Config(depth=2, width=64, tied_embeddings=False)], ids=str)
 def test_a_correction_cap_keeps_every_correction_within_that_many_w0_stds(config):
@@ -359,7 +357,7 @@ def test_a_correction_cap_keeps_every_correction_within_that_many_w0_stds(config
             torch.testing.assert_close(batched[name].detach(), value, atol=1e-4, rtol=1e-3)  # g = 50: large
             if roles[name] not in RESIDUAL_ROLES:
                 continue
-            ratio = _rms(value - w0[name]) / init_std(roles[name], config.depth)
+            ratio = rms(value - w0[name]) / init_std(roles[name], config.depth)
             if cap is not None:
                 assert ratio < cap, (name, ratio)
             else:
