@@ -56,7 +56,7 @@ import random
 import statistics
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -270,6 +270,22 @@ def study_defaults(space_name: str, data: str) -> dict[str, Any]:
             "warmup_steps": cfg.study.warmup_steps, "grad_clip": cfg.study.grad_clip}
 
 
+def base_train_config(study: dict[str, Any], *, lr: float, batch_size: int, weight_decay: float,
+                      eval_batches: int):
+    """The TrainConfig every arm shares (the study's warmup and clipping); `budget_config` sets the steps."""
+    from nas.train_loop import TrainConfig
+
+    return TrainConfig(steps=1, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                       warmup_steps=study["warmup_steps"], grad_clip=study["grad_clip"], eval_every=1,
+                       eval_batches=eval_batches, seed=0, device="cpu")
+
+
+def budget_config(base_cfg, steps: int, eval_every: int | None = None):
+    """`base_cfg` for a run of `steps` steps: warmup at most a tenth of them, ~30 evals unless `eval_every`."""
+    return replace(base_cfg, steps=steps, eval_every=eval_every or default_eval_every(steps),
+                   warmup_steps=min(base_cfg.warmup_steps, max(1, steps // 10)))
+
+
 def _init_model(arm: str, config, seed: int, *, hn=None, strength: float = 1.0, donor=None) -> tuple[Any, float]:
     """A freshly built, seeded model initialised by `arm`; returns (model, init seconds beyond the build)."""
     from nas.init_strategies import MimeticInit, PyTorchInit, RandomInit
@@ -366,15 +382,22 @@ def _stat_arm(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "curve": mean_curve([r["history"] for r in runs])}
 
 
-def _cached_run(cache: RunCache, arm: str, config, seed: int, cfg, dataset, test_batches, *, hn, strength: float,
-                donor, hn_sha: str | None = None) -> tuple[dict[str, Any], float]:
-    """One arm's run (result, init seconds), from the cache when it holds it. Only the hypernet arms'
-    runs are keyed by the checkpoint (`hn_sha`): candidates share the baselines' runs."""
+@dataclass(frozen=True)
+class Hypernet:
+    """The hypernet the hypernet arms apply, and its checkpoint's sha256: what their cached runs are
+    keyed by (a candidate shares the baselines' runs, not the shipped hypernet's)."""
+    model: Any
+    sha256: str | None = None
+
+
+def _cached_run(cache: RunCache, arm: str, config, seed: int, cfg, dataset, test_batches, *, hypernet: Hypernet,
+                strength: float, donor) -> tuple[dict[str, Any], float]:
+    """One arm's run (result, init seconds), from the cache when it holds it."""
     from dataclasses import asdict
 
     fields = {"config": config.to_dict(), "arm": arm, "seed": seed, "train": asdict(cfg), "test_batches": test_batches,
               "strength": strength if arm in HYPERNET_ARMS else None,
-              "checkpoint_sha256": hn_sha if arm in HYPERNET_ARMS else None,
+              "checkpoint_sha256": hypernet.sha256 if arm in HYPERNET_ARMS else None,
               "donor": donor["key"] if arm == "inherit" and donor else None}
     hit = cache.get("run", fields)
     if hit is not None:
@@ -383,22 +406,20 @@ def _cached_run(cache: RunCache, arm: str, config, seed: int, cfg, dataset, test
             run[key] = _nan(run[key])
         run["history"] = [{"step": h["step"], "val_loss": _nan(h["val_loss"])} for h in run["history"]]
         return run, hit["init_seconds"]
-    model, init_s = _init_model(arm, config, seed, hn=hn, strength=strength,
+    model, init_s = _init_model(arm, config, seed, hn=hypernet.model, strength=strength,
                                 donor=donor["weights"] if donor else None)
     run = _run(model, dataset, cfg, test_batches)
     cache.put("run", fields, {"run": run, "init_seconds": init_s})
     return run, init_s
 
 
-def run_arch(config, dataset, *, hn, strengths: dict[str, float], donor, budgets, seeds, lr_grid, lr, tune,
-             base_cfg, eval_every, test_batches, cache: RunCache | None = None,
-             hn_sha: str | None = None) -> dict[str, Any]:
+def run_arch(config, dataset, *, hypernet: Hypernet, strengths: dict[str, float], donor, budgets, seeds, lr_grid, lr, tune,
+             base_cfg, eval_every, test_batches, cache: RunCache | None = None) -> dict[str, Any]:
     """Every arm at every budget for one architecture."""
     cache = cache or RunCache(None, {})
     out = {}
     for label, steps in budgets:
-        cfg = replace(base_cfg, steps=steps, eval_every=eval_every or default_eval_every(steps),
-                      warmup_steps=min(base_cfg.warmup_steps, max(1, steps // 10)))
+        cfg = budget_config(base_cfg, steps, eval_every)
         arms: dict[str, Any] = {}
         for arm in ARMS:
             grid = lr_grid if arm in tune else (lr,)
@@ -407,8 +428,8 @@ def run_arch(config, dataset, *, hn, strengths: dict[str, float], donor, budgets
                 runs = []
                 for seed in seeds:
                     run, init_s = _cached_run(cache, arm, config, seed, replace(cfg, seed=seed, lr=arm_lr), dataset,
-                                              test_batches, hn=hn, strength=strengths.get(arm, 1.0), donor=donor,
-                                              hn_sha=hn_sha)
+                                              test_batches, hypernet=hypernet, strength=strengths.get(arm, 1.0),
+                                              donor=donor)
                     predict_s.append(init_s)
                     runs.append(run)
                 by_lr[arm_lr] = runs
@@ -486,7 +507,6 @@ def parse_archs(text: str) -> tuple[tuple[int, int], ...]:
 def run_space(space_name: str, data: str, args, budgets_text: str) -> dict[str, Any]:
     from hypernet.checkpoint import load_checkpoint, read_header
     from nas.data import load_dataset
-    from nas.train_loop import TrainConfig
     from nas.unseen import unseen_shape_classes
     from search_spaces import build_model, get_space
 
@@ -508,18 +528,16 @@ def run_space(space_name: str, data: str, args, budgets_text: str) -> dict[str, 
     eval_batches = args.eval_batches or default_eval_batches(dataset, args.batch_size)
     # test: as many batches as val (images without --eval-batches: the whole test split)
     test_batches = None if dataset.kind == "image" and not args.eval_batches else eval_batches
-    base_cfg = TrainConfig(steps=1, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                           warmup_steps=study["warmup_steps"], grad_clip=study["grad_clip"], eval_every=1,
-                           eval_batches=eval_batches, seed=0, device="cpu")
+    base_cfg = base_train_config(study, lr=args.lr, batch_size=args.batch_size, weight_decay=args.weight_decay,
+                                 eval_batches=eval_batches)
     print(f"# {space_name} x {data}: {path.name}, pretraining {cost['cpu_hours']:.2f} CPU-h, study budget "
           f"{study['steps']}, warm strength {study['warm_strength']}, budgets {budgets}", file=sys.stderr)
     from search_spaces.files import sha256_file
 
-    hn_sha = sha256_file(path)
+    hypernet = Hypernet(hn, sha256_file(path))
     cache = RunCache(args.cache, {"space": space_name, "data": data})
     pool_steps = study["steps"] if not args.quick else max(s for _, s in budgets)
-    pool = train_pool(space, dataset, replace(base_cfg, steps=pool_steps, eval_every=pool_steps,
-                                              warmup_steps=min(base_cfg.warmup_steps, max(1, pool_steps // 10))),
+    pool = train_pool(space, dataset, budget_config(base_cfg, pool_steps, pool_steps),
                       args.pool, args.pool_seed, cache) if args.pool else []
     classes = named_classes(space, args.archs) if args.archs else unseen_shape_classes(space)
     hn.apply(build_model(next(iter(classes.values()))[0]))  # imports torch_geometric before any prediction is timed
@@ -533,9 +551,9 @@ def run_space(space_name: str, data: str, args, budgets_text: str) -> dict[str, 
     for cls, config in todo:
         donor = pick_donor(config, pool) if pool else None
         t0 = time.perf_counter()
-        res = run_arch(config, dataset, hn=hn, strengths=strengths, donor=donor, budgets=budgets,
+        res = run_arch(config, dataset, hypernet=hypernet, strengths=strengths, donor=donor, budgets=budgets,
                        seeds=args.seeds, lr_grid=args.lr_grid, lr=args.lr, tune=args.tune, base_cfg=base_cfg,
-                       eval_every=args.eval_every, test_batches=test_batches, cache=cache, hn_sha=hn_sha)
+                       eval_every=args.eval_every, test_batches=test_batches, cache=cache)
         archs.append({"class": cls, "arch": describe_arch(config), "config": config.to_dict(),
                       "n_params": _n_params(config), "donor": donor["arch"] if donor else None,
                       "seconds": time.perf_counter() - t0, "budgets": res})
