@@ -2,24 +2,10 @@
 run on ViT x digits whose JSON must hold every arm, budget and shape class with finite numbers."""
 from __future__ import annotations
 
-import importlib
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def protocol():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        return importlib.import_module("protocol")
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
 
 
 def test_mean_se(protocol):

@@ -2,23 +2,9 @@
 whose swapped starts must train to other losses than the starts they came from."""
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def role_swap():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        return importlib.import_module("role_swap")
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
 
 
 def test_a_group_is_one_module_in_every_layer(role_swap):
