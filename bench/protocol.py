@@ -413,8 +413,8 @@ def _cached_run(cache: RunCache, arm: str, config, seed: int, cfg, dataset, test
     return run, init_s
 
 
-def run_arch(config, dataset, *, hypernet: Hypernet, strengths: dict[str, float], donor, budgets, seeds, lr_grid, lr, tune,
-             base_cfg, eval_every, test_batches, cache: RunCache | None = None) -> dict[str, Any]:
+def run_arch(config, dataset, *, hypernet: Hypernet, strengths: dict[str, float], donor, budgets, seeds, lr_grid,
+             lr, tune, base_cfg, eval_every, test_batches, cache: RunCache | None = None) -> dict[str, Any]:
     """Every arm at every budget for one architecture."""
     cache = cache or RunCache(None, {})
     out = {}

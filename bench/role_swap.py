@@ -59,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--space", default="vit", choices=sorted(DATA))
     p.add_argument("--archs", required=True, metavar="DEPTHxWIDTH,...", help="built as nas.unseen.arch_at builds them")
     p.add_argument("--checkpoint", type=Path, default=None, help="the predicting hypernet (default: the shipped one)")
-    p.add_argument("--other", default="random_gpt2", help=f"one of {INIT_ARMS} or a checkpoint (predicting at --strength)")
+    p.add_argument("--other", default="random_gpt2",
+                   help=f"one of {INIT_ARMS} or a checkpoint (predicting at --strength)")
     p.add_argument("--groups", default=None, help="comma-separated parameter groups (default: every group)")
     p.add_argument("--strength", type=float, default=None, help="in (0, 1] (default: the study's warm strength)")
     p.add_argument("--steps", default="study", help="training steps per start, or 'study' (the study's budget)")
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     strength = study["warm_strength"] if args.strength is None else args.strength
     if not 0.0 < strength <= 1.0:
         raise SystemExit(f"--strength: in (0, 1], got {strength}")
-    steps = study["steps"] if args.steps == "study" else int(args.steps)
+    steps = study["steps"] if args.steps == "study" else int(args.steps) if args.steps.isdigit() else 0
     if steps < 1:
         raise SystemExit(f"--steps: a positive integer or 'study', got {args.steps!r}")
     hn, _ = load_checkpoint(args.checkpoint or shipped_checkpoint(space, data), expected_signature=space.signature())
@@ -153,7 +154,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
     lines = ["| group | " + " | ".join(f"{r['arch']}: P, group from O | O, group from P" for r in rows) + " |",
              "|---|" + "---|---|" * len(rows),
-             "| (none) | " + " | ".join(f"P {cell(r['finals']['P'])} | O {cell(r['finals']['O'])}" for r in rows) + " |"]
+             "| (none) | " + " | ".join(f"P {cell(r['finals']['P'])} | O {cell(r['finals']['O'])}"
+                                        for r in rows) + " |"]
     groups = [k[3:-7] for k in rows[0]["finals"] if k.startswith("P, ")]
     for g in groups:
         lines.append(f"| {g} | " + " | ".join(f"{cell(r['finals'][f'P, {g} from O'])} | "

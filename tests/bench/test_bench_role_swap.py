@@ -35,7 +35,7 @@ def test_swapped_takes_exactly_the_group_from_the_donor(role_swap):
     assert all(torch.equal(every[k], donor[k]) for k in base)
 
 
-def test_a_quick_run_trains_every_swap_and_rejects_an_unknown_group(role_swap, tmp_path, capsys):
+def test_a_quick_run_trains_every_swap_and_rejects_bad_input(role_swap, tmp_path, capsys):
     out = tmp_path / "swap.json"
     payload = role_swap.main(["--archs", "1x32", "--steps", "3", "--seeds", "0,1", "--groups",
                               "pos_embed,blocks.mlp.c_proj", "--out", str(out), "--markdown"])
@@ -48,3 +48,7 @@ def test_a_quick_run_trains_every_swap_and_rejects_an_unknown_group(role_swap, t
     assert "| pos_embed |" in capsys.readouterr().out and out.exists()
     with pytest.raises(SystemExit, match="ln_9"):
         role_swap.main(["--archs", "1x32", "--steps", "1", "--seeds", "0", "--groups", "ln_9"])
+    with pytest.raises(SystemExit, match="--steps"):
+        role_swap.main(["--archs", "1x32", "--steps", "many"])
+    with pytest.raises(SystemExit, match="--other"):
+        role_swap.main(["--archs", "1x32", "--other", "no_such_init"])
