@@ -27,8 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe_arch, emit, fmt_mean_se, mean_se, shipped_checkpoint, table  # noqa: E402
-from protocol import (RANDOM_ARMS, _init_model, _run, base_train_config, budget_config,  # noqa: E402
-                      parse_archs, study_defaults)
+from protocol import (RANDOM_ARMS, _init_model, base_train_config, budget_config, parse_archs,  # noqa: E402
+                      study_defaults)
 
 INIT_ARMS = (*RANDOM_ARMS, "mimetic")
 DATA = {"vit": "digits", "gpt2": "pytext"}
@@ -51,6 +51,7 @@ def swapped(base: dict[str, torch.Tensor], donor: dict[str, torch.Tensor], group
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from hypernet.checkpoint import load_checkpoint
     from nas.data import load_dataset
+    from nas.train_loop import train
     from nas.unseen import arch_at
     from search_spaces import build_model, get_space
     from warm_start_quality import default_eval_batches
@@ -107,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         with torch.no_grad():
             for k, v in model.named_parameters():
                 v.copy_(state[k])
-        return _run(model, dataset, replace(cfg, seed=seed), test_batches=None)["final"]
+        return train(model, dataset, replace(cfg, seed=seed)).val_loss  # what the protocol calls final
 
     rows = []
     for depth, width in archs:
@@ -127,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             for g in wanted:
                 runs.setdefault(f"P, {g} from O", []).append(final(config, s, swapped(pred, oth, g)))
                 runs.setdefault(f"O, {g} from P", []).append(final(config, s, swapped(oth, pred, g)))
-        row = {"arch": describe_arch(config), "depth": depth, "width": width,
+        row = {"arch": describe_arch(config), "depth": depth, "width": width, "groups": wanted,
                "finals": {k: mean_se(v) for k, v in runs.items()}, "runs": runs}
         rows.append(row)
         print(f"# {row['arch']}: P {fmt_mean_se(row['finals']['P'], '.3f')}, "
@@ -150,14 +151,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """One row per group: P with it from O | O with it from P, per architecture (P and O on top)."""
     def cell(stat) -> str:
-        return f"{stat[0]:.3f} ± {stat[1]:.3f}"
+        return fmt_mean_se(stat, ".3f")
 
     lines = ["| group | " + " | ".join(f"{r['arch']}: P, group from O | O, group from P" for r in rows) + " |",
              "|---|" + "---|---|" * len(rows),
              "| (none) | " + " | ".join(f"P {cell(r['finals']['P'])} | O {cell(r['finals']['O'])}"
                                         for r in rows) + " |"]
-    groups = [k[3:-7] for k in rows[0]["finals"] if k.startswith("P, ")]
-    for g in groups:
+    for g in rows[0]["groups"]:
         lines.append(f"| {g} | " + " | ".join(f"{cell(r['finals'][f'P, {g} from O'])} | "
                                               f"{cell(r['finals'][f'O, {g} from P'])}" for r in rows) + " |")
     return "\n".join(lines)

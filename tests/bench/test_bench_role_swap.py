@@ -2,7 +2,6 @@
 whose swapped starts must train to other losses than the starts they came from."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 
