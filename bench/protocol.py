@@ -66,6 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe_arch, emit, shipped_checkpoint, table  # noqa: E402
 
 CASES = (("vit", "digits"), ("gpt2", "pytext"))
+DATA = dict(CASES)  # each space's embedded data
 RANDOM_ARMS = ("random_gpt2", "random_pytorch")
 BASELINES = ("random", "mimetic", "inherit")  # `random` = the better of RANDOM_ARMS
 HYPERNET_ARMS = ("hypernet_study", "hypernet_full")
@@ -284,6 +285,43 @@ def budget_config(base_cfg, steps: int, eval_every: int | None = None):
     """`base_cfg` for a run of `steps` steps: warmup at most a tenth of them, ~30 evals unless `eval_every`."""
     return replace(base_cfg, steps=steps, eval_every=eval_every or default_eval_every(steps),
                    warmup_steps=min(base_cfg.warmup_steps, max(1, steps // 10)))
+
+
+@dataclass(frozen=True)
+class StudyTraining:
+    """What a diagnostic bench trains with, as a study of `space` would: the data, the space, the
+    hypernet that predicts, the warm strength and the arms' TrainConfig for `steps` steps."""
+    dataset: Any
+    space: Any
+    hn: Any
+    strength: float
+    steps: int
+    cfg: Any
+
+
+def study_training(space_name: str, *, checkpoint: Path | None, strength: float | None, steps: str, lr: float,
+                   batch_size: int) -> StudyTraining:
+    """The study's setup for `space_name` on its embedded data (`strength` None: the study's warm
+    strength; `steps` 'study' or a positive integer); bad values exit naming the flag."""
+    from hypernet.checkpoint import load_checkpoint
+    from nas.data import load_dataset
+    from search_spaces import get_space
+    from warm_start_quality import default_eval_batches
+
+    data = DATA[space_name]
+    dataset = load_dataset(data)
+    space = get_space(space_name, **dataset.space_options())
+    study = study_defaults(space_name, data)
+    strength = study["warm_strength"] if strength is None else strength
+    if not 0.0 < strength <= 1.0:
+        raise SystemExit(f"--strength: in (0, 1], got {strength}")
+    n_steps = study["steps"] if steps == "study" else int(steps) if steps.isdigit() else 0
+    if n_steps < 1:
+        raise SystemExit(f"--steps: a positive integer or 'study', got {steps!r}")
+    hn, _ = load_checkpoint(checkpoint or shipped_checkpoint(space, data), expected_signature=space.signature())
+    cfg = budget_config(base_train_config(study, lr=lr, batch_size=batch_size, weight_decay=0.01,
+                                          eval_batches=default_eval_batches(dataset, batch_size)), n_steps, n_steps)
+    return StudyTraining(dataset, space, hn, strength, n_steps, cfg)
 
 
 def _init_model(arm: str, config, seed: int, *, hn=None, strength: float = 1.0, donor=None) -> tuple[Any, float]:

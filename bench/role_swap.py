@@ -26,12 +26,10 @@ from typing import Any, Sequence
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe_arch, emit, fmt_mean_se, mean_se, shipped_checkpoint, table  # noqa: E402
-from protocol import (RANDOM_ARMS, _init_model, base_train_config, budget_config, parse_archs,  # noqa: E402
-                      study_defaults)
+from _common import describe_arch, emit, fmt_mean_se, mean_se, table  # noqa: E402
+from protocol import DATA, RANDOM_ARMS, _init_model, parse_archs, study_training  # noqa: E402
 
 INIT_ARMS = (*RANDOM_ARMS, "mimetic")
-DATA = {"vit": "digits", "gpt2": "pytext"}
 
 
 def param_group(name: str) -> str:
@@ -50,11 +48,9 @@ def swapped(base: dict[str, torch.Tensor], donor: dict[str, torch.Tensor], group
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from hypernet.checkpoint import load_checkpoint
-    from nas.data import load_dataset
     from nas.train_loop import train
     from nas.unseen import arch_at
-    from search_spaces import build_model, get_space
-    from warm_start_quality import default_eval_batches
+    from search_spaces import build_model
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--space", default="vit", choices=sorted(DATA))
@@ -77,24 +73,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"--seeds: comma-separated integers, got {args.seeds!r}") from None
     archs = parse_archs(args.archs)
     torch.set_num_threads(1)
-    data = DATA[args.space]
-    dataset = load_dataset(data)
-    space = get_space(args.space, **dataset.space_options())
-    study = study_defaults(args.space, data)
-    strength = study["warm_strength"] if args.strength is None else args.strength
-    if not 0.0 < strength <= 1.0:
-        raise SystemExit(f"--strength: in (0, 1], got {strength}")
-    steps = study["steps"] if args.steps == "study" else int(args.steps) if args.steps.isdigit() else 0
-    if steps < 1:
-        raise SystemExit(f"--steps: a positive integer or 'study', got {args.steps!r}")
-    hn, _ = load_checkpoint(args.checkpoint or shipped_checkpoint(space, data), expected_signature=space.signature())
+    run = study_training(args.space, checkpoint=args.checkpoint, strength=args.strength, steps=args.steps,
+                         lr=args.lr, batch_size=args.batch_size)
+    hn, strength, dataset, space, cfg = run.hn, run.strength, run.dataset, run.space, run.cfg
     other = None
     if args.other not in INIT_ARMS:
         if not Path(args.other).is_file():
             raise SystemExit(f"--other: one of {INIT_ARMS} or an existing checkpoint file, got {args.other!r}")
         other, _ = load_checkpoint(Path(args.other), expected_signature=space.signature())
-    cfg = budget_config(base_train_config(study, lr=args.lr, batch_size=args.batch_size, weight_decay=0.01,
-                                          eval_batches=default_eval_batches(dataset, args.batch_size)), steps, steps)
 
     def start(config, seed: int, source) -> dict[str, torch.Tensor]:
         if isinstance(source, str):
@@ -133,8 +119,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         rows.append(row)
         print(f"# {row['arch']}: P {fmt_mean_se(row['finals']['P'], '.3f')}, "
               f"O {fmt_mean_se(row['finals']['O'], '.3f')}", file=sys.stderr)
-    payload = {"space": args.space, "data": data, "other": args.other, "strength": strength, "steps": steps,
-               "lr": args.lr, "seeds": seeds, "rows": rows,
+    payload = {"space": args.space, "data": DATA[args.space], "other": args.other, "strength": strength,
+               "steps": run.steps, "lr": args.lr, "seeds": seeds, "rows": rows,
                "command": " ".join(["python", "bench/role_swap.py", *(argv if argv is not None else sys.argv[1:])])}
     human = table([{"arch": r["arch"], "start": k, "final": fmt_mean_se(v, ".3f")}
                    for r in rows for k, v in r["finals"].items()], [("arch", "architecture"), ("start", "start"),
