@@ -27,3 +27,8 @@ def protocol():
 @pytest.fixture(scope="module")
 def role_swap():
     return _import_bench("role_swap")
+
+
+@pytest.fixture(scope="module")
+def draw_luck():
+    return _import_bench("draw_luck")
