@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe_arch, emit, fmt_mean_se, mean_se, table  # noqa: E402
-from protocol import DATA, _init_model, parse_archs, study_training  # noqa: E402
+from protocol import DATA, _init_model, add_study_training_args, parse_archs, study_training_from  # noqa: E402
 
 STARTS = ("fresh", "anchored", "shipped W0", "warm", "perturbed")
 
@@ -68,17 +68,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from nas.unseen import arch_at
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--space", default="vit", choices=sorted(DATA))
-    p.add_argument("--archs", required=True, metavar="DEPTHxWIDTH,...", help="built as nas.unseen.arch_at builds them")
+    add_study_training_args(p)
     p.add_argument("--draws", type=int, default=6, help="N: draws (and training seeds) per start, >= 2")
-    p.add_argument("--checkpoint", type=Path, default=None, help="the predicting hypernet (default: the shipped one)")
-    p.add_argument("--strength", type=float, default=None, help="of `warm`, in (0, 1] (default: the study's)")
     p.add_argument("--perturb", type=float, default=None, help="a in (0, 1): also train `perturbed`")
-    p.add_argument("--steps", default="study", help="training steps per start, or 'study' (the study's budget)")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
-    p.add_argument("--markdown", action="store_true", help="also print the markdown table RESULTS.md quotes")
     args = p.parse_args(argv)
     if args.draws < 2:
         raise SystemExit(f"--draws: at least 2 (a standard error needs two), got {args.draws}")
@@ -86,8 +78,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"--perturb: in (0, 1), got {args.perturb}")
     archs = parse_archs(args.archs)
     torch.set_num_threads(1)
-    run = study_training(args.space, checkpoint=args.checkpoint, strength=args.strength, steps=args.steps,
-                         lr=args.lr, batch_size=args.batch_size)
+    run = study_training_from(args)
     hn = run.hn
     if not hn.config.anchored:
         raise SystemExit("--checkpoint: an anchored residual hypernet (its W0 is one fixed draw), got one without")

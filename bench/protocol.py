@@ -299,6 +299,26 @@ class StudyTraining:
     cfg: Any
 
 
+def add_study_training_args(p: argparse.ArgumentParser) -> None:
+    """The flags of a diagnostic bench that trains starts as a study would (read by `study_training_from`),
+    and its --archs, --out and --markdown."""
+    p.add_argument("--space", default="vit", choices=sorted(DATA))
+    p.add_argument("--archs", required=True, metavar="DEPTHxWIDTH,...", help="built as nas.unseen.arch_at builds them")
+    p.add_argument("--checkpoint", type=Path, default=None, help="the predicting hypernet (default: the shipped one)")
+    p.add_argument("--strength", type=float, default=None, help="of the warm start, in (0, 1] (default: the study's)")
+    p.add_argument("--steps", default="study", help="training steps per start, or 'study' (the study's budget)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
+    p.add_argument("--markdown", action="store_true", help="also print the markdown table RESULTS.md quotes")
+
+
+def study_training_from(args: argparse.Namespace) -> StudyTraining:
+    """`study_training` from the flags of `add_study_training_args`."""
+    return study_training(args.space, checkpoint=args.checkpoint, strength=args.strength, steps=args.steps,
+                          lr=args.lr, batch_size=args.batch_size)
+
+
 def study_training(space_name: str, *, checkpoint: Path | None, strength: float | None, steps: str, lr: float,
                    batch_size: int) -> StudyTraining:
     """The study's setup for `space_name` on its embedded data (`strength` None: the study's warm

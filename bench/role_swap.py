@@ -27,7 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe_arch, emit, fmt_mean_se, mean_se, table  # noqa: E402
-from protocol import DATA, RANDOM_ARMS, _init_model, parse_archs, study_training  # noqa: E402
+from protocol import (DATA, RANDOM_ARMS, _init_model, add_study_training_args, parse_archs,  # noqa: E402
+                      study_training_from)
 
 INIT_ARMS = (*RANDOM_ARMS, "mimetic")
 
@@ -53,19 +54,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from search_spaces import build_model
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--space", default="vit", choices=sorted(DATA))
-    p.add_argument("--archs", required=True, metavar="DEPTHxWIDTH,...", help="built as nas.unseen.arch_at builds them")
-    p.add_argument("--checkpoint", type=Path, default=None, help="the predicting hypernet (default: the shipped one)")
+    add_study_training_args(p)
     p.add_argument("--other", default="random_gpt2",
                    help=f"one of {INIT_ARMS} or a checkpoint (predicting at --strength)")
     p.add_argument("--groups", default=None, help="comma-separated parameter groups (default: every group)")
-    p.add_argument("--strength", type=float, default=None, help="in (0, 1] (default: the study's warm strength)")
-    p.add_argument("--steps", default="study", help="training steps per start, or 'study' (the study's budget)")
-    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
-    p.add_argument("--markdown", action="store_true", help="also print the markdown table RESULTS.md quotes")
     args = p.parse_args(argv)
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
@@ -73,8 +66,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"--seeds: comma-separated integers, got {args.seeds!r}") from None
     archs = parse_archs(args.archs)
     torch.set_num_threads(1)
-    run = study_training(args.space, checkpoint=args.checkpoint, strength=args.strength, steps=args.steps,
-                         lr=args.lr, batch_size=args.batch_size)
+    run = study_training_from(args)
     hn, strength, dataset, space, cfg = run.hn, run.strength, run.dataset, run.space, run.cfg
     other = None
     if args.other not in INIT_ARMS:

@@ -9,11 +9,11 @@ import torch
 
 
 @pytest.fixture(scope="module")
-def vit(draw_luck):
+def vit(protocol):
     """The shipped ViT hypernet and a two-layer model of its space."""
     from nas.unseen import arch_at
 
-    run = draw_luck.study_training("vit", checkpoint=None, strength=None, steps="study", lr=1e-3, batch_size=32)
+    run = protocol.study_training("vit", checkpoint=None, strength=None, steps="study", lr=1e-3, batch_size=32)
     return run.hn, arch_at(run.space, 2, 48)
 
 
