@@ -24,6 +24,7 @@ draw of its own.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -44,12 +45,9 @@ def anchored_init(hn, config, anchor_seed: int, seed: int) -> torch.nn.Module:
     """The model `hn` would refine if its anchor seed were `anchor_seed` (nas.safety.init_model)."""
     from nas.safety import init_model
 
-    own = hn.config
-    hn.config = replace(own, anchor_seed=anchor_seed)
-    try:
-        return init_model(hn, config, seed)
-    finally:
-        hn.config = own
+    other = copy.copy(hn)  # shares hn's parameters; only its config differs
+    other.config = replace(hn.config, anchor_seed=anchor_seed)
+    return init_model(other, config, seed)
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ def test_another_anchor_seed_is_another_draw_of_the_same_init(draw_luck, vit):
     own = hn.config
     shipped = dict(init_model(hn, config, 0).named_parameters())
     other = dict(draw_luck.anchored_init(hn, config, own.anchor_seed + 1, 0).named_parameters())
-    assert hn.config is own  # restored
+    assert hn.config is own  # untouched
     for name, w in shipped.items():
         if w.dim() >= 2:
             assert not torch.equal(w, other[name]), name
