@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,6 +125,12 @@ def table(rows: Iterable[dict[str, Any]], columns: list[tuple[str, str]]) -> str
     lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def command_line(script: str, argv: Sequence[str] | None) -> str:
+    """The command that reproduces a bench run: `python bench/<script's file name> <its arguments>`
+    (`argv` None: this process's own)."""
+    return " ".join(["python", f"bench/{Path(script).name}", *(argv if argv is not None else sys.argv[1:])])
 
 
 def emit(name: str, payload: dict[str, Any], human: str) -> None:

@@ -48,7 +48,7 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import fmt_mean_se, mean_se, run_search, table  # noqa: E402
+from bench._common import command_line, fmt_mean_se, mean_se, run_search, table  # noqa: E402
 
 SETTINGS = {
     "mnist5k_transfer": ["space=vit", "data=mnist5k", "space.patch_sizes=[4,7]", "hypernet.checkpoint=auto"],
@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     payload = {"bench": "closed_loop", "trials": args.trials, "steps": args.steps, "refit_every": args.refit_every,
                "workers": args.workers, "refit_in": args.refit_in,
                "refit_max_share": args.refit_max_share, "set": args.both_set, "warm_set": args.warm_set,
-               "command": " ".join(["python", "bench/closed_loop.py", *(argv if argv is not None else sys.argv[1:])]),
+               "command": command_line(__file__, argv),
                "results": results}
     if args.out:
         args.out.write_text(json.dumps(payload, indent=1, sort_keys=True, default=str))

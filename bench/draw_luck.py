@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe_arch, emit, fmt_mean_se, mean_se, table  # noqa: E402
+from _common import command_line, describe_arch, emit, fmt_mean_se, mean_se, table  # noqa: E402
 from protocol import DATA, _init_model, add_study_training_args, parse_archs, study_training_from  # noqa: E402
 
 STARTS = ("fresh", "anchored", "shipped W0", "warm", "perturbed")
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               + f"; shipped W0 ranks {rank} of {args.draws} anchored draws", file=sys.stderr)
     payload = {"space": args.space, "data": DATA[args.space], "anchor_seed": own_seed, "strength": run.strength,
                "perturb": args.perturb, "steps": run.steps, "lr": args.lr, "draws": args.draws, "rows": rows,
-               "command": " ".join(["python", "bench/draw_luck.py", *(argv if argv is not None else sys.argv[1:])])}
+               "command": command_line(__file__, argv)}
     human = table([{"arch": r["arch"], "start": s, "final": fmt_mean_se(r["finals"][s], ".3f")}
                    for r in rows for s in starts], [("arch", "architecture"), ("start", "start"),
                                                     ("final", "final val loss")])

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe_arch, emit, fmt_mean_se, mean_se, table  # noqa: E402
+from _common import command_line, describe_arch, emit, fmt_mean_se, mean_se, table  # noqa: E402
 from protocol import (DATA, RANDOM_ARMS, _init_model, add_study_training_args, parse_archs,  # noqa: E402
                       study_training_from)
 
@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               f"O {fmt_mean_se(row['finals']['O'], '.3f')}", file=sys.stderr)
     payload = {"space": args.space, "data": DATA[args.space], "other": args.other, "strength": strength,
                "steps": run.steps, "lr": args.lr, "seeds": seeds, "rows": rows,
-               "command": " ".join(["python", "bench/role_swap.py", *(argv if argv is not None else sys.argv[1:])])}
+               "command": command_line(__file__, argv)}
     human = table([{"arch": r["arch"], "start": k, "final": fmt_mean_se(v, ".3f")}
                    for r in rows for k, v in r["finals"].items()], [("arch", "architecture"), ("start", "start"),
                                                                      ("final", "final val loss")])
