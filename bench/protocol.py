@@ -26,7 +26,8 @@ under the same TrainConfig, the same seeds (init draw and batch order) and the s
   `random` is the better of the two (lower mean final val loss), the random-init baseline;
 - `mimetic`: closed-form attention init (`MimeticInit`),
 - `inherit`: weight selection from the most similar architecture of a pool of the space's own
-  architectures trained the same way at the study budget (donor = `nas.init_strategies.distance`,
+  architectures trained the same way at the study budget, at `--pool-lr` whatever lr the arms train at
+  (donor = `nas.init_strategies.distance`,
   ties broken by the donor's val loss, as `InheritInit` picks a completed trial; cropping by
   `search_spaces.inits.inherit_weights`, what `InheritInit` calls),
 - `hypernet_study`: the hypernet at the study's `hypernet.warm_strength` (nas/conf), as `HypernetInit`,
@@ -595,8 +596,8 @@ def run_space(space_name: str, data: str, args, budgets_text: str) -> dict[str, 
     hypernet = Hypernet(hn, sha256_file(path))
     cache = RunCache(args.cache, {"space": space_name, "data": data})
     pool_steps = study["steps"] if not args.quick else max(s for _, s in budgets)
-    pool = train_pool(space, dataset, budget_config(base_cfg, pool_steps, pool_steps),
-                      args.pool, args.pool_seed, cache) if args.pool else []
+    pool_cfg = budget_config(replace(base_cfg, lr=args.pool_lr), pool_steps, pool_steps)
+    pool = train_pool(space, dataset, pool_cfg, args.pool, args.pool_seed, cache) if args.pool else []
     classes = named_classes(space, args.archs) if args.archs else unseen_shape_classes(space)
     hn.apply(build_model(next(iter(classes.values()))[0]))  # imports torch_geometric before any prediction is timed
     wanted = args.classes or list(classes)
@@ -831,6 +832,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="val batches per eval (default: the whole split for images, 4 for text)")
     p.add_argument("--pool", type=int, default=None, help="inheritance pool size (default 3; 0: no inherit arm)")
     p.add_argument("--pool-seed", type=int, default=0)
+    p.add_argument("--pool-lr", type=float, default=1e-3,
+                   help="lr the inheritance pool trains at (not --lr: moving an arm's lr keeps the donors)")
     p.add_argument("--pretrain-hours", default="", metavar="SPACE=H,...",
                    help="meta-training CPU-hours per space instead of the checkpoint metadata's estimate")
     p.add_argument("--threads", type=int, default=1)

@@ -255,6 +255,31 @@ def test_a_candidate_checkpoint_is_scored_instead_of_the_shipped_one(protocol, c
         protocol.main(["--quick", "--spaces", "vit", "--archs", "1x32", "--checkpoint", str(gpt2), "--budgets", "2"])
 
 
+def _cached_quick_vit(protocol, capsys, tmp_path):
+    """A quick one-architecture ViT protocol on one cache: run(*extra flags) -> its JSON for vit."""
+    base = ["--quick", "--spaces", "vit", "--archs", "1x32", "--budgets", "2", "--pool", "1",
+            "--cache", str(tmp_path / "cache")]
+
+    def run(*extra):
+        protocol.main([*base, *extra])
+        return json.loads(capsys.readouterr().out.partition("\n")[0])["spaces"]["vit"]
+
+    return run
+
+
+def test_the_pool_trains_at_its_own_lr_so_an_arms_lr_keeps_the_donors(protocol, capsys, tmp_path):
+    """--lr moves the untuned arms only: the inheritance pool is trained at --pool-lr, so a run at
+    another --lr reuses the same donors (its cache entry), and another --pool-lr trains new ones."""
+    run = _cached_quick_vit(protocol, capsys, tmp_path)
+    first = run()
+    other_lr = run("--lr", "3e-3")
+    assert other_lr["cache"]["hits"] == len(protocol.RANDOM_ARMS) + 1  # the tuned random arms and the pool
+    assert other_lr["pool"] == first["pool"]
+    other_pool = run("--pool-lr", "3e-3")
+    assert other_pool["pool"][0]["arch"] == first["pool"][0]["arch"]
+    assert other_pool["pool"][0]["val_loss"] != first["pool"][0]["val_loss"]
+
+
 def test_a_candidate_reuses_the_baselines_runs_and_trains_only_its_own(protocol, capsys, tmp_path):
     """The cache keys only the hypernet arms by the checkpoint: scoring a candidate beside the
     shipped hypernet retrains its two arms, not the baselines nor the inheritance pool."""
@@ -270,13 +295,7 @@ def test_a_candidate_reuses_the_baselines_runs_and_trains_only_its_own(protocol,
         next(hn.parameters()).mul_(1.01)  # another hypernet, another sha
     candidate = tmp_path / "candidate.safetensors"
     save_checkpoint(hn, candidate, read_header(shipped)["meta"])
-    base = ["--quick", "--spaces", "vit", "--archs", "1x32", "--budgets", "2", "--pool", "1",
-            "--cache", str(tmp_path / "cache")]
-
-    def run(*extra):
-        protocol.main([*base, *extra])
-        return json.loads(capsys.readouterr().out.partition("\n")[0])["spaces"]["vit"]
-
+    run = _cached_quick_vit(protocol, capsys, tmp_path)
     first = run()
     assert first["cache"]["hits"] == 0
     second = run("--checkpoint", str(candidate))
