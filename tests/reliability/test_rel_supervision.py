@@ -125,8 +125,7 @@ def test_both_workers_killed_in_turn_search_says_incomplete_then_resume_complete
     assert not states["RUNNING"] and len(states["COMPLETE"]) + len(states["PRUNED"]) >= 4
     # the killed configurations were run again, not lost: a retry that finished (completed, or pruned by
     # the pruner's rule like any trial) carries them in its history (a killed retry's own retry counts for it)
-    retried = {n for r in study.trials if r.state.name in ("COMPLETE", "PRUNED")
-               for n in r.system_attrs.get("retry_history", [])}
+    retried = {n for r in states["COMPLETE"] + states["PRUNED"] for n in r.system_attrs.get("retry_history", [])}
     assert set(killed) <= retried
     STATS["trials"] += len(study.trials)
     STATS["workers"] += 4
