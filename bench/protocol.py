@@ -27,9 +27,8 @@ under the same TrainConfig, the same seeds (init draw and batch order) and the s
 - `mimetic`: closed-form attention init (`MimeticInit`),
 - `inherit`: weight selection from the most similar architecture of a pool of the space's own
   architectures trained the same way at the study budget, at `--pool-lr` whatever lr the arms train at
-  (donor = `nas.init_strategies.distance`,
-  ties broken by the donor's val loss, as `InheritInit` picks a completed trial; cropping by
-  `search_spaces.inits.inherit_weights`, what `InheritInit` calls),
+  (donor = `nas.init_strategies.distance`, ties broken by the donor's val loss, as `InheritInit` picks a
+  completed trial; cropping by `search_spaces.inits.inherit_weights`, what `InheritInit` calls),
 - `hypernet_study`: the hypernet at the study's `hypernet.warm_strength` (nas/conf), as `HypernetInit`,
 - `hypernet_full`: the hypernet at strength 1.0.
 mimetic, inherit and the hypernet arms train at `--lr` (add them to `--tune` to tune their lr too).
