@@ -133,6 +133,16 @@ def command_line(script: str, argv: Sequence[str] | None) -> str:
     return " ".join(["python", f"bench/{Path(script).name}", *(argv if argv is not None else sys.argv[1:])])
 
 
+def write_json(path: Path | None, name: str, payload: dict[str, Any], *, sort_keys: bool = True) -> None:
+    """A bench's --out file (nothing when `path` is None), named as `emit` names its line; written
+    atomically so an interrupted run leaves the previous file whole. `sort_keys=False` keeps run order."""
+    if path is None:
+        return
+    from search_spaces.files import atomic_write_text
+
+    atomic_write_text(path, json.dumps({"bench": name, **payload}, indent=1, sort_keys=sort_keys, default=str) + "\n")
+
+
 def emit(name: str, payload: dict[str, Any], human: str) -> None:
     """One JSON line (machine-readable, first) then the human table."""
     print(json.dumps({"bench": name, **payload}, sort_keys=True))

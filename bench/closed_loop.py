@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import math
 import sys
 import tempfile
@@ -48,7 +47,7 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import command_line, fmt_mean_se, mean_se, run_search, table  # noqa: E402
+from bench._common import command_line, fmt_mean_se, mean_se, run_search, table, write_json  # noqa: E402
 
 SETTINGS = {
     "mnist5k_transfer": ["space=vit", "data=mnist5k", "space.patch_sizes=[4,7]", "hypernet.checkpoint=auto"],
@@ -180,8 +179,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                "refit_max_share": args.refit_max_share, "set": args.both_set, "warm_set": args.warm_set,
                "command": command_line(__file__, argv),
                "results": results}
-    if args.out:
-        args.out.write_text(json.dumps(payload, indent=1, sort_keys=True, default=str))
+    write_json(args.out, "closed_loop", payload)
     return payload
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import sys
 from dataclasses import replace
@@ -35,7 +34,7 @@ from typing import Any, Sequence
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import command_line, describe_arch, emit, fmt_mean_se, mean_se, table  # noqa: E402
+from _common import command_line, describe_arch, emit, fmt_mean_se, mean_se, table, write_json  # noqa: E402
 from protocol import DATA, _init_model, add_study_training_args, parse_archs, study_training_from  # noqa: E402
 
 STARTS = ("fresh", "anchored", "shipped W0", "warm", "perturbed")
@@ -116,8 +115,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.markdown:
         print()
         print(markdown_table(rows, starts, args.draws))
-    if args.out is not None:
-        args.out.write_text(json.dumps({"bench": "draw_luck", **payload}, indent=1))
+    write_json(args.out, "draw_luck", payload)
     return payload
 
 

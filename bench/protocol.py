@@ -63,7 +63,7 @@ from typing import Any, Iterable, Sequence
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe_arch, emit, shipped_checkpoint, table  # noqa: E402
+from _common import describe_arch, emit, shipped_checkpoint, table, write_json  # noqa: E402
 
 CASES = (("vit", "digits"), ("gpt2", "pytext"))
 DATA = dict(CASES)  # each space's embedded data
@@ -895,8 +895,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     payload = _json_safe({"args": shown, "arms": list(ARMS), "baselines": list(BASELINES),
                           "hypernet_arms": list(HYPERNET_ARMS), "spaces": spaces,
                           "seconds": time.perf_counter() - t0})
-    if args.out is not None:
-        args.out.write_text(json.dumps({"bench": "protocol", **payload}, indent=1))  # in run order
+    write_json(args.out, "protocol", payload, sort_keys=False)  # in run order: --from-json prints it so
     emit("protocol", payload, human_tables(payload["spaces"]))
     if args.markdown:
         print()

@@ -33,7 +33,7 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import command_line, fmt_mean_se, mean_se, run_search, table  # noqa: E402
+from bench._common import command_line, fmt_mean_se, mean_se, run_search, table, write_json  # noqa: E402
 
 BASE = ["space=vit", "data=digits", "hypernet.checkpoint=none", "hypernet.screen_candidates=0",
         "study.sampler=random", "study.pruner=none"]
@@ -138,8 +138,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                "refit_every": args.refit_every, "workers": args.workers, "set": args.both_set,
                "command": command_line(__file__, argv),
                "summary": rows, "runs": runs}
-    if args.out:
-        args.out.write_text(json.dumps(payload, indent=1, sort_keys=True, default=str))
+    write_json(args.out, "refit_throughput", payload)
     return payload
 
 

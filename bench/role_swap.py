@@ -17,7 +17,6 @@ state, so the effects of two groups need not add up.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any, Sequence
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import command_line, describe_arch, emit, fmt_mean_se, mean_se, table  # noqa: E402
+from _common import command_line, describe_arch, emit, fmt_mean_se, mean_se, table, write_json  # noqa: E402
 from protocol import (DATA, RANDOM_ARMS, _init_model, add_study_training_args, parse_archs,  # noqa: E402
                       study_training_from)
 
@@ -121,8 +120,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.markdown:
         print()
         print(markdown_table(rows))
-    if args.out is not None:
-        args.out.write_text(json.dumps({"bench": "role_swap", **payload}, indent=1))
+    write_json(args.out, "role_swap", payload)
     return payload
 
 

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe_arch, emit, shipped_checkpoint, table  # noqa: E402
+from _common import describe_arch, emit, shipped_checkpoint, table, write_json  # noqa: E402
 from protocol import CASES, _init_model, mean_se, study_defaults  # noqa: E402
 
 ARMS = ("random_gpt2", "random_pytorch", "mimetic", "hypernet_study", "hypernet_full")
@@ -144,8 +144,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     spaces = {name: run_space(name, data, seeds, args.quick, not args.no_paper_scale)
               for name, data in CASES if name in args.spaces.split(",")}
     payload = {"seeds": list(seeds), "arms": list(ARMS), "spaces": spaces, "seconds": time.perf_counter() - t0}
-    if args.out is not None:
-        args.out.write_text(json.dumps({"bench": "step0", **payload}, sort_keys=True, indent=1))
+    write_json(args.out, "step0", payload)
     emit("step0", payload, human(spaces) + ("\n\n" + markdown(spaces) if args.markdown else ""))
     return {"bench": "step0", **payload}
 

@@ -12,7 +12,6 @@ architectures (each seed draws `--archs` of them and their inits).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import command_line, fmt_mean_se, mean_se, table  # noqa: E402
+from bench._common import command_line, fmt_mean_se, mean_se, table, write_json  # noqa: E402
 
 VARIANTS = {"ImageDataset": (("pos_embed",), ("pos_embed", "head"), ("pos_embed", "head", "patch_embed")),
             "TextDataset": ((), ("wpe",), ("wte", "lm_head", "wpe"))}
@@ -85,8 +84,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     payload = {"bench": "transfer", "data": args.data, "overrides": overrides, "version0": initial.note,
                "archs": args.archs, "seeds": args.seeds, "steps": args.steps, "results": results,
                "command": command_line(__file__, argv)}
-    if args.out:
-        args.out.write_text(json.dumps(payload, indent=1, sort_keys=True))
+    write_json(args.out, "transfer", payload)
     return payload
 
 

@@ -32,3 +32,8 @@ def role_swap():
 @pytest.fixture(scope="module")
 def draw_luck():
     return _import_bench("draw_luck")
+
+
+@pytest.fixture(scope="module")
+def common():
+    return _import_bench("_common")
