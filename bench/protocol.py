@@ -6,6 +6,7 @@ the strongest cheap baselines, on held-out shape classes, at several budgets, ov
     python bench/protocol.py --quick          # smoke run: budgets 4,8, one seed, one arch per class
     python bench/protocol.py --cache DIR [--shard I/N] ...   # resumable; N processes share the work
     python bench/protocol.py --spaces vit --archs 1x64,3x128 ...   # named architectures (a diagnostic)
+    python bench/protocol.py --spaces vit --draw 2 --draw-seed 0 ...   # another draw of unseen models per class
     python bench/protocol.py --spaces vit --checkpoint CAND.safetensors ...   # a candidate, not the shipped one
 
 With `--cache DIR` every finished training run (arm, lr, seed, budget, architecture, under one
@@ -565,7 +566,7 @@ def parse_archs(text: str) -> tuple[tuple[int, int], ...]:
 def run_space(space_name: str, data: str, args, budgets_text: str) -> dict[str, Any]:
     from hypernet.checkpoint import load_checkpoint, read_header
     from nas.data import load_dataset
-    from nas.unseen import unseen_shape_classes
+    from nas.unseen import draw_unseen, unseen_shape_classes
     from search_spaces import build_model, get_space
 
     t_space = time.perf_counter()
@@ -597,7 +598,8 @@ def run_space(space_name: str, data: str, args, budgets_text: str) -> dict[str, 
     pool_steps = study["steps"] if not args.quick else max(s for _, s in budgets)
     pool_cfg = budget_config(replace(base_cfg, lr=args.pool_lr), pool_steps, pool_steps)
     pool = train_pool(space, dataset, pool_cfg, args.pool, args.pool_seed, cache) if args.pool else []
-    classes = named_classes(space, args.archs) if args.archs else unseen_shape_classes(space)
+    classes = (named_classes(space, args.archs) if args.archs else
+               draw_unseen(space, args.draw, args.draw_seed) if args.draw else unseen_shape_classes(space))
     hn.apply(build_model(next(iter(classes.values()))[0]))  # imports torch_geometric before any prediction is timed
     wanted = args.classes or list(classes)
     for cls in wanted:
@@ -817,6 +819,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--archs", default=None, metavar="DEPTHxWIDTH,...",
                    help="these architectures instead of the held-out classes (built as they are: nas.unseen.arch_at); "
                         "a diagnostic, e.g. shapes meta-training saw (class seen_shape)")
+    p.add_argument("--draw", type=int, default=None, metavar="N",
+                   help="N architectures per held-out class drawn at random over the whole class (nas.unseen.draw_unseen) "
+                        "instead of its fixed ones: another set of unseen models")
+    p.add_argument("--draw-seed", type=int, default=0, help="the seed of --draw")
     p.add_argument("--lr-grid", default=None, help="lrs tried for the tuned arms (default 3e-4,1e-3,3e-3)")
     p.add_argument("--tune", default=",".join(RANDOM_ARMS), help=f"arms whose lr is tuned over --lr-grid, of {ARMS}")
     p.add_argument("--lr", type=float, default=1e-3, help="lr of the arms not tuned")
@@ -868,6 +874,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.pool == 0:
         raise SystemExit("--pool: at least 1 (the inherit arm needs a donor)")
     args.classes = [c for c in args.classes.split(",") if c] if args.classes else None
+    if args.draw is not None and (args.draw < 1 or args.archs is not None):
+        raise SystemExit(f"--draw: at least 1 architecture per class, and not with --archs (got {args.draw})")
     if args.archs is not None:
         if args.classes:
             raise SystemExit("--archs and --classes: give one of them")

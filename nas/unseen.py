@@ -10,6 +10,7 @@ parameter shape of the given one.
 from __future__ import annotations
 
 import itertools
+import random
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any
@@ -51,23 +52,62 @@ def arch_at(space: Any, depth: int, width: int, mlp_ratio: float | None = None) 
                       mlp_ratio=ratio, tied_embeddings=space.tied_embeddings[0])
 
 
+def _off_grid_widths(space: Any) -> list[int]:
+    """The widths between the grid's steps that the held-out class uses (meta-training leaves them out)."""
+    lo, hi, step = space.width
+    return [w for w in range(lo + step // 2, hi, step) if w % 8 == 0 or w % 4 == 0][:3]
+
+
+def _unseen_ratio(space: Any) -> float:
+    return next(r for r in (3.0, 1.5, 6.0, 8.0) if r not in space.mlp_ratios)
+
+
 def unseen_shape_classes(space: Any) -> dict[str, list[ModelConfig]]:
     """A few architectures per held-out shape class of `space` (`CLASSES`), none of which shares
     every parameter shape with an architecture of the space."""
     lo, hi, step = space.width
     d_lo, d_hi = space.depth
     d_mid = (d_lo + d_hi) // 2
-    off_grid = [w for w in range(lo + step // 2, hi, step) if w % 8 == 0 or w % 4 == 0][:3]
-    unseen_ratio = next(r for r in (3.0, 1.5, 6.0, 8.0) if r not in space.mlp_ratios)
     mid_width = _grid_widths(space)[len(_grid_widths(space)) // 2]
     classes = {
-        "off_grid_width": [arch_at(space, d, w) for d, w in zip((d_lo, d_mid, d_hi), off_grid)],
+        "off_grid_width": [arch_at(space, d, w) for d, w in zip((d_lo, d_mid, d_hi), _off_grid_widths(space))],
         "wide_2x": [arch_at(space, d, 2 * hi) for d in (d_lo, d_mid)],
         "wide_4x": [arch_at(space, d_lo, 4 * hi)],
         "deep_2x": [arch_at(space, 2 * d_hi, w) for w in (lo, mid_width)],
-        "unseen_mlp_ratio": [arch_at(space, d_mid, mid_width, unseen_ratio)],
+        "unseen_mlp_ratio": [arch_at(space, d_mid, mid_width, _unseen_ratio(space))],
     }
     return {name: [c for c in configs if not shares_shapes_with_space(c, space)] for name, configs in classes.items()}
+
+
+def draw_unseen(space: Any, per_class: int, seed: int) -> dict[str, list[ModelConfig]]:
+    """`per_class` distinct architectures per held-out class drawn at random (seeded) over the whole
+    class, not only at the fixed depths and widths of `unseen_shape_classes`: the space's every depth
+    for the off-grid widths, 2x and 4x the widest width and the unseen MLP ratio, depths up to 2x the
+    deepest; other widths from the grid. A second draw is another reviewer's set of unseen models."""
+    if per_class < 1:
+        raise ValueError(f"per_class: at least 1, got {per_class}")
+    lo, hi, _ = space.width
+    d_lo, d_hi = space.depth
+    depths, grid = list(range(d_lo, d_hi + 1)), _grid_widths(space)
+    rules = {
+        "off_grid_width": lambda rng: arch_at(space, rng.choice(depths), rng.choice(_off_grid_widths(space))),
+        "wide_2x": lambda rng: arch_at(space, rng.choice(depths), 2 * hi),
+        "wide_4x": lambda rng: arch_at(space, rng.choice(depths), 4 * hi),
+        "deep_2x": lambda rng: arch_at(space, rng.randint(d_hi + 1, 2 * d_hi), rng.choice(grid)),
+        "unseen_mlp_ratio": lambda rng: arch_at(space, rng.choice(depths), rng.choice(grid), _unseen_ratio(space)),
+    }
+    rng = random.Random(seed)
+    drawn: dict[str, list[ModelConfig]] = {}
+    for name, rule in rules.items():
+        found: list[ModelConfig] = []
+        for _ in range(100 * per_class):
+            config = rule(rng)
+            if config not in found and not shares_shapes_with_space(config, space):
+                found.append(config)
+            if len(found) == per_class:
+                break
+        drawn[name] = found  # fewer where the class has fewer distinct models (one depth, one width)
+    return drawn
 
 
 def space_shape_signatures(space: Any) -> set[tuple]:
@@ -101,5 +141,5 @@ def shares_shapes_with_space(config: ModelConfig, space: Any) -> bool:
     return shape_signature(config) in space_shape_signatures(space)
 
 
-__all__ = ["CLASSES", "arch_at", "shape_signature", "shares_shapes_with_space", "space_shape_signatures",
+__all__ = ["CLASSES", "arch_at", "draw_unseen", "shape_signature", "shares_shapes_with_space", "space_shape_signatures",
            "unseen_shape_classes"]
