@@ -232,6 +232,22 @@ def test_named_architectures_replace_the_held_out_classes(protocol):
         protocol.parse_args(["--archs", "1x64", "--classes", "wide_2x"])
 
 
+def test_a_draw_replaces_the_fixed_held_out_models_with_seeded_random_ones(protocol, capsys):
+    """`--draw N --draw-seed S`: the classes' models are `nas.unseen.draw_unseen`'s, not the fixed ones."""
+    from nas.unseen import draw_unseen
+    from search_spaces import get_space
+
+    payload = protocol.main(["--quick", "--spaces", "vit", "--draw", "1", "--draw-seed", "3",
+                             "--classes", "off_grid_width,deep_2x"])
+    capsys.readouterr()
+    drawn = draw_unseen(get_space("vit", image_size=8, channels=1, num_classes=10), 1, 3)
+    assert [(a["class"], a["config"]) for a in payload["spaces"]["vit"]["archs"]] == [
+        (cls, drawn[cls][0].to_dict()) for cls in ("off_grid_width", "deep_2x")]
+    for bad in (["--draw", "0"], ["--draw", "1", "--archs", "1x64"]):
+        with pytest.raises(SystemExit, match="--draw"):
+            protocol.parse_args(bad)
+
+
 def test_a_candidate_checkpoint_is_scored_instead_of_the_shipped_one(protocol, capsys, tmp_path):
     """`--checkpoint`: the arms run with that hypernet (its name in the JSON; cache entries its own);
     a checkpoint of another space is refused by its signature, and it needs a single space."""
