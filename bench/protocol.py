@@ -820,8 +820,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="these architectures instead of the held-out classes (built as they are: nas.unseen.arch_at); "
                         "a diagnostic, e.g. shapes meta-training saw (class seen_shape)")
     p.add_argument("--draw", type=int, default=None, metavar="N",
-                   help="N architectures per held-out class drawn at random over the whole class (nas.unseen.draw_unseen) "
-                        "instead of its fixed ones: another set of unseen models")
+                   help="N architectures per held-out class drawn at random over the whole class "
+                        "(nas.unseen.draw_unseen) instead of its fixed ones: another set of unseen models")
     p.add_argument("--draw-seed", type=int, default=0, help="the seed of --draw")
     p.add_argument("--lr-grid", default=None, help="lrs tried for the tuned arms (default 3e-4,1e-3,3e-3)")
     p.add_argument("--tune", default=",".join(RANDOM_ARMS), help=f"arms whose lr is tuned over --lr-grid, of {ARMS}")

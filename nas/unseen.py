@@ -86,7 +86,7 @@ def draw_unseen(space: Any, per_class: int, seed: int) -> dict[str, list[ModelCo
     deepest; other widths from the grid. A second draw is another reviewer's set of unseen models."""
     if per_class < 1:
         raise ValueError(f"per_class: at least 1, got {per_class}")
-    lo, hi, _ = space.width
+    hi = space.width[1]
     d_lo, d_hi = space.depth
     depths, grid = list(range(d_lo, d_hi + 1)), _grid_widths(space)
     rules = {
@@ -141,5 +141,5 @@ def shares_shapes_with_space(config: ModelConfig, space: Any) -> bool:
     return shape_signature(config) in space_shape_signatures(space)
 
 
-__all__ = ["CLASSES", "arch_at", "draw_unseen", "shape_signature", "shares_shapes_with_space", "space_shape_signatures",
-           "unseen_shape_classes"]
+__all__ = ["CLASSES", "arch_at", "draw_unseen", "shape_signature", "shares_shapes_with_space",
+           "space_shape_signatures", "unseen_shape_classes"]
