@@ -89,12 +89,13 @@ def draw_unseen(space: Any, per_class: int, seed: int) -> dict[str, list[ModelCo
     hi = space.width[1]
     d_lo, d_hi = space.depth
     depths, grid = list(range(d_lo, d_hi + 1)), _grid_widths(space)
+    off_grid, ratio = _off_grid_widths(space), _unseen_ratio(space)
     rules = {
-        "off_grid_width": lambda rng: arch_at(space, rng.choice(depths), rng.choice(_off_grid_widths(space))),
+        "off_grid_width": lambda rng: arch_at(space, rng.choice(depths), rng.choice(off_grid)),
         "wide_2x": lambda rng: arch_at(space, rng.choice(depths), 2 * hi),
         "wide_4x": lambda rng: arch_at(space, rng.choice(depths), 4 * hi),
         "deep_2x": lambda rng: arch_at(space, rng.randint(d_hi + 1, 2 * d_hi), rng.choice(grid)),
-        "unseen_mlp_ratio": lambda rng: arch_at(space, rng.choice(depths), rng.choice(grid), _unseen_ratio(space)),
+        "unseen_mlp_ratio": lambda rng: arch_at(space, rng.choice(depths), rng.choice(grid), ratio),
     }
     rng = random.Random(seed)
     drawn: dict[str, list[ModelConfig]] = {}
