@@ -26,7 +26,7 @@ import torch
 from hypernet import (CheckpointError, LoGAH, LoGAHConfig, load_checkpoint, meta_train, save_checkpoint,
                       trainstate_path, with_config)
 from nas.recipe import DEFAULT_STEPS, UNSEEN_SEED, WIDTH_SAMPLING, Recipe, RecipeOptions
-from nas.unseen import unseen_shape_classes
+from nas.unseen import off_grid_widths
 from search_spaces import ConfigError, get_space
 from search_spaces.validate import require_range
 
@@ -82,9 +82,9 @@ def sampler_excluding(space: Any, excluded: list, shallow_share: float = 0.0, wi
 
 def range_widths(space: Any) -> list[int]:
     """Every width in the space's [low, high] that a head count divides, minus the held-out off-grid
-    widths of `nas.unseen.unseen_shape_classes`."""
+    widths (`nas.unseen.off_grid_widths`)."""
     lo, hi, _ = space.width
-    held_out = {c.width for c in unseen_shape_classes(space)["off_grid_width"]}
+    held_out = set(off_grid_widths(space))
     found = [w for w in range(lo, hi + 1) if w not in held_out and any(w % h == 0 for h in space.heads)]
     if not found:
         raise ConfigError("width", space.width, "a range with a width one of the head counts divides")

@@ -52,10 +52,12 @@ def arch_at(space: Any, depth: int, width: int, mlp_ratio: float | None = None) 
                       mlp_ratio=ratio, tied_embeddings=space.tied_embeddings[0])
 
 
-def _off_grid_widths(space: Any) -> list[int]:
-    """The widths between the grid's steps that the held-out class uses (meta-training leaves them out)."""
+def off_grid_widths(space: Any) -> list[int]:
+    """The widths between the grid's steps that the held-out class uses and meta-training leaves out
+    (`nas.pretrain.range_widths`); none where the grid has no width between its steps (step 1)."""
     lo, hi, step = space.width
-    return [w for w in range(lo + step // 2, hi, step) if w % 8 == 0 or w % 4 == 0][:3]
+    between = [w for w in range(lo + step // 2, hi, step) if (w - lo) % step]
+    return [w for w in between if w % 8 == 0 or w % 4 == 0][:3]
 
 
 def _unseen_ratio(space: Any) -> float:
@@ -70,7 +72,7 @@ def unseen_shape_classes(space: Any) -> dict[str, list[ModelConfig]]:
     d_mid = (d_lo + d_hi) // 2
     mid_width = _grid_widths(space)[len(_grid_widths(space)) // 2]
     classes = {
-        "off_grid_width": [arch_at(space, d, w) for d, w in zip((d_lo, d_mid, d_hi), _off_grid_widths(space))],
+        "off_grid_width": [arch_at(space, d, w) for d, w in zip((d_lo, d_mid, d_hi), off_grid_widths(space))],
         "wide_2x": [arch_at(space, d, 2 * hi) for d in (d_lo, d_mid)],
         "wide_4x": [arch_at(space, d_lo, 4 * hi)],
         "deep_2x": [arch_at(space, 2 * d_hi, w) for w in (lo, mid_width)],
@@ -89,7 +91,7 @@ def draw_unseen(space: Any, per_class: int, seed: int) -> dict[str, list[ModelCo
     hi = space.width[1]
     d_lo, d_hi = space.depth
     depths, grid = list(range(d_lo, d_hi + 1)), _grid_widths(space)
-    off_grid, ratio = _off_grid_widths(space), _unseen_ratio(space)
+    off_grid, ratio = off_grid_widths(space), _unseen_ratio(space)
     rules = {
         "off_grid_width": lambda rng: arch_at(space, rng.choice(depths), rng.choice(off_grid)),
         "wide_2x": lambda rng: arch_at(space, rng.choice(depths), 2 * hi),
@@ -101,7 +103,8 @@ def draw_unseen(space: Any, per_class: int, seed: int) -> dict[str, list[ModelCo
     drawn: dict[str, list[ModelConfig]] = {}
     for name, rule in rules.items():
         found: list[ModelConfig] = []
-        for _ in range(100 * per_class):
+        tries = 0 if name == "off_grid_width" and not off_grid else 100 * per_class  # a grid of step 1 has none
+        for _ in range(tries):
             config = rule(rng)
             if config not in found and not shares_shapes_with_space(config, space):
                 found.append(config)
@@ -142,5 +145,5 @@ def shares_shapes_with_space(config: ModelConfig, space: Any) -> bool:
     return shape_signature(config) in space_shape_signatures(space)
 
 
-__all__ = ["CLASSES", "arch_at", "draw_unseen", "shape_signature", "shares_shapes_with_space",
+__all__ = ["CLASSES", "arch_at", "draw_unseen", "off_grid_widths", "shape_signature", "shares_shapes_with_space",
            "space_shape_signatures", "unseen_shape_classes"]

@@ -64,3 +64,15 @@ def test_a_draw_is_reproducible_by_its_seed_and_refuses_an_empty_class():
     assert draw_unseen(space, 2, seed=5) != draw_unseen(space, 2, seed=6)
     with pytest.raises(ValueError, match="per_class"):
         draw_unseen(space, 0, seed=0)
+
+
+def test_a_grid_of_step_one_has_no_off_grid_width_and_meta_training_keeps_every_width():
+    from nas.pretrain import range_widths
+    from nas.unseen import off_grid_widths
+
+    stepped = get_space("vit", **SPACES["vit"])
+    assert off_grid_widths(stepped) == [40, 56, 72] and not set(off_grid_widths(stepped)) & set(range_widths(stepped))
+    space = get_space("vit", **SPACES["vit"], width=(32, 64, 1), heads=(1, 2, 4))
+    assert off_grid_widths(space) == [] and unseen_shape_classes(space)["off_grid_width"] == []
+    assert draw_unseen(space, 2, seed=0)["off_grid_width"] == []
+    assert range_widths(space) == list(range(32, 65))
