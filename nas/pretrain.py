@@ -304,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["DEFAULT_STEPS", "Recipe", "RecipeOptions", "UNSEEN_COUNT", "UNSEEN_SEED", "default_out", "main",
-           "pretrain", "range_widths", "reproduce_command", "total_cpu_hours", "sampler_excluding", "unseen_architectures"]
+           "pretrain", "range_widths", "reproduce_command", "total_cpu_hours", "sampler_excluding",
+           "unseen_architectures"]
 
 
 if __name__ == "__main__":
