@@ -127,6 +127,17 @@ def table(rows: Iterable[dict[str, Any]], columns: list[tuple[str, str]]) -> str
     return "\n".join(lines)
 
 
+def parse_seeds(text: str) -> list[int]:
+    """The training seeds of a `--seeds` flag ('0,1,2'); a bad value exits naming the flag."""
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"--seeds: comma-separated integers, got {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"--seeds: distinct integers, got {text!r}")
+    return seeds
+
+
 def command_line(script: str, argv: Sequence[str] | None) -> str:
     """The command that reproduces a bench run: `python bench/<script's file name> <its arguments>`
     (`argv` None: this process's own)."""

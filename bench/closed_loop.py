@@ -47,7 +47,8 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import command_line, fmt_mean_se, mean_se, run_search, table, write_json  # noqa: E402
+from bench._common import (command_line, fmt_mean_se, mean_se, parse_seeds, run_search, table,  # noqa: E402
+                           write_json)
 
 SETTINGS = {
     "mnist5k_transfer": ["space=vit", "data=mnist5k", "space.patch_sizes=[4,7]", "hypernet.checkpoint=auto"],
@@ -157,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for name in names:
         if name not in SETTINGS:
             p.error(f"--settings: {name!r} is not one of {sorted(SETTINGS)}")
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = parse_seeds(args.seeds)
     results = [run_setting(n, seeds, args.trials, args.steps, args.refit_every, args.text_package, args.timeout,
                            args.refit_max_share, args.warm_set, args.both_set, args.workers, args.refit_in)
                for n in names]

@@ -64,7 +64,7 @@ from typing import Any, Iterable, Sequence
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe_arch, emit, shipped_checkpoint, table, write_json  # noqa: E402
+from _common import describe_arch, emit, parse_seeds, shipped_checkpoint, table, write_json  # noqa: E402
 
 CASES = (("vit", "digits"), ("gpt2", "pytext"))
 DATA = dict(CASES)  # each space's embedded data
@@ -858,13 +858,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    args.seeds = tuple(parse_seeds(args.seeds))
     try:
-        args.seeds = tuple(int(x) for x in args.seeds.split(","))
         args.lr_grid = tuple(float(x) for x in args.lr_grid.split(","))
         args.pretrain_hours = {k: float(v) for k, v in (i.split("=", 1) for i in args.pretrain_hours.split(",") if i)}
     except ValueError:
-        raise SystemExit("--seeds: integers, --lr-grid: floats, --pretrain-hours: SPACE=HOURS, "
-                         "comma-separated") from None
+        raise SystemExit("--lr-grid: floats, --pretrain-hours: SPACE=HOURS, comma-separated") from None
     args.shard = parse_shard(args.shard)
     if args.warm_strength is not None and not 0.0 < args.warm_strength <= 1.0:
         raise SystemExit(f"--warm-strength: in (0, 1], got {args.warm_strength}")

@@ -33,7 +33,8 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import command_line, fmt_mean_se, mean_se, run_search, table, write_json  # noqa: E402
+from bench._common import (command_line, fmt_mean_se, mean_se, parse_seeds, run_search, table,  # noqa: E402
+                           write_json)
 
 BASE = ["space=vit", "data=digits", "hypernet.checkpoint=none", "hypernet.screen_candidates=0",
         "study.sampler=random", "study.pruner=none"]
@@ -125,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.seeds, args.trials, args.steps, args.refit_every = "0", 6, 8, 2
     if args.refit_every < 1:
         p.error(f"--refit-every: {args.refit_every} is not an integer >= 1")
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = parse_seeds(args.seeds)
     runs = [run_seed(s, args.trials, args.steps, args.refit_every, args.workers, args.both_set, args.timeout)
             for s in seeds]
     rows = summarize(runs)

@@ -25,7 +25,8 @@ from typing import Any, Sequence
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import command_line, describe_arch, emit, fmt_mean_se, mean_se, table, write_json  # noqa: E402
+from _common import (command_line, describe_arch, emit, fmt_mean_se, mean_se, parse_seeds, table,  # noqa: E402
+                     write_json)
 from protocol import (DATA, RANDOM_ARMS, _init_model, add_study_training_args, parse_archs,  # noqa: E402
                       study_training_from)
 
@@ -59,10 +60,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--groups", default=None, help="comma-separated parameter groups (default: every group)")
     p.add_argument("--seeds", default="0,1,2")
     args = p.parse_args(argv)
-    try:
-        seeds = [int(s) for s in args.seeds.split(",")]
-    except ValueError:
-        raise SystemExit(f"--seeds: comma-separated integers, got {args.seeds!r}") from None
+    seeds = parse_seeds(args.seeds)
     archs = parse_archs(args.archs)
     torch.set_num_threads(1)
     run = study_training_from(args)

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe_arch, emit, shipped_checkpoint, table, write_json  # noqa: E402
+from _common import describe_arch, emit, parse_seeds, shipped_checkpoint, table, write_json  # noqa: E402
 from protocol import CASES, _init_model, mean_se, study_defaults  # noqa: E402
 
 ARMS = ("random_gpt2", "random_pytorch", "mimetic", "hypernet_study", "hypernet_full")
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(human(saved["spaces"]) + "\n\n" + markdown(saved["spaces"]))
         return saved
     torch.set_num_threads(args.threads)
-    seeds = tuple(int(s) for s in args.seeds.split(","))
+    seeds = tuple(parse_seeds(args.seeds))
     t0 = time.perf_counter()
     spaces = {name: run_space(name, data, seeds, args.quick, not args.no_paper_scale)
               for name, data in CASES if name in args.spaces.split(",")}

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import command_line, fmt_mean_se, mean_se, table, write_json  # noqa: E402
+from bench._common import command_line, fmt_mean_se, mean_se, parse_seeds, table, write_json  # noqa: E402
 
 VARIANTS = {"ImageDataset": (("pos_embed",), ("pos_embed", "head"), ("pos_embed", "head", "patch_embed")),
             "TextDataset": ((), ("wpe",), ("wte", "lm_head", "wpe"))}
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results: dict[str, dict[str, list[float]]] = {name: {"step0_full": [], "step0_half": [], "tuned": []}
                                                   for name in [*arms, "random init"]}
     context = getattr(data, "context", None)
-    for seed in [int(s) for s in args.seeds.split(",")]:
+    for seed in parse_seeds(args.seeds):
         rng = random.Random(seed)
         for i in range(args.archs):
             config = space.sample(rng)

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe_arch, emit, shipped_checkpoint, table  # noqa: E402
+from _common import describe_arch, emit, parse_seeds, shipped_checkpoint, table  # noqa: E402
 
 CASES = (("vit", "digits", "vit_digits"), ("gpt2", "pytext", "gpt2_pytext"))
 TARGET_FRACTION = 1 / 3
@@ -160,10 +160,7 @@ def main() -> None:
     overrides = dict(item.split("=", 1) for item in args.checkpoint if "=" in item)
     if len(overrides) != len(args.checkpoint) or not set(overrides) <= {"vit", "gpt2"}:
         raise SystemExit(f"--checkpoint: SPACE=PATH with SPACE vit or gpt2, got {args.checkpoint}")
-    try:
-        seeds = tuple(int(x) for x in args.seeds.split(","))
-    except ValueError:
-        raise SystemExit(f"--seeds: comma-separated integers, got {args.seeds!r}") from None
+    seeds = tuple(parse_seeds(args.seeds))
     torch.set_num_threads(args.threads)
     cases = [c for c in CASES if c[0] in args.spaces.split(",")]
     if not cases:

@@ -27,3 +27,10 @@ def test_write_json_names_the_bench_keeps_order_on_request_and_replaces_atomical
         common.write_json(out, "protocol", {"new": 1})
     assert json.loads(out.read_text()) == {"bench": "protocol", "z": 1, "a": 2}  # the previous file is whole
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary file left behind
+
+
+def test_parse_seeds_reads_a_seeds_flag_and_exits_naming_it(common):
+    assert common.parse_seeds("0,1,2") == [0, 1, 2] and common.parse_seeds("7") == [7]
+    for bad, why in (("0,a", "comma-separated integers"), ("", "comma-separated integers"), ("1,1", "distinct")):
+        with pytest.raises(SystemExit, match=f"--seeds: {why}"):
+            common.parse_seeds(bad)
