@@ -35,5 +35,10 @@ def draw_luck():
 
 
 @pytest.fixture(scope="module")
+def fit():
+    return _import_bench("fit")
+
+
+@pytest.fixture(scope="module")
 def common():
     return _import_bench("_common")
