@@ -53,6 +53,13 @@ def _usage() -> str:
     return USAGE.format(**{g: "|".join(group_options(g)) for g in ("space", "data", "hypernet", "study")})
 
 
+def trials_done_line(done: int, n_trials: int) -> str:
+    """The summary's count. Optuna stops each worker after the trial that fills the budget, so with
+    several workers one may finish a trial it began just before: said, not hidden."""
+    extra = f"; {done - n_trials} more that workers had begun as the budget filled" if done > n_trials else ""
+    return f"trials done: {min(done, n_trials)}/{n_trials} (COMPLETE + PRUNED{extra})"
+
+
 def _print(msg: str = "") -> None:
     print(msg, flush=True)
 
@@ -111,7 +118,7 @@ def cmd_search(overrides: Sequence[str]) -> int:
     if reaped:
         _print(f"failed and re-queued trials {reaped} left RUNNING by dead workers")
     done = n_counted(study)
-    _print(f"trials done: {min(done, cfg.n_trials)}/{cfg.n_trials} (COMPLETE + PRUNED)")
+    _print(trials_done_line(done, cfg.n_trials))
     if done < cfg.n_trials:
         print(f"logah-nas: error: study {cfg.study_name!r} is incomplete: {done}/{cfg.n_trials} trials done; "
               f"resume it with: {resume_command('search', list(overrides))}", file=sys.stderr)

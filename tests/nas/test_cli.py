@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from _nas_tiny import tiny_overrides
 
-from nas.cli import main
+from nas.cli import main, trials_done_line
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -71,6 +71,7 @@ def test_search_with_two_workers_end_to_end_then_export(tmp_path):
     study = optuna.load_study(study_name="vit-digits", storage=f"sqlite:///{tmp_path}/study.db")
     counted = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     assert 4 <= len(counted) <= 5  # MaxTrialsCallback: each worker may finish its running trial
+    assert trials_done_line(len(counted), 4) in run.stdout  # the summary says so when one did
     assert len(list_versions(f"sqlite:///{tmp_path}/study.db", "vit-digits")) >= 2  # a refit happened
     assert len(list((tmp_path / "logs").glob("vit-digits-worker*.log"))) == 2
 
@@ -80,6 +81,13 @@ def test_search_with_two_workers_end_to_end_then_export(tmp_path):
     assert again.returncode == 0, again.stderr
     assert Path(again.stdout.strip()) == tmp_path / "again" / f"vit-digits-trial{prov['trial']}"
     assert (tmp_path / "again" / f"vit-digits-trial{prov['trial']}" / "model.safetensors").exists()
+
+
+def test_the_summary_counts_the_budget_and_says_what_workers_finished_beyond_it():
+    assert trials_done_line(3, 4) == "trials done: 3/4 (COMPLETE + PRUNED)"
+    assert trials_done_line(4, 4) == "trials done: 4/4 (COMPLETE + PRUNED)"
+    assert trials_done_line(5, 4) == ("trials done: 4/4 (COMPLETE + PRUNED; 1 more that workers had begun as the "
+                                      "budget filled)")
 
 
 def test_dashboard_launches_the_app_on_localhost_with_the_storage(tmp_path, monkeypatch, capsys):
