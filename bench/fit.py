@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (command_line, describe_arch, emit, fmt_mean_se, mean_se, parse_seeds, table,  # noqa: E402
                      write_json)
 from protocol import (DATA, HYPERNET_ARMS, RANDOM_ARMS, _init_model, add_study_training_args,  # noqa: E402
-                      parse_archs, study_training_from)
+                      hypernet_strengths, parse_archs, study_training_from)
 
 STARTS = (*RANDOM_ARMS, "mimetic", *HYPERNET_ARMS)  # inheritance needs a trained pool: bench/protocol.py
 
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for depth, width in archs:
         config = arch_at(run.space, depth, width)
         for start in starts:
-            strength = 1.0 if start == "hypernet_full" else run.strength
+            strength = hypernet_strengths(run.strength).get(start, 1.0)
             val, fit = [], []
             for seed in seeds:
                 model, _ = _init_model(start, config, seed, hn=run.hn, strength=strength)

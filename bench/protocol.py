@@ -77,6 +77,11 @@ QUICK = {"budgets": "4,8", "seeds": "0", "archs_per_class": 1, "lr_grid": "1e-3"
          "eval_batches": 1, "batch_size": 8}
 
 
+def hypernet_strengths(study_strength: float) -> dict[str, float]:
+    """The warm strength of each hypernet arm: the study's for `hypernet_study`, 1 for `hypernet_full`."""
+    return {"hypernet_study": study_strength, "hypernet_full": 1.0}
+
+
 # ---------------------------------------------------------------- the run cache
 
 class RunCache:
@@ -581,7 +586,7 @@ def run_space(space_name: str, data: str, args, budgets_text: str) -> dict[str, 
     if args.warm_strength is not None:  # the hypernet_study arm at another strength than the study's
         study["warm_strength"] = args.warm_strength
     budgets = parse_budgets(budgets_text, study["steps"], args.long_steps)
-    strengths = {"hypernet_study": study["warm_strength"], "hypernet_full": 1.0}
+    strengths = hypernet_strengths(study["warm_strength"])
     from warm_start_quality import default_eval_batches  # the same val batches as the warm-start bench
 
     eval_batches = args.eval_batches or default_eval_batches(dataset, args.batch_size)

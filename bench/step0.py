@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe_arch, emit, parse_seeds, shipped_checkpoint, table, write_json  # noqa: E402
-from protocol import CASES, _init_model, mean_se, study_defaults  # noqa: E402
+from protocol import CASES, _init_model, hypernet_strengths, mean_se, study_defaults  # noqa: E402
 
 ARMS = ("random_gpt2", "random_pytorch", "mimetic", "hypernet_study", "hypernet_full")
 TEXT_BATCHES = 8
@@ -56,7 +56,7 @@ def run_space(space_name: str, data: str, seeds: tuple[int, ...], quick: bool = 
     path = shipped_checkpoint(space, data)
     hn, _ = load_checkpoint(path, expected_signature=space.signature())
     hn.eval()
-    strengths = {"hypernet_study": study_defaults(space_name, data)["warm_strength"], "hypernet_full": 1.0}
+    strengths = hypernet_strengths(study_defaults(space_name, data)["warm_strength"])
     batches = None if dataset.kind == "image" else TEXT_BATCHES
     classes = {**unseen_shape_classes(space), **({"paper_scale": paper_scale(space)} if paper else {})}
     if quick:  # smoke run: one architecture of each held-out class, two val batches, no paper scale
