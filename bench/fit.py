@@ -61,11 +61,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     train_batches = [run.dataset.batch("train", run.cfg.batch_size, generator, context=context)
                      for _ in range(args.train_batches)]
 
+    strengths = hypernet_strengths(run.strength)
     rows = []
     for depth, width in archs:
         config = arch_at(run.space, depth, width)
         for start in starts:
-            strength = hypernet_strengths(run.strength).get(start, 1.0)
+            strength = strengths.get(start, 1.0)
             val, fit = [], []
             for seed in seeds:
                 model, _ = _init_model(start, config, seed, hn=run.hn, strength=strength)
