@@ -12,6 +12,9 @@ from optuna.trial import TrialState
 
 from nas.storage import make_artifact_store, make_engine, make_storage
 
+# Trials these tests make by hand never beat, so Optuna warns that heartbeats want its own run loop.
+HAND_MADE_TRIALS = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used:UserWarning")
+
 
 def _journal_mode(engine) -> str:
     with engine.connect() as conn:
@@ -277,7 +280,7 @@ def test_a_full_artifacts_folder_is_not_called_an_unwritable_database():
     assert storage_write_error(OSError(28, "No space left on device")) is None  # not the database driver's
 
 
-@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used:UserWarning")  # trials made by hand
+@HAND_MADE_TRIALS
 def test_a_trial_that_never_beat_is_judged_by_its_owner_s_utc_start_not_a_local_clock(tmp_path):
     """A refitter or worker on another machine (maybe another time zone) reaps a trial killed before
     its first heartbeat by the UTC time its owner recorded, never by Optuna's naive local datetime_start."""
@@ -297,7 +300,7 @@ def test_a_trial_that_never_beat_is_judged_by_its_owner_s_utc_start_not_a_local_
     assert study.trials[0].user_attrs["fail_reason"] == "worker died before its first heartbeat"
 
 
-@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used:UserWarning")  # trials made by hand
+@HAND_MADE_TRIALS
 def test_a_run_s_last_reap_settles_a_trial_nobody_owns_or_beats_for(tmp_path):
     """A database restart can cut a worker off while its new trial's row is committed: the row is
     there, its worker never learnt the id, no owner and no heartbeat. A plain reap leaves it (it may
